@@ -1,0 +1,169 @@
+// Forward/backward kernel pairs for the MLP and its losses: plain loops over typed arrays with explicit
+// sizes, arguments ordered outputs, inputs, sizes (llm.c's convention, camelCased as TypeScript reads).
+// Backward kernels accumulate (+=) into gradient buffers; the caller zeroes them once per shard.
+// Shapes use the letters defined in model.ts: B rows, C inputs, OC outputs, K classes.
+
+import type { Activation } from './model.js';
+
+// ---------------------------------------------------------------------------------------------------
+// Linear layer: out = inp @ weight^T + bias, weight in nn.Linear's (OC, C) layout.
+
+/** out (B, OC) = inp (B, C) @ weight (OC, C)^T + bias (OC) */
+export function linearForward(
+  out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array,
+  B: number, C: number, OC: number,
+): void {
+  for (let b = 0; b < B; b++) {
+    const ib = b * C;
+    const ob = b * OC;
+    let o = 0;
+    // Four output rows at a time share each input load; the accumulators are doubles, rounded once.
+    for (; o + 4 <= OC; o += 4) {
+      const w0 = o * C, w1 = w0 + C, w2 = w1 + C, w3 = w2 + C;
+      let s0 = bias[o], s1 = bias[o + 1], s2 = bias[o + 2], s3 = bias[o + 3];
+      for (let c = 0; c < C; c++) {
+        const x = inp[ib + c];
+        s0 += x * weight[w0 + c];
+        s1 += x * weight[w1 + c];
+        s2 += x * weight[w2 + c];
+        s3 += x * weight[w3 + c];
+      }
+      out[ob + o] = s0; out[ob + o + 1] = s1; out[ob + o + 2] = s2; out[ob + o + 3] = s3;
+    }
+    for (; o < OC; o++) {
+      const wo = o * C;
+      let s = bias[o];
+      for (let c = 0; c < C; c++) s += inp[ib + c] * weight[wo + c];
+      out[ob + o] = s;
+    }
+  }
+}
+
+/**
+ * dweight (OC, C) += dout^T @ inp, dbias (OC) += column sums of dout, and, unless dinp is null (the
+ * first layer, whose input is data), dinp (B, C) += dout (B, OC) @ weight (OC, C).
+ */
+export function linearBackward(
+  dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array,
+  dout: Float32Array, inp: Float32Array, weight: Float32Array,
+  B: number, C: number, OC: number,
+): void {
+  for (let b = 0; b < B; b++) {
+    const ib = b * C;
+    const ob = b * OC;
+    for (let o = 0; o < OC; o++) {
+      const g = dout[ob + o];
+      if (g === 0) continue; // ReLU zeroes many rows; skipping them changes no bit of the sum
+      dbias[o] += g;
+      const wo = o * C;
+      for (let c = 0; c < C; c++) dweight[wo + c] += g * inp[ib + c];
+      if (dinp !== null) {
+        for (let c = 0; c < C; c++) dinp[ib + c] += g * weight[wo + c];
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Activations, elementwise over N = B * OC values. The backward reads the forward's output, which is
+// all that relu, tanh and sigmoid need.
+
+/** out (N) = act(inp (N)) */
+export function activationForward(kind: Activation, out: Float32Array, inp: Float32Array, N: number): void {
+  switch (kind) {
+    case 'relu':
+      for (let i = 0; i < N; i++) out[i] = inp[i] > 0 ? inp[i] : 0;
+      return;
+    case 'tanh':
+      for (let i = 0; i < N; i++) out[i] = Math.tanh(inp[i]);
+      return;
+    case 'sigmoid':
+      for (let i = 0; i < N; i++) out[i] = sigmoid(inp[i]);
+      return;
+  }
+}
+
+/** dinp (N) += dout (N) * act'(inp), with act' written in terms of out (N) = act(inp) */
+export function activationBackward(kind: Activation, dinp: Float32Array, dout: Float32Array, out: Float32Array, N: number): void {
+  switch (kind) {
+    case 'relu':
+      for (let i = 0; i < N; i++) if (out[i] > 0) dinp[i] += dout[i];
+      return;
+    case 'tanh':
+      for (let i = 0; i < N; i++) dinp[i] += dout[i] * (1 - out[i] * out[i]);
+      return;
+    case 'sigmoid':
+      for (let i = 0; i < N; i++) dinp[i] += dout[i] * out[i] * (1 - out[i]);
+      return;
+  }
+}
+
+/** 1 / (1 + e^-x), written so that neither branch overflows. */
+export function sigmoid(x: number): number {
+  if (x >= 0) return 1 / (1 + Math.exp(-x));
+  const e = Math.exp(x);
+  return e / (1 + e);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Softmax cross-entropy over K classes with integer targets (nn.CrossEntropyLoss, reduction 'sum' per
+// row; the coordinator divides by the batch's weight total). Stable by construction: log-sum-exp with
+// the row maximum subtracted.
+
+/** losses (B) = -log softmax(logits)[target]; probs (B, K) = softmax(logits (B, K)); targets (B) */
+export function crossEntropyForward(
+  losses: Float32Array, probs: Float32Array, logits: Float32Array, targets: Int32Array | Uint8Array,
+  B: number, K: number,
+): void {
+  for (let b = 0; b < B; b++) {
+    // -log p_t = logsumexp(x) - x_t: exact in the tail where p_t itself underflows to 0.
+    losses[b] = softmaxRow(probs, logits, b * K, K) - logits[b * K + targets[b]];
+  }
+}
+
+/** probs (B, K) = softmax(logits (B, K)), row by row. */
+export function softmaxForward(probs: Float32Array, logits: Float32Array, B: number, K: number): void {
+  for (let b = 0; b < B; b++) softmaxRow(probs, logits, b * K, K);
+}
+
+/** Softmax of the K values at offset r into probs; returns their log-sum-exp (max subtracted first). */
+function softmaxRow(probs: Float32Array, logits: Float32Array, r: number, K: number): number {
+  let max = -Infinity;
+  for (let k = 0; k < K; k++) if (logits[r + k] > max) max = logits[r + k];
+  let sum = 0;
+  for (let k = 0; k < K; k++) {
+    const e = Math.exp(logits[r + k] - max);
+    probs[r + k] = e;
+    sum += e;
+  }
+  for (let k = 0; k < K; k++) probs[r + k] /= sum;
+  return max + Math.log(sum);
+}
+
+/** dlogits (B, K) += probs - onehot(targets): softmax and cross-entropy's backward fused. */
+export function crossEntropyBackward(
+  dlogits: Float32Array, probs: Float32Array, targets: Int32Array | Uint8Array, B: number, K: number,
+): void {
+  for (let b = 0; b < B; b++) {
+    const r = b * K;
+    for (let k = 0; k < K; k++) dlogits[r + k] += probs[r + k];
+    dlogits[r + targets[b]] -= 1;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Binary cross-entropy on logits (nn.BCEWithLogitsLoss), elementwise over N = B * K values with
+// targets y in [0, 1]. Softplus form: max(x, 0) - x y + log(1 + e^-|x|), finite for every finite x.
+
+/** losses (N) = softplus-form BCE of logits (N) against targets (N) */
+export function bceWithLogitsForward(losses: Float32Array, logits: Float32Array, targets: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) {
+    const x = logits[i];
+    losses[i] = Math.max(x, 0) - x * targets[i] + Math.log1p(Math.exp(-Math.abs(x)));
+  }
+}
+
+/** dlogits (N) += sigmoid(logits) - targets */
+export function bceWithLogitsBackward(dlogits: Float32Array, logits: Float32Array, targets: Float32Array, N: number): void {
+  for (let i = 0; i < N; i++) dlogits[i] += sigmoid(logits[i]) - targets[i];
+}

@@ -1,0 +1,84 @@
+// Stochastic gradient descent as torch.optim.SGD computes it (its single-tensor path), over the flat
+// parameter buffer: the same option names, defaults, validation rules and float32 arithmetic.
+
+export interface SGDOptions {
+  /** Learning rate. Default 0.001, as torch.optim.SGD. */
+  lr: number;
+  /** Momentum factor. Default 0. */
+  momentum: number;
+  /** Dampening for momentum. Default 0. */
+  dampening: number;
+  /** L2 penalty added to the gradient (weight_decay). Default 0. */
+  weightDecay: number;
+  /** Nesterov momentum. Default false; requires momentum > 0 and dampening 0. */
+  nesterov: boolean;
+  /** Maximize the objective instead of minimizing. Default false. */
+  maximize: boolean;
+}
+
+export const SGD_DEFAULTS: Readonly<SGDOptions> = {
+  lr: 1e-3,
+  momentum: 0,
+  dampening: 0,
+  weightDecay: 0,
+  nesterov: false,
+  maximize: false,
+};
+
+/** Throws the error torch.optim.SGD would, with the option named the way gradpool users write it. */
+export function validateSGD(o: SGDOptions): void {
+  const finite = (name: keyof SGDOptions, v: unknown): void => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) {
+      throw new TypeError(`options.${name} must be a finite number; got ${String(v)}`);
+    }
+  };
+  finite('lr', o.lr);
+  finite('momentum', o.momentum);
+  finite('dampening', o.dampening);
+  finite('weightDecay', o.weightDecay);
+  if (o.lr < 0) throw new RangeError(`Invalid learning rate: options.lr must be >= 0; got ${o.lr}`);
+  if (o.momentum < 0) throw new RangeError(`Invalid momentum value: options.momentum must be >= 0; got ${o.momentum}`);
+  if (o.weightDecay < 0) throw new RangeError(`Invalid weight_decay value: options.weightDecay must be >= 0; got ${o.weightDecay}`);
+  if (typeof o.nesterov !== 'boolean') throw new TypeError(`options.nesterov must be a boolean; got ${String(o.nesterov)}`);
+  if (typeof o.maximize !== 'boolean') throw new TypeError(`options.maximize must be a boolean; got ${String(o.maximize)}`);
+  if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) {
+    throw new RangeError(
+      `Nesterov momentum requires a momentum and zero dampening; got momentum ${o.momentum}, dampening ${o.dampening}`,
+    );
+  }
+}
+
+/** What SGD keeps between steps: the momentum buffer and whether it has been started. */
+export interface SGDState {
+  /** (P) float32, the momentum buffer; torch creates it on the first step as a copy of the gradient. */
+  momentumBuffer: Float32Array;
+  hasMomentumBuffer: boolean;
+}
+
+const f32 = Math.fround;
+
+/**
+ * params (P) -= lr * direction, where direction is built from grads (P) as torch.optim.SGD builds it.
+ * Each tensor op of torch rounds to float32; here each is computed in double and rounded once, which is
+ * what torch's fused multiply-add kernels give. Scalars are rounded to float32 first, as torch does.
+ */
+export function sgdStep(params: Float32Array, grads: Float32Array, state: SGDState, o: SGDOptions, lr: number): void {
+  const P = params.length;
+  const wd = f32(o.weightDecay);
+  const mom = f32(o.momentum);
+  const damp = f32(1 - o.dampening);
+  const step = f32(-lr);
+  const buf = state.momentumBuffer;
+  const first = !state.hasMomentumBuffer;
+  for (let i = 0; i < P; i++) {
+    let g = o.maximize ? -grads[i] : grads[i];
+    if (wd !== 0) g = f32(g + wd * params[i]);
+    if (mom !== 0) {
+      const b = first ? g : f32(f32(buf[i] * mom) + damp * g);
+      buf[i] = b;
+      g = o.nesterov ? f32(g + mom * b) : b;
+    }
+    params[i] = params[i] + step * g;
+  }
+  if (mom !== 0) state.hasMomentumBuffer = true;
+}

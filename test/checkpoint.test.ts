@@ -1,0 +1,428 @@
+// Checkpoint tests: bit-exact round trips, the safetensors byte format checked against a file written by
+// an independent Python writer and by a hand-written spec reader, loading into torch, atomic saves, and
+// one test per kind of bad file. Bad files are assembled by hand here, never by encodeCheckpoint.
+
+import { spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  assignParameters,
+  CheckpointError,
+  decodeCheckpoint,
+  encodeCheckpoint,
+  loadCheckpoint,
+  saveCheckpoint,
+  type Checkpoint,
+} from '../src/main/checkpoint.js';
+import type { ModelConfig } from '../src/shared/model.js';
+import { Rng } from '../src/shared/rng.js';
+
+const PYTHON = '/usr/bin/python3';
+const FIXTURE = fileURLToPath(new URL('./fixtures/tiny.safetensors', import.meta.url));
+const FIXTURE_SCRIPT = fileURLToPath(new URL('../scripts/reference/make_safetensors_fixture.py', import.meta.url));
+const hasTorch = spawnSync(PYTHON, ['-c', 'import torch'], { timeout: 60_000 }).status === 0;
+
+// The [3, 2, 2] model of test/fixtures/tiny.safetensors, with the values its Python writer uses.
+const TINY: ModelConfig = { layers: [3, 2, 2], activation: 'relu', loss: 'cross-entropy' };
+const TINY_TENSORS: [name: string, shape: number[], values: number[]][] = [
+  ['layers.0.weight', [2, 3], [0.5, -1.25, 3.0, -0.75, 2.0, 0.125]],
+  ['layers.0.bias', [2], [0.25, -0.5]],
+  ['layers.2.weight', [2, 2], [1.5, -2.0, 0.0625, 4.0]],
+  ['layers.2.bias', [2], [-3.5, 1.0]],
+];
+const TINY_PARAMS = new Float32Array(TINY_TENSORS.flatMap(([, , values]) => values)); // (14)
+
+let dir: string;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'gradpool-checkpoint-'));
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Random float32 bit patterns (NaN payloads included), led by the values a lossy path would change. */
+function randomParams(P: number, seed: number): Float32Array {
+  const rng = new Rng(seed);
+  const bits = new Uint32Array(P);
+  for (let i = 0; i < P; i++) bits[i] = rng.nextU32();
+  const params = new Float32Array(bits.buffer);
+  params.set([-0, 2 ** -149, -(2 ** -149), 3 * 2 ** -140, 3.4028234663852886e38, -1e38, Infinity, NaN]);
+  return params;
+}
+
+function bytesOf(a: Float32Array): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** A safetensors file from a header and data, written here by hand so bad files do not go through encode. */
+function assemble(header: unknown, data: Uint8Array): Uint8Array {
+  let text = typeof header === 'string' ? header : JSON.stringify(header);
+  while ((8 + Buffer.byteLength(text)) % 8 !== 0) text += ' ';
+  const json = Buffer.from(text, 'utf8');
+  const out = new Uint8Array(8 + json.length + data.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  out.set(data, 8 + json.length);
+  return out;
+}
+
+/** A fresh, valid header for the tiny model, to break one field at a time. */
+function tinyHeader(): Record<string, any> {
+  const header: Record<string, any> = {
+    __metadata__: { format: 'gradpool', 'gradpool.version': '1', config: JSON.stringify(TINY) },
+  };
+  let begin = 0;
+  for (const [name, shape, values] of TINY_TENSORS) {
+    header[name] = { dtype: 'F32', shape, data_offsets: [begin, begin + 4 * values.length] };
+    begin += 4 * values.length;
+  }
+  return header;
+}
+
+function tinyData(): Uint8Array {
+  const data = new Uint8Array(4 * TINY_PARAMS.length);
+  const view = new DataView(data.buffer);
+  TINY_PARAMS.forEach((v, i) => view.setFloat32(4 * i, v, true));
+  return data;
+}
+
+function decodeTiny(edit: (header: Record<string, any>) => void): () => Checkpoint {
+  const header = tinyHeader();
+  edit(header);
+  const bytes = assemble(header, tinyData());
+  return () => decodeCheckpoint(bytes, 'bad.safetensors');
+}
+
+async function tempFiles(): Promise<string[]> {
+  return (await readdir(dir)).filter((name) => name.includes('.tmp-'));
+}
+
+describe('round trip', () => {
+  it('decodes what it encodes to bit-identical params and the same config', () => {
+    const config: ModelConfig = { layers: [5, 4, 3], activation: 'tanh', loss: 'bce-with-logits' };
+    const params = randomParams(5 * 4 + 4 + 4 * 3 + 3, 1);
+    const ckpt = decodeCheckpoint(encodeCheckpoint(config, params), 'rt.safetensors');
+    expect(ckpt.config).toEqual(config);
+    expect(bytesOf(ckpt.params).equals(bytesOf(params))).toBe(true);
+  });
+
+  it('saves and loads through a file, keeping extra metadata', async () => {
+    const path = join(dir, 'model.safetensors');
+    await saveCheckpoint(path, TINY, TINY_PARAMS, { step: '120', note: 'héllo' });
+    const ckpt = await loadCheckpoint(path);
+    expect(bytesOf(ckpt.params).equals(bytesOf(TINY_PARAMS))).toBe(true);
+    expect(ckpt.metadata).toMatchObject({ step: '120', note: 'héllo', format: 'gradpool', 'gradpool.version': '1' });
+  });
+
+  it('encodes params that sit at an offset inside a larger SharedArrayBuffer', () => {
+    const shared = new Float32Array(new SharedArrayBuffer(4 * (TINY_PARAMS.length + 3)));
+    shared.set(TINY_PARAMS, 3);
+    const ckpt = decodeCheckpoint(encodeCheckpoint(TINY, shared.subarray(3)), 'sab.safetensors');
+    expect(Array.from(ckpt.params)).toEqual(Array.from(TINY_PARAMS));
+  });
+
+  it('refuses extra metadata that would overwrite the config', () => {
+    expect(() => encodeCheckpoint(TINY, TINY_PARAMS, { config: '{}' })).toThrow(/reserved key 'config'/);
+  });
+});
+
+describe('safetensors byte format', () => {
+  it('decodes a file written by an independent Python writer that lists tensors out of order', async () => {
+    const ckpt = decodeCheckpoint(await readFile(FIXTURE), 'tiny.safetensors');
+    expect(ckpt.config).toEqual(TINY);
+    // The literal values of scripts/reference/make_safetensors_fixture.py, in layout order.
+    expect(Array.from(ckpt.params)).toEqual([
+      0.5, -1.25, 3.0, -0.75, 2.0, 0.125, // layers.0.weight (2, 3)
+      0.25, -0.5, // layers.0.bias (2)
+      1.5, -2.0, 0.0625, 4.0, // layers.2.weight (2, 2)
+      -3.5, 1.0, // layers.2.bias (2)
+    ]);
+    expect(ckpt.metadata.written_by).toBe('scripts/reference/make_safetensors_fixture.py');
+  });
+
+  it('keeps a committed Python fixture identical to what its script writes', async () => {
+    const out = join(dir, 'tiny.safetensors');
+    const run = spawnSync(PYTHON, [FIXTURE_SCRIPT, out], { encoding: 'utf8', timeout: 60_000 });
+    expect(run.status, run.stderr).toBe(0);
+    expect(Buffer.compare(await readFile(out), await readFile(FIXTURE))).toBe(0);
+  });
+
+  it('writes a header a hand-written spec reader accepts: space-padded to 8, contiguous F32 tensors in order', () => {
+    const config: ModelConfig = { layers: [5, 4, 3], activation: 'sigmoid', loss: 'cross-entropy' };
+    const params = randomParams(39, 2);
+    const bytes = encodeCheckpoint(config, params, { step: '12' });
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const N = Number(view.getBigUint64(0, true));
+    expect((8 + N) % 8).toBe(0);
+    const text = Buffer.from(bytes.subarray(8, 8 + N)).toString('utf8');
+    const json = text.trimEnd();
+    expect(text.slice(json.length)).toMatch(/^ {0,7}$/);
+
+    const header = JSON.parse(json);
+    const { config: configJson, ...rest } = header.__metadata__;
+    expect(JSON.parse(configJson)).toEqual(config);
+    expect(rest).toEqual({ format: 'gradpool', 'gradpool.version': '1', step: '12' });
+    const expectedShapes = [
+      ['layers.0.weight', [4, 5]],
+      ['layers.0.bias', [4]],
+      ['layers.2.weight', [3, 4]],
+      ['layers.2.bias', [3]],
+    ];
+    const names = Object.keys(header).filter((k) => k !== '__metadata__');
+    expect(names.map((name) => [name, header[name].shape])).toEqual(expectedShapes);
+
+    const paramBits = new Uint32Array(params.buffer);
+    let end = 0;
+    let k = 0;
+    for (const name of names) {
+      const { dtype, shape, data_offsets } = header[name];
+      const bytesNeeded = 4 * shape.reduce((p: number, n: number) => p * n, 1);
+      expect(dtype).toBe('F32');
+      expect(data_offsets).toEqual([end, end + bytesNeeded]);
+      for (let off = data_offsets[0]; off < data_offsets[1]; off += 4) {
+        expect(view.getUint32(8 + N + off, true)).toBe(paramBits[k++]);
+      }
+      end = data_offsets[1];
+    }
+    expect(bytes.length).toBe(8 + N + end);
+  });
+
+  it.skipIf(!hasTorch)(
+    'loads into torch nn.Sequential with strict=True and gives the hand-computed forward (needs Debian python3-torch)',
+    async () => {
+      const path = join(dir, 'tiny.safetensors');
+      await saveCheckpoint(path, TINY, TINY_PARAMS);
+      const script = [
+        'import json, struct, sys, torch',
+        'from torch import nn',
+        'raw = open(sys.argv[1], "rb").read()',
+        'n = struct.unpack("<Q", raw[:8])[0]',
+        'header = json.loads(raw[8:8 + n])',
+        'data = bytearray(raw[8 + n:])',
+        'state = {}',
+        'for k, v in header.items():',
+        '    if k != "__metadata__":',
+        '        b, e = v["data_offsets"]',
+        '        t = torch.frombuffer(data[b:e], dtype=torch.float32).reshape(v["shape"])',
+        '        state[k.removeprefix("layers.")] = t',
+        'net = nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2))',
+        'net.load_state_dict(state, strict=True)',
+        'x = torch.tensor([[1.0, -2.0, 0.5], [0.25, 0.75, -1.5]])',
+        'with torch.no_grad():',
+        '    print(json.dumps(net(x).tolist()))',
+      ].join('\n');
+      const run = spawnSync(PYTHON, ['-c', script, path], { encoding: 'utf8', timeout: 60_000 });
+      expect(run.status, run.stderr).toBe(0);
+      const out: number[][] = JSON.parse(run.stdout);
+      // By hand. Row 1: h = relu([0.5 + 2.5 + 1.5 + 0.25, -0.75 - 4 + 0.0625 - 0.5]) = [4.75, 0],
+      // y = [1.5 * 4.75 - 3.5, 0.0625 * 4.75 + 1]. Row 2: h = relu([0.125 - 0.9375 - 4.5 + 0.25,
+      // -0.1875 + 1.5 - 0.1875 - 0.5]) = [0, 0.625], y = [-2 * 0.625 - 3.5, 4 * 0.625 + 1].
+      const expected = [[3.625, 1.296875], [-4.75, 3.5]];
+      const maxDiff = Math.max(...out.flatMap((row, i) => row.map((v, j) => Math.abs(v - expected[i][j]))));
+      expect(out.map((row) => row.length)).toEqual([2, 2]);
+      expect(maxDiff).toBeLessThanOrEqual(1e-6);
+    },
+  );
+});
+
+describe('atomic save', () => {
+  it('leaves the previous checkpoint byte-identical when a save fails, with no temp files left', async () => {
+    const path = join(dir, 'model.safetensors');
+    await saveCheckpoint(path, TINY, TINY_PARAMS);
+    const before = await readFile(path);
+    await expect(saveCheckpoint(path, TINY, new Float32Array(13))).rejects.toThrow(/params has 13 floats/);
+    expect(Buffer.compare(await readFile(path), before)).toBe(0);
+    expect(await tempFiles()).toEqual([]);
+  });
+
+  it('removes its temp file when the final rename fails', async () => {
+    // A directory at the target path makes rename() fail after the temp file was written and synced.
+    const path = join(dir, 'model.safetensors');
+    await mkdir(path);
+    await writeFile(join(path, 'keep'), 'x');
+    await expect(saveCheckpoint(path, TINY, TINY_PARAMS)).rejects.toThrow();
+    expect(await tempFiles()).toEqual([]);
+    expect(await readFile(join(path, 'keep'), 'utf8')).toBe('x');
+  });
+
+  it('throws for a missing directory and creates nothing', async () => {
+    const path = join(dir, 'missing', 'model.safetensors');
+    await expect(saveCheckpoint(path, TINY, TINY_PARAMS)).rejects.toThrow(/ENOENT/);
+    expect(await readdir(dir)).toEqual([]);
+  });
+
+  it('replaces a larger checkpoint completely with a smaller one', async () => {
+    const path = join(dir, 'model.safetensors');
+    await saveCheckpoint(path, { ...TINY, layers: [30, 20, 2] }, new Float32Array(30 * 20 + 20 + 2 * 20 + 2));
+    await saveCheckpoint(path, TINY, TINY_PARAMS);
+    expect(Buffer.compare(await readFile(path), Buffer.from(encodeCheckpoint(TINY, TINY_PARAMS)))).toBe(0);
+  });
+});
+
+describe('bad files', () => {
+  it('rejects a file shorter than 8 bytes', () => {
+    expect(() => decodeCheckpoint(new Uint8Array(5), 'bad.safetensors')).toThrow(
+      /^bad\.safetensors: file is 5 bytes; a safetensors file starts with an 8-byte header length\nhint: /,
+    );
+  });
+
+  it('rejects a header length that runs past the end of the file', () => {
+    const bytes = new Uint8Array(28);
+    new DataView(bytes.buffer).setBigUint64(0, 1000n, true);
+    expect(() => decodeCheckpoint(bytes, 'bad.safetensors')).toThrow(
+      /^bad\.safetensors: header length is 1000 bytes but only 20 bytes follow the 8-byte length prefix/,
+    );
+  });
+
+  it('rejects a header length over 100 MB before decoding it', () => {
+    const N = 100 * 1024 * 1024 + 1;
+    const bytes = new Uint8Array(8 + N);
+    new DataView(bytes.buffer).setBigUint64(0, BigInt(N), true);
+    expect(() => decodeCheckpoint(bytes, 'bad.safetensors')).toThrow(
+      /header length is 104857601 bytes; expected at most 104857600/,
+    );
+  });
+
+  it('rejects a header that is not valid UTF-8', () => {
+    const bytes = new Uint8Array(16);
+    new DataView(bytes.buffer).setBigUint64(0, 8n, true);
+    bytes.set([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d, 0x20], 8); // {"\xff":1} and a space; 0xff is never UTF-8
+    expect(() => decodeCheckpoint(bytes, 'bad.safetensors')).toThrow(/^bad\.safetensors: header is not valid UTF-8/);
+  });
+
+  it('rejects a header that is not JSON', () => {
+    expect(() => decodeCheckpoint(assemble('{"layers.0.weight": ', tinyData()), 'bad.safetensors')).toThrow(
+      /^bad\.safetensors: header is not valid JSON/,
+    );
+  });
+
+  it('rejects a float16 tensor, naming it and its dtype', () => {
+    expect(decodeTiny((h) => (h['layers.0.weight'].dtype = 'F16'))).toThrow(
+      /^bad\.safetensors: only float32 \(F32\) tensors are supported; tensor 'layers\.0\.weight' has dtype F16\n/,
+    );
+  });
+
+  it('rejects a shape with a negative dimension', () => {
+    expect(decodeTiny((h) => (h['layers.0.bias'].shape = [-2]))).toThrow(
+      /tensor 'layers\.0\.bias' has shape \[-2\]; expected an array of non-negative integers/,
+    );
+  });
+
+  it('rejects data_offsets past the end of the data section', () => {
+    expect(decodeTiny((h) => (h['layers.2.bias'].data_offsets = [48, 60]))).toThrow(
+      /tensor 'layers\.2\.bias' has data_offsets \[48,60\]; expected \[begin, end\] with 0 <= begin <= end <= 56/,
+    );
+  });
+
+  it('rejects a tensor whose byte length does not match its shape', () => {
+    expect(decodeTiny((h) => (h['layers.0.bias'].shape = [3]))).toThrow(
+      /tensor 'layers\.0\.bias' has 8 bytes of data but F32 shape \(3\) needs 12/,
+    );
+  });
+
+  it('rejects tensors whose data overlaps', () => {
+    expect(decodeTiny((h) => (h['layers.0.bias'].data_offsets = [16, 24]))).toThrow(
+      /tensors 'layers\.0\.weight' and 'layers\.0\.bias' overlap/,
+    );
+  });
+
+  it('rejects a file missing a tensor its config needs', () => {
+    expect(decodeTiny((h) => delete h['layers.2.bias'])).toThrow(
+      "bad.safetensors: has no tensor 'layers.2.bias'; " +
+        'the model config in this file (layers [3,2,2]) needs it with shape (2)',
+    );
+  });
+
+  it('rejects a tensor whose shape disagrees with the config stored beside it', () => {
+    expect(decodeTiny((h) => (h['layers.2.weight'].shape = [1, 4]))).toThrow(
+      /tensor 'layers\.2\.weight' has shape \(1, 4\); the model config in this file needs \(2, 2\)$/,
+    );
+  });
+
+  it('rejects a file without config metadata', () => {
+    expect(decodeTiny((h) => delete h.__metadata__.config)).toThrow(
+      /^bad\.safetensors: metadata has no "config" entry/,
+    );
+  });
+
+  it('rejects a config with an unknown activation', () => {
+    const config = JSON.stringify({ ...TINY, activation: 'gelu' });
+    expect(decodeTiny((h) => (h.__metadata__.config = config))).toThrow(
+      /metadata "config": activation must be one of relu, tanh, sigmoid, found "gelu"/,
+    );
+  });
+
+  it('rejects a metadata value that is not a string', () => {
+    expect(decodeTiny((h) => (h.__metadata__.step = 12))).toThrow(
+      /__metadata__ entry 'step' is a number \(12\); safetensors metadata values must be strings/,
+    );
+  });
+
+  it('ignores unknown metadata keys and tensors the config does not need', () => {
+    const header = tinyHeader();
+    header.__metadata__.optimizer = 'sgd';
+    header['optimizer.step'] = { dtype: 'F32', shape: [1], data_offsets: [56, 60] };
+    const data = new Uint8Array(60);
+    data.set(tinyData());
+    const ckpt = decodeCheckpoint(assemble(header, data), 'extra.safetensors');
+    expect(Array.from(ckpt.params)).toEqual(Array.from(TINY_PARAMS));
+  });
+
+  it('says "no such file" for a missing checkpoint, naming it', async () => {
+    const path = join(dir, 'nope.safetensors');
+    await expect(loadCheckpoint(path)).rejects.toThrow(`${path}: no such file`);
+  });
+
+  it('throws CheckpointError carrying the path and hint', () => {
+    let caught: unknown;
+    try {
+      decodeCheckpoint(new Uint8Array(3), 'x.safetensors');
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(CheckpointError);
+    expect((caught as CheckpointError).path).toBe('x.safetensors');
+    expect((caught as CheckpointError).hint).toBe('the file is truncated or is not a safetensors checkpoint');
+  });
+});
+
+describe('assignParameters', () => {
+  const ckptFor = (layers: number[], params: Float32Array): Checkpoint => ({
+    config: { ...TINY, layers },
+    params,
+    metadata: {},
+  });
+
+  it('copies a checkpoint with matching shapes into the parameter buffer', () => {
+    const params = new Float32Array(14);
+    assignParameters(params, [3, 2, 2], ckptFor([3, 2, 2], TINY_PARAMS), 'tiny.safetensors');
+    expect(Array.from(params)).toEqual(Array.from(TINY_PARAMS));
+  });
+
+  it('refuses a checkpoint whose shapes differ, naming the tensor, both shapes and the layers to use', () => {
+    const ckpt = ckptFor([784, 128, 10], new Float32Array(784 * 128 + 128 + 128 * 10 + 10));
+    const params = new Float32Array(784 * 64 + 64 + 64 * 10 + 10);
+    expect(() => assignParameters(params, [784, 64, 10], ckpt, 'model.safetensors')).toThrow(
+      "model.safetensors: tensor 'layers.0.weight' has shape (128, 784) but this model needs (64, 784)\n" +
+        "hint: build the Trainer with layers [784,128,10] (the checkpoint's), or start from fresh weights",
+    );
+  });
+
+  it('refuses a model with a layer the checkpoint lacks, naming the missing tensor', () => {
+    const params = new Float32Array(14 + 6);
+    expect(() => assignParameters(params, [3, 2, 2, 2], ckptFor([3, 2, 2], TINY_PARAMS), 'tiny.safetensors')).toThrow(
+      /^tiny\.safetensors: has no tensor 'layers\.4\.weight'; this model needs it with shape \(2, 2\)\n/,
+    );
+  });
+
+  it('leaves the parameter buffer untouched when it refuses', () => {
+    const params = new Float32Array(3 * 2 + 2 + 2 * 3 + 3).fill(7);
+    expect(() => assignParameters(params, [3, 2, 3], ckptFor([3, 2, 2], TINY_PARAMS), 'tiny.safetensors')).toThrow(
+      /tensor 'layers\.2\.weight' has shape \(2, 2\) but this model needs \(3, 2\)/,
+    );
+    expect(params.every((v) => v === 7)).toBe(true);
+  });
+});

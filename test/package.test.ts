@@ -1,0 +1,49 @@
+// gradpool as another program uses it: built to dist/, imported by its package name from plain
+// JavaScript (the README's example, run as a file), and run through its `gradpool` bin.
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const root = resolve('.');
+const dir = mkdtempSync(join(tmpdir(), 'gradpool-pkg-'));
+
+beforeAll(() => {
+  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root });
+}, 120_000);
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('package', () => {
+  it("shows in the README exactly the example that runs here", () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8');
+    const example = readFileSync(join(root, 'examples/quickstart.mjs'), 'utf8');
+    expect(readme).toContain('```js\n' + example + '```');
+  });
+
+  it("runs the README's example with `import { Trainer } from 'gradpool'` in plain Node, no loader", () => {
+    // The example sits inside the package, so 'gradpool' resolves by name (package self-reference) as
+    // it does from a user's node_modules; cwd is a scratch folder for the checkpoint it saves.
+    const r = spawnSync(process.execPath, [join(root, 'examples/quickstart.mjs')], { cwd: dir, encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^epoch 1: test accuracy \d+\.\d\d%\nepoch 2: /);
+    const last = JSON.parse(r.stdout.trim().split('\n').at(-1) as string);
+    expect(last.epoch).toBe(3);
+    expect(last.valAccuracy).toBeGreaterThan(0.9);
+  });
+
+  it('installs a gradpool bin that answers --help from dist', () => {
+    const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    const r = spawnSync(process.execPath, [join(root, pkg.bin.gradpool), '--help'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: gradpool \[options\]/);
+  });
+
+  it('ships type declarations for the Trainer', () => {
+    const dts = readFileSync(join(root, 'dist/src/main/index.d.ts'), 'utf8');
+    expect(dts).toMatch(/export \{ Trainer, type FitOptions/);
+    expect(readFileSync(join(root, 'dist/src/main/options.d.ts'), 'utf8')).toMatch(/layers: number\[\];/);
+  });
+});

@@ -1,0 +1,125 @@
+// Every bad option and every bad shape or value in the data gets its own message, naming the option or
+// the row and what was expected, before any training work is done. Includes the seed tutorial's bug:
+// binary cross-entropy on a 10-output network with labels of shape (64, 1).
+
+import { afterAll, describe, expect, it } from 'vitest';
+import { Trainer, DataError, type TrainerOptions } from '../src/main/index.js';
+
+const open: Trainer[] = [];
+afterAll(async () => {
+  await Promise.all(open.map((t) => t.close()));
+});
+
+function make(o: TrainerOptions): Trainer {
+  const t = new Trainer(o);
+  open.push(t);
+  return t;
+}
+
+describe('options', () => {
+  const cases: [string, Record<string, unknown>, RegExp][] = [
+    ['missing layers', {}, /options\.layers must be an array of at least two positive integers.*got undefined/],
+    ['one layer', { layers: [784] }, /options\.layers must be an array of at least two positive integers.*got \[784\]/],
+    ['a fractional width', { layers: [784, 12.5, 10] }, /options\.layers .*got \[784,12\.5,10\]/],
+    ['an unknown activation', { layers: [4, 2], activation: 'gelu' }, /options\.activation must be one of 'relu', 'tanh', 'sigmoid'; got "gelu"/],
+    ['an unknown loss', { layers: [4, 2], loss: 'mse' }, /options\.loss must be one of 'cross-entropy', 'bce-with-logits'; got "mse"/],
+    ['an unknown reduction', { layers: [4, 2], reduction: 'none' }, /options\.reduction must be one of 'mean', 'sum'; got "none"/],
+    ['a zero batch size', { layers: [4, 2], batchSize: 0 }, /options\.batchSize must be a positive integer; got 0/],
+    ['fractional workers', { layers: [4, 2], workers: 1.5 }, /options\.workers must be a positive integer; got 1\.5/],
+    ['zero shards', { layers: [4, 2], shards: 0 }, /options\.shards must be a positive integer; got 0/],
+    ['a negative seed', { layers: [4, 2], seed: -1 }, /options\.seed must be an integer from 0 to 4294967295; got -1/],
+    ['a string shuffle', { layers: [4, 2], shuffle: 'yes' }, /options\.shuffle must be a boolean; got yes/],
+    ['a negative lr', { layers: [4, 2], lr: -0.1 }, /Invalid learning rate: options\.lr must be >= 0; got -0\.1/],
+    ['a NaN lr', { layers: [4, 2], lr: NaN }, /options\.lr must be a finite number; got NaN/],
+    ['negative momentum', { layers: [4, 2], momentum: -0.5 }, /Invalid momentum value: options\.momentum must be >= 0; got -0\.5/],
+    ['nesterov without momentum', { layers: [4, 2], nesterov: true }, /Nesterov momentum requires a momentum and zero dampening; got momentum 0, dampening 0/],
+    ['a misspelt option', { layers: [4, 2], learningRate: 0.1 }, /options\.learningRate is not a Trainer option; the options are: layers, .*lr/],
+    ['cross-entropy on one output', { layers: [4, 1], loss: 'cross-entropy' }, /options\.loss 'cross-entropy' needs at least 2 outputs; layers ends in 1\nhint: .*bce-with-logits/],
+  ];
+  for (const [what, options, message] of cases) {
+    it(`refuses ${what}`, () => {
+      expect(() => new Trainer(options as unknown as TrainerOptions)).toThrow(message);
+    });
+  }
+
+  it('fills the defaults PyTorch users expect', () => {
+    const t = make({ layers: [4, 3], workers: 1 });
+    expect(t.options).toMatchObject({
+      lr: 0.001, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false,
+      activation: 'relu', loss: 'cross-entropy', reduction: 'mean', batchSize: 64, shuffle: true, seed: 0, shards: 4,
+    });
+    expect(make({ layers: [4, 1], workers: 1 }).options.loss).toBe('bce-with-logits');
+  });
+});
+
+describe('data', () => {
+  const t = make({ layers: [3, 4], workers: 1 });
+  const bce = make({ layers: [3, 2], loss: 'bce-with-logits', workers: 1 });
+
+  it("refuses BCE on a 10-output network with labels of shape (64, 1), the seed tutorial's bug", async () => {
+    const net = make({ layers: [784, 128, 10], loss: 'bce-with-logits', workers: 1 });
+    const x = new Float32Array(64 * 784);
+    const labels = Array.from({ length: 64 }, (_, i) => [i % 2]);
+    const before = new Float32Array(net.parameters);
+    await expect(net.fit({ x, y: labels })).rejects.toThrow(
+      /training data: loss 'bce-with-logits' needs targets of the model's output shape \(64, 10\); got targets of shape \(64, 1\)\nhint: for one class per row among 10, use loss 'cross-entropy' with class indices of shape \(64,\)/,
+    );
+    await expect(net.fit({ x, y: labels.map((l) => l[0]) })).rejects.toThrow(/needs targets of the model's output shape \(64, 10\); got targets of shape \(64,\)/);
+    expect(net.parameters).toEqual(before); // nothing was trained on garbage
+  });
+
+  it('refuses features that are not whole rows', async () => {
+    await expect(t.fit({ x: new Float32Array(10), y: [0, 1, 2] })).rejects.toThrow(
+      /training data: x has 10 values, which is not a whole number of rows of 3 features \(layers\[0\] = 3\)/,
+    );
+  });
+
+  it('refuses a ragged row, naming it', async () => {
+    await expect(t.fit({ x: [[1, 2, 3], [4, 5]], y: [0, 1] })).rejects.toThrow(/training data: x row 1 has 2 values; expected 3 \(layers\[0\]\)/);
+  });
+
+  it('refuses NaN and Infinity in the features, naming row and column', async () => {
+    await expect(t.fit({ x: [[1, 2, 3], [4, NaN, 6]], y: [0, 1] })).rejects.toThrow(/training data: x row 1, column 1 is NaN; every feature must be a finite number/);
+    await expect(t.evaluate({ x: [1, 2, Infinity], y: [0] })).rejects.toThrow(/evaluation data: x row 0, column 2 is Infinity/);
+  });
+
+  it('refuses a class index out of range, naming the sample', async () => {
+    await expect(t.fit({ x: [[1, 2, 3], [4, 5, 6]], y: [0, 4] })).rejects.toThrow(
+      /training data: y\[1\] = 4 is not a class index in \[0, 4\) \(the model has 4 outputs\)\nhint: end layers in the number of classes \(at least 5\)/,
+    );
+    await expect(t.fit({ x: [[1, 2, 3]], y: [-1] })).rejects.toThrow(/y\[0\] = -1 is not a class index in \[0, 4\)/);
+    await expect(t.fit({ x: [[1, 2, 3]], y: [1.5] })).rejects.toThrow(/y\[0\] = 1\.5 is not a class index/);
+  });
+
+  it('refuses a different number of targets than rows', async () => {
+    await expect(t.fit({ x: [[1, 2, 3], [4, 5, 6]], y: [0] })).rejects.toThrow(/training data: x has 2 rows but y has 1 targets/);
+  });
+
+  it('refuses one-hot rows for cross-entropy, pointing at class indices', async () => {
+    await expect(t.fit({ x: [[1, 2, 3]], y: [[0, 1, 0, 0]] })).rejects.toThrow(
+      /loss 'cross-entropy' takes class indices of shape \(1,\); got targets of shape \(1, 4\)/,
+    );
+  });
+
+  it('refuses BCE targets outside [0, 1]', async () => {
+    await expect(bce.fit({ x: [[1, 2, 3]], y: [[0, 2]] })).rejects.toThrow(/training data: y row 0, output 1 is 2; BCE targets must be numbers in \[0, 1\]/);
+  });
+
+  it('refuses empty data and a non-array', async () => {
+    await expect(t.fit({ x: [], y: [] })).rejects.toThrow(/training data: x has no rows/);
+    await expect(t.fit({ x: 'abc' as unknown as number[], y: [] })).rejects.toThrow(DataError);
+    await expect(t.fit(null as unknown as { x: number[]; y: number[] })).rejects.toThrow(/training data must be an object \{ x, y \}; got null/);
+  });
+
+  it('refuses bad validation data before the first training step', async () => {
+    let steps = 0;
+    await expect(
+      t.fit({ x: [[1, 2, 3]], y: [0] }, { validation: { x: [[1, 2, 3]], y: [9] }, onStep: () => steps++ }),
+    ).rejects.toThrow(/validation data: y\[0\] = 9/);
+    expect(steps).toBe(0);
+  });
+
+  it('refuses a bad epoch count', async () => {
+    await expect(t.fit({ x: [[1, 2, 3]], y: [0] }, { epochs: 0 })).rejects.toThrow(/fit options\.epochs must be a positive integer; got 0/);
+  });
+});
