@@ -2,6 +2,8 @@
 // SGD steps against a one-shard computation done here without the pool, evaluation and prediction
 // against a direct forward pass, and a short MNIST run against an accuracy floor.
 
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, loadMnist, type Dataset, type TrainerOptions } from '../src/main/index.js';
 import { linearViews, paramLayout, type ModelConfig } from '../src/shared/model.js';
@@ -239,5 +241,42 @@ describe('multi-label BCE', () => {
     expect(ev.accuracy).toBeGreaterThan(0.95);
     const probs = await t.predict(x);
     expect(probs.length).toBe(n * 3);
+  });
+});
+
+describe('one call at a time', () => {
+  it('refuses evaluate() while fit() is running on the same Trainer, and runs it after', async () => {
+    const data = mnistSubset(100);
+    const t = trainer({ layers: [784, 8, 10], batchSize: 10, workers: 2 });
+    const fitting = t.fit(data, { epochs: 1 });
+    await expect(t.evaluate(data)).rejects.toThrow('evaluate() was called while fit() is still running on this Trainer; await it first');
+    await fitting;
+    expect((await t.evaluate(data)).rows).toBe(100);
+  });
+});
+
+describe('checkpoints through the Trainer', () => {
+  it('reloads a saved model that predicts the same probabilities, bit for bit', async () => {
+    const dir = await import('node:fs/promises').then((fs) => fs.mkdtemp(join(tmpdir(), 'gradpool-trainer-')));
+    const data = mnistSubset(30);
+    const t = trainer({ layers: [784, 16, 10], activation: 'tanh', lr: 0.1, workers: 2 });
+    await t.fit(data, { epochs: 1 });
+    await t.save(join(dir, 'a.safetensors'));
+    const u = await Trainer.load(join(dir, 'a.safetensors'), { workers: 1 });
+    open.push(u);
+    expect(u.config).toEqual(t.config);
+    expect(bytesEqual(await u.predict(data.x), await t.predict(data.x))).toBe(true);
+  });
+
+  it('refuses parameters whose shapes do not fit, naming the tensor, and keeps its own', async () => {
+    const dir = await import('node:fs/promises').then((fs) => fs.mkdtemp(join(tmpdir(), 'gradpool-trainer-')));
+    const a = trainer({ layers: [784, 32, 10], workers: 1 });
+    await a.save(join(dir, 'a.safetensors'));
+    const b = trainer({ layers: [784, 16, 10], workers: 1 });
+    const before = new Float32Array(b.parameters);
+    await expect(b.loadParameters(join(dir, 'a.safetensors'))).rejects.toThrow(
+      /a\.safetensors: tensor 'layers\.0\.weight' has shape \(32, 784\) but this model needs \(16, 784\)/,
+    );
+    expect(bytesEqual(b.parameters, before)).toBe(true);
   });
 });

@@ -66,7 +66,8 @@ export class Coordinator {
     this.stats = new Float64Array(stats);
     this.grad = new Float32Array(this.P);
     this.acc = new Float64Array(this.P);
-    this.sgdState = { momentumBuffer: new Float32Array(this.P), hasMomentumBuffer: false };
+    // Optimizer state is shared memory too, so that the update can later be split across workers.
+    this.sgdState = { momentumBuffer: new Float32Array(new SharedArrayBuffer(this.P * 4)), hasMomentumBuffer: false };
     const workerData: WorkerInit = { model, params, grads, stats, slots, maxShardRows: this.maxShardRows };
     const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({

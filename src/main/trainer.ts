@@ -67,6 +67,8 @@ export class Trainer {
   private readonly core: Coordinator;
   private epochsDone = 0;
   private stepsDone = 0;
+  /** The call running on the pool, if any: every shard slot is in use by it. */
+  private running: string | null = null;
 
   constructor(options: TrainerOptions) {
     this.options = resolveOptions(options);
@@ -95,6 +97,10 @@ export class Trainer {
   }
 
   async fit(train: Dataset, fit: FitOptions = {}): Promise<EpochRecord[]> {
+    return this.exclusive('fit', () => this.fitNow(train, fit));
+  }
+
+  private async fitNow(train: Dataset, fit: FitOptions): Promise<EpochRecord[]> {
     const epochs = fit.epochs ?? 1;
     if (!Number.isInteger(epochs) || epochs < 1) {
       throw new TypeError(`fit options.epochs must be a positive integer; got ${String(epochs)}`);
@@ -143,19 +149,23 @@ export class Trainer {
 
   /** Loss, accuracy and confusion matrix of the current parameters on `data`. */
   async evaluate(data: Dataset): Promise<Evaluation> {
-    return this.evaluateShared(shareDataset(data, this.config, 'evaluation data', true));
+    return this.exclusive('evaluate', () => this.evaluateShared(shareDataset(data, this.config, 'evaluation data', true)));
   }
 
   /** Probabilities (N, K), row-major: softmax rows for cross-entropy, elementwise sigmoid for BCE. */
   async predict(x: Features): Promise<Float32Array> {
-    const data = shareFeatures(x, this.config, 'predict input');
-    await this.forwardAll(data);
-    return new Float32Array(data.out as Float32Array);
+    return this.exclusive('predict', async () => {
+      const data = shareFeatures(x, this.config, 'predict input');
+      await this.forwardAll(data);
+      return new Float32Array(data.out as Float32Array);
+    });
   }
 
-  /** Writes a safetensors checkpoint atomically (see checkpoint.ts). */
+  /** Writes a safetensors checkpoint of the current parameters atomically (see checkpoint.ts). */
   async save(path: string): Promise<void> {
-    await saveCheckpoint(path, this.config, this.core.params, {
+    // The copy is taken now, synchronously, so it is the model between two steps even if fit() goes on
+    // while the file is written (as when save() is called from onEpoch).
+    await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {
       'gradpool.epoch': String(this.epochsDone),
       'gradpool.step': String(this.stepsDone),
     });
@@ -167,6 +177,19 @@ export class Trainer {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  /** Runs one pool call at a time: the shard slots belong to the running call until it ends. */
+  private async exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
+    if (this.running !== null) {
+      throw new Error(`${name}() was called while ${this.running}() is still running on this Trainer; await it first`);
+    }
+    this.running = name;
+    try {
+      return await work();
+    } finally {
+      this.running = null;
+    }
   }
 
   /** Forward passes over every row in order, batch by batch; returns the summed stats. */
