@@ -394,6 +394,7 @@ describe('assignParameters', () => {
     config: { ...TINY, layers },
     params,
     metadata: {},
+    tensors: {},
   });
 
   it('copies a checkpoint with matching shapes into the parameter buffer', () => {
@@ -424,5 +425,26 @@ describe('assignParameters', () => {
       /tensor 'layers\.2\.weight' has shape \(2, 2\) but this model needs \(3, 2\)/,
     );
     expect(params.every((v) => v === 7)).toBe(true);
+  });
+});
+
+describe('extra tensors', () => {
+  it('round-trips extra float32 tensors after the model, which a layers-only reader still finds in place', () => {
+    const params = Float32Array.from({ length: 14 }, (_, i) => i / 7);
+    const momentum = Float32Array.from({ length: 14 }, (_, i) => -i);
+    const bytes = encodeCheckpoint(TINY, params, {}, { 'optimizer.momentum_buffer': momentum });
+    const ckpt = decodeCheckpoint(bytes, 'x.safetensors');
+    expect(Array.from(ckpt.params)).toEqual(Array.from(params));
+    expect(Array.from(ckpt.tensors['optimizer.momentum_buffer'])).toEqual(Array.from(momentum));
+    // read by hand from the spec: the extra tensor's offsets follow the model's data
+    const n = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    expect(header['optimizer.momentum_buffer']).toEqual({ dtype: 'F32', shape: [14], data_offsets: [56, 112] });
+  });
+
+  it("refuses an extra tensor named like the model's", () => {
+    expect(() => encodeCheckpoint(TINY, new Float32Array(14), {}, { 'layers.9.weight': new Float32Array(1) })).toThrow(
+      "extra tensor name 'layers.9.weight' is reserved",
+    );
   });
 });

@@ -7,25 +7,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main } from '../src/main/cli.js';
+import { runCli } from './helpers.js';
 import { Trainer, loadMnist } from '../src/main/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-cli-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-/** Runs main() in this process with stdout captured (not a terminal, so plain lines). */
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const stream = { write: (s: string) => ((out += s), true), isTTY: false } as unknown as NodeJS.WriteStream;
-  const write = process.stderr.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
-  try {
-    return { code: await main(args, stream), out, err };
-  } finally {
-    process.stderr.write = write;
-  }
-}
 
 /** Runs the real script in a child process, as `npm run train -- <args>` does. */
 function spawnScript(args: string[]) {
@@ -35,24 +21,33 @@ function spawnScript(args: string[]) {
 describe('training script', () => {
   it('trains, prints one line per epoch and a confusion matrix, and saves a checkpoint that reloads', async () => {
     const out = join(dir, 'm.safetensors');
-    const r = await run(['--layers', '784,32,10', '--epochs', '2', '--workers', '2', '--out', out]);
+    const r = await runCli(['--layers', '784,32,10', '--epochs', '2', '--workers', '2', '--out', out]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     const lines = r.out.split('\n');
     expect(lines[0]).toMatch(/^gradpool: MLP 784-32-10 \(relu\), cross-entropy, SGD lr 0\.05 momentum 0\.9, batch 64, 2 workers x 4 shards, seed 0$/);
-    expect(lines[1]).toBe('data: MNIST digits, 8004 train / 1996 test');
+    expect(lines[1]).toBe('data: MNIST digits (bundled), 8004 train / 1996 test');
     const epochs = lines.filter((l) => l.startsWith('epoch '));
     expect(epochs).toHaveLength(2);
     for (const l of epochs) {
-      expect(l).toMatch(/^epoch \d\/2: train loss \d\.\d{4}, test loss \d\.\d{4}, test accuracy \d+\.\d\d%, \d+ samples\/s, \d+\.\d\d s$/);
+      expect(l).toMatch(/^epoch \d\/2: train loss \d\.\d{4}, test loss \d\.\d{4}, test accuracy \d+\.\d\d%, lr 0\.05, \d+ samples\/s, \d+\.\d\d s$/);
     }
-    const matrix = lines.slice(lines.indexOf('confusion matrix on the test split (rows: true digit, columns: predicted):') + 2, -2);
+    const head = lines.indexOf('confusion matrix on the test data (rows: true class, columns: predicted):');
+    const matrix = lines.slice(head + 2, lines.indexOf('per-class report on the test data:'));
     expect(matrix).toHaveLength(10);
     const counts = matrix.map((l) => l.trim().split(/\s+/).slice(1).map(Number));
     expect(counts.flat().reduce((a, b) => a + b, 0)).toBe(1996);
     const accuracy = Number(/test accuracy (\d+\.\d\d)%/.exec(lines.at(-2) as string)?.[1]);
     expect(accuracy).toBeCloseTo((100 * counts.reduce((a, row, k) => a + row[k], 0)) / 1996, 2);
     expect(accuracy).toBeGreaterThan(85);
+    // the report's recall of each digit is its diagonal over its row of the confusion matrix
+    const report = lines.slice(lines.indexOf('per-class report on the test data:') + 2, -4);
+    expect(report).toHaveLength(10);
+    report.forEach((l, k) => {
+      const [, , recall, , support] = l.trim().split(/\s+/).map(Number);
+      expect(support).toBe(counts[k].reduce((a, b) => a + b, 0));
+      expect(recall).toBeCloseTo(counts[k][k] / support, 4);
+    });
     // the saved model gives the printed accuracy again
     const t = await Trainer.load(out, { workers: 1 });
     try {
@@ -65,22 +60,22 @@ describe('training script', () => {
   });
 
   it('rejects a bad flag value with one line naming the flag, exit code 2', async () => {
-    const r = await run(['--lr', 'fast']);
+    const r = await runCli(['--lr', 'fast']);
     expect(r.code).toBe(2);
     expect(r.err).toBe("gradpool: option '--lr <number>' argument 'fast' is invalid. expected a number >= 0\n");
   });
 
   it('names flags, not options, in errors from the Trainer', async () => {
-    const r = await run(['--nesterov', '--dampening', '0.5']);
+    const r = await runCli(['--nesterov', '--dampening', '0.5']);
     expect(r.code).toBe(2);
     expect(r.err).toBe('gradpool: Nesterov momentum requires a momentum and zero dampening; got momentum 0.9, dampening 0.5\n');
-    const c = await run(['--layers', '784,1', '--loss', 'cross-entropy']);
+    const c = await runCli(['--layers', '784,1', '--loss', 'cross-entropy']);
     expect(c.err).toMatch(/^gradpool: --loss 'cross-entropy' needs at least 2 outputs; layers ends in 1\n/);
     expect(c.code).toBe(2);
   });
 
   it('refuses layers that do not fit the data before training, exit code 2', async () => {
-    const r = await run(['--layers', '784,16,5', '--out', join(dir, 'never.safetensors')]);
+    const r = await runCli(['--layers', '784,16,5', '--out', join(dir, 'never.safetensors')]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/^gradpool: training data: y\[\d+\] = 5 is not a class index in \[0, 5\)/);
     expect(r.out).not.toMatch(/^epoch/m);
@@ -88,7 +83,7 @@ describe('training script', () => {
   });
 
   it('refuses an output folder that does not exist before training', async () => {
-    const r = await run(['--out', join(dir, 'no', 'such', 'm.safetensors')]);
+    const r = await runCli(['--out', join(dir, 'no', 'such', 'm.safetensors')]);
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/^gradpool: --out .*m\.safetensors: the folder .*such does not exist\n$/);
   });
@@ -105,8 +100,8 @@ describe('training script', () => {
     for (const flag of ['--layers', '--activation', '--loss', '--lr', '--momentum', '--batch-size', '--epochs', '--workers', '--seed', '--no-shuffle', '--out']) {
       expect(r.stdout).toContain(flag);
     }
-    expect(r.stdout).toMatch(/--lr <number> +learning rate \(default: 0\.05\)/);
-    expect(r.stdout).toMatch(/--layers <widths> +layer widths, input first \(default: 784,128,10\)/);
+    expect(r.stdout).toMatch(/--lr <number>\s+learning rate \(default: 0\.05\)/);
+    expect(r.stdout).toMatch(/--layers <widths>\s+layer widths, input first \(default:\s+784,128,10\)/);
     const readme = readFileSync('README.md', 'utf8');
     for (const flag of r.stdout.match(/--[a-z-]+/g) ?? []) expect(readme, `README documents ${flag}`).toContain(flag);
   });

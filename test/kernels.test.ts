@@ -1,12 +1,12 @@
-// Checks the float32 kernels of src/shared/kernels.ts and the shard's lossAndBackward: every backward
+// Checks the float32 kernels of src/shared/kernels.ts and losses.ts (their default options) and the shard's lossAndBackward: every backward
 // against central finite differences of a float64 reference forward written here, each loss against
 // values worked out by hand from PyTorch's documented formulas, and softmax/argmax semantics.
 
 import { describe, it, expect } from 'vitest';
+import { activationBackward, activationForward, linearBackward, linearForward, sigmoid } from '../src/shared/kernels.js';
 import {
-  activationBackward, activationForward, bceWithLogitsBackward, bceWithLogitsForward,
-  crossEntropyBackward, crossEntropyForward, linearBackward, linearForward, sigmoid, softmaxForward,
-} from '../src/shared/kernels.js';
+  bceWithLogitsBackward, bceWithLogitsForward, crossEntropyBackward, crossEntropyForward, softmaxForward,
+} from '../src/shared/losses.js';
 import { ACTIVATIONS, linearViews, paramLayout } from '../src/shared/model.js';
 import type { Activation, ModelConfig } from '../src/shared/model.js';
 import { Rng } from '../src/shared/rng.js';

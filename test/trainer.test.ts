@@ -4,44 +4,15 @@
 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { maxAbsDiff, mnistSubset, sameBits, trainers } from './helpers.js';
 import { Trainer, loadMnist, type Dataset, type TrainerOptions } from '../src/main/index.js';
 import { linearViews, paramLayout, type ModelConfig } from '../src/shared/model.js';
 import { createScratch, forward, lossAndBackward } from '../src/worker/shard.js';
 import { Rng } from '../src/shared/rng.js';
 
+const { make: trainer, keep } = trainers();
 const mnist = loadMnist();
-/** The first n training digits, taken evenly across the digit-grouped split. */
-function mnistSubset(n: number): { x: Float32Array; y: Int32Array } {
-  const stride = Math.floor(mnist.train.y.length / n);
-  const x = new Float32Array(n * 784);
-  const y = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    x.set(mnist.train.x.subarray(i * stride * 784, (i * stride + 1) * 784), i * 784);
-    y[i] = mnist.train.y[i * stride];
-  }
-  return { x, y };
-}
-
-const open: Trainer[] = [];
-function trainer(o: TrainerOptions): Trainer {
-  const t = new Trainer(o);
-  open.push(t);
-  return t;
-}
-afterAll(async () => {
-  await Promise.all(open.map((t) => t.close()));
-});
-
-function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
-}
-
-function bytesEqual(a: Float32Array, b: Float32Array): boolean {
-  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
-}
 
 /** Loss sum and gradient sum of rows [r0, r1) of x/y through the model, computed in one shard, here. */
 function oneShard(config: ModelConfig, params: Float32Array, x: Float32Array, y: Int32Array, r0: number, r1: number) {
@@ -69,7 +40,7 @@ describe('determinism', () => {
       await t.close();
     }
     for (let w = 1; w < 4; w++) {
-      expect(bytesEqual(results[w], results[0]), `workers ${w + 1} vs 1: max |diff| ${maxAbsDiff(results[w], results[0])}`).toBe(true);
+      expect(sameBits(results[w], results[0]), `workers ${w + 1} vs 1: max |diff| ${maxAbsDiff(results[w], results[0])}`).toBe(true);
     }
     // and training did move the parameters
     const fresh = trainer({ ...base, workers: 1 });
@@ -87,8 +58,8 @@ describe('determinism', () => {
     const a = await run(3);
     const b = await run(3);
     const c = await run(4);
-    expect(bytesEqual(a, b)).toBe(true);
-    expect(bytesEqual(a, c)).toBe(false);
+    expect(sameBits(a, b)).toBe(true);
+    expect(sameBits(a, c)).toBe(false);
   });
 });
 
@@ -263,9 +234,9 @@ describe('checkpoints through the Trainer', () => {
     await t.fit(data, { epochs: 1 });
     await t.save(join(dir, 'a.safetensors'));
     const u = await Trainer.load(join(dir, 'a.safetensors'), { workers: 1 });
-    open.push(u);
+    keep(u);
     expect(u.config).toEqual(t.config);
-    expect(bytesEqual(await u.predict(data.x), await t.predict(data.x))).toBe(true);
+    expect(sameBits(await u.predict(data.x), await t.predict(data.x))).toBe(true);
   });
 
   it('refuses parameters whose shapes do not fit, naming the tensor, and keeps its own', async () => {
@@ -277,6 +248,6 @@ describe('checkpoints through the Trainer', () => {
     await expect(b.loadParameters(join(dir, 'a.safetensors'))).rejects.toThrow(
       /a\.safetensors: tensor 'layers\.0\.weight' has shape \(32, 784\) but this model needs \(16, 784\)/,
     );
-    expect(bytesEqual(b.parameters, before)).toBe(true);
+    expect(sameBits(b.parameters, before)).toBe(true);
   });
 });

@@ -22,7 +22,7 @@ describe('options', () => {
     ['one layer', { layers: [784] }, /options\.layers must be an array of at least two positive integers.*got \[784\]/],
     ['a fractional width', { layers: [784, 12.5, 10] }, /options\.layers .*got \[784,12\.5,10\]/],
     ['an unknown activation', { layers: [4, 2], activation: 'gelu' }, /options\.activation must be one of 'relu', 'tanh', 'sigmoid'; got "gelu"/],
-    ['an unknown loss', { layers: [4, 2], loss: 'mse' }, /options\.loss must be one of 'cross-entropy', 'bce-with-logits'; got "mse"/],
+    ['an unknown loss', { layers: [4, 2], loss: 'mse' }, /options\.loss must be one of 'cross-entropy', 'bce-with-logits', 'bce', 'sigmoid-focal', 'softmax-focal'; got "mse"/],
     ['an unknown reduction', { layers: [4, 2], reduction: 'none' }, /options\.reduction must be one of 'mean', 'sum'; got "none"/],
     ['a zero batch size', { layers: [4, 2], batchSize: 0 }, /options\.batchSize must be a positive integer; got 0/],
     ['fractional workers', { layers: [4, 2], workers: 1.5 }, /options\.workers must be a positive integer; got 1\.5/],
@@ -35,6 +35,22 @@ describe('options', () => {
     ['nesterov without momentum', { layers: [4, 2], nesterov: true }, /Nesterov momentum requires a momentum and zero dampening; got momentum 0, dampening 0/],
     ['a misspelt option', { layers: [4, 2], learningRate: 0.1 }, /options\.learningRate is not a Trainer option; the options are: layers, .*lr/],
     ['cross-entropy on one output', { layers: [4, 1], loss: 'cross-entropy' }, /options\.loss 'cross-entropy' needs at least 2 outputs; layers ends in 1\nhint: .*bce-with-logits/],
+    ['class weights of the wrong length', { layers: [4, 3], weight: [1, 2] }, /options\.weight must be 3 finite numbers >= 0, one per class \(layers ends in 3\); got \[1,2\]/],
+    ['a negative class weight', { layers: [4, 2], weight: [1, -1] }, /options\.weight must be 2 finite numbers >= 0/],
+    ['posWeight with cross-entropy', { layers: [4, 2], posWeight: [1, 2] }, /options\.posWeight applies to loss 'bce-with-logits'; loss is 'cross-entropy'/],
+    ['posWeight of the wrong length', { layers: [4, 2], loss: 'bce-with-logits', posWeight: [1] }, /options\.posWeight must be 2 finite numbers >= 0, one per output/],
+    ['label smoothing above 1', { layers: [4, 2], labelSmoothing: 1.5 }, /options\.labelSmoothing must be between 0\.0 and 1\.0; got 1\.5/],
+    ['label smoothing with BCE', { layers: [4, 2], loss: 'bce-with-logits', labelSmoothing: 0.1 }, /options\.labelSmoothing applies to loss 'cross-entropy'; loss is 'bce-with-logits'/],
+    ['a fractional ignoreIndex', { layers: [4, 2], ignoreIndex: 0.5 }, /options\.ignoreIndex must be an integer; got 0\.5/],
+    ['ignoreIndex with BCE', { layers: [4, 1], ignoreIndex: 0 }, /options\.ignoreIndex applies to loss 'cross-entropy' or 'softmax-focal'; loss is 'bce-with-logits'/],
+    ['a negative focal gamma', { layers: [4, 2], loss: 'softmax-focal', focalGamma: -1 }, /options\.focalGamma must be a finite number >= 0; got -1/],
+    ['focal options without a focal loss', { layers: [4, 2], focalGamma: 2 }, /options\.focalGamma applies to loss 'sigmoid-focal' or 'softmax-focal'; loss is 'cross-entropy'/],
+    ['a list alpha for sigmoid-focal', { layers: [4, 2], loss: 'sigmoid-focal', focalAlpha: [0.2, 0.3] }, /options\.focalAlpha for 'sigmoid-focal' must be a number in \[0, 1\], or negative for none; got \[0\.2,0\.3\]/],
+    ['softmax-focal alpha of the wrong length', { layers: [4, 3], loss: 'softmax-focal', focalAlpha: [1, 2] }, /options\.focalAlpha for 'softmax-focal' must be a number >= 0 or 3 of them, one per class; got \[1,2\]/],
+    ['softmax-focal on one output', { layers: [4, 1], loss: 'softmax-focal' }, /options\.loss 'softmax-focal' needs at least 2 outputs/],
+    ['an unknown schedule', { layers: [4, 2], schedule: { name: 'warm' } }, /options\.schedule/],
+    ['a schedule interval typo', { layers: [4, 2], scheduleInterval: 'batch' }, /options\.scheduleInterval must be one of 'epoch', 'step'; got "batch"/],
+    ['a zero clipping norm', { layers: [4, 2], clipGradNorm: 0 }, /options\.clipGradNorm/],
   ];
   for (const [what, options, message] of cases) {
     it(`refuses ${what}`, () => {
@@ -92,12 +108,27 @@ describe('data', () => {
   });
 
   it('refuses a different number of targets than rows', async () => {
-    await expect(t.fit({ x: [[1, 2, 3], [4, 5, 6]], y: [0] })).rejects.toThrow(/training data: x has 2 rows but y has 1 targets/);
+    await expect(t.fit({ x: [[1, 2, 3], [4, 5, 6]], y: [0] })).rejects.toThrow(
+      'training data: x has 2 rows but y has 1 targets; expected one class index per row',
+    );
+    await expect(bce.fit({ x: [[1, 2, 3], [4, 5, 6]], y: [[0, 1]] })).rejects.toThrow(
+      'training data: x has 2 rows but y has 1 rows; expected 2 targets per row',
+    );
   });
 
-  it('refuses one-hot rows for cross-entropy, pointing at class indices', async () => {
-    await expect(t.fit({ x: [[1, 2, 3]], y: [[0, 1, 0, 0]] })).rejects.toThrow(
-      /loss 'cross-entropy' takes class indices of shape \(1,\); got targets of shape \(1, 4\)/,
+  it('refuses cross-entropy targets that are neither class indices nor class probabilities', async () => {
+    await expect(t.fit({ x: [[1, 2, 3]], y: [[0, 1, 0]] })).rejects.toThrow(
+      /loss 'cross-entropy' takes class indices of shape \(1,\) or class probabilities of shape \(1, 4\); got targets of shape \(1, 3\)/,
+    );
+    await expect(t.fit({ x: [[1, 2, 3]], y: [[0.5, 0.5, 0, 1.5]] })).rejects.toThrow(
+      'training data: y row 0, output 3 is 1.5; class probabilities must be numbers in [0, 1]',
+    );
+  });
+
+  it('refuses probability targets for softmax-focal, which takes class indices', async () => {
+    const f = make({ layers: [3, 4], loss: 'softmax-focal', workers: 1 });
+    await expect(f.fit({ x: [[1, 2, 3]], y: [[0, 1, 0, 0]] })).rejects.toThrow(
+      /loss 'softmax-focal' takes class indices of shape \(1,\); got targets of shape \(1, 4\)/,
     );
   });
 

@@ -34,6 +34,8 @@ export interface Checkpoint {
   params: Float32Array;
   /** Every __metadata__ entry of the file, the gradpool ones ('format', 'config', ...) included. */
   metadata: Record<string, string>;
+  /** Float32 tensors beyond the model's, flattened, by name (e.g. 'optimizer.momentum_buffer'). */
+  tensors: Record<string, Float32Array>;
 }
 
 interface TensorInfo {
@@ -43,11 +45,15 @@ interface TensorInfo {
   end: number;
 }
 
-/** Serialises `params` (laid out for config.layers) and the config into safetensors bytes. */
+/**
+ * Serialises `params` (laid out for config.layers) and the config into safetensors bytes; `tensors` are
+ * written after the model's as 1-D float32 tensors under their names (none may start with 'layers.').
+ */
 export function encodeCheckpoint(
   config: ModelConfig,
   params: Float32Array,
   extra: Record<string, string> = {},
+  tensors: Record<string, Float32Array> = {},
 ): Uint8Array {
   const problem = configProblem(config);
   if (problem !== undefined) throw new TypeError(`config: ${problem}`);
@@ -76,19 +82,31 @@ export function encodeCheckpoint(
   for (const e of layout.entries) {
     header[e.name] = { dtype: 'F32', shape: e.shape, data_offsets: [4 * e.offset, 4 * (e.offset + e.size)] };
   }
+  // Extra tensors follow the model's, in the order given.
+  const blocks: Float32Array[] = [params];
+  let floats = layout.total;
+  for (const [name, t] of Object.entries(tensors)) {
+    if (name.startsWith('layers.') || name === '__metadata__') throw new TypeError(`extra tensor name '${name}' is reserved`);
+    header[name] = { dtype: 'F32', shape: [t.length], data_offsets: [4 * floats, 4 * (floats + t.length)] };
+    blocks.push(t);
+    floats += t.length;
+  }
   const json = new TextEncoder().encode(JSON.stringify(header));
   // Pad with spaces so the data section starts 8-byte aligned, as the safetensors reference writer does.
   const N = json.length + ((8 - ((8 + json.length) % 8)) % 8);
-  const out = new Uint8Array(8 + N + 4 * layout.total);
+  const out = new Uint8Array(8 + N + 4 * floats);
   const view = new DataView(out.buffer);
   view.setBigUint64(0, BigInt(N), true);
   out.set(json, 8);
   out.fill(0x20, 8 + json.length, 8 + N);
-  const dataStart = 8 + N;
-  if (LITTLE_ENDIAN) {
-    out.set(new Uint8Array(params.buffer, params.byteOffset, params.byteLength), dataStart);
-  } else {
-    for (let i = 0; i < params.length; i++) view.setFloat32(dataStart + 4 * i, params[i], true);
+  let at = 8 + N;
+  for (const t of blocks) {
+    if (LITTLE_ENDIAN) {
+      out.set(new Uint8Array(t.buffer, t.byteOffset, t.byteLength), at);
+    } else {
+      for (let i = 0; i < t.length; i++) view.setFloat32(at + 4 * i, t[i], true);
+    }
+    at += t.byteLength;
   }
   return out;
 }
@@ -193,16 +211,22 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
 
   const params = new Float32Array(layout.total); // (P)
   const dataStart = 8 + N;
-  for (const e of layout.entries) {
-    const { begin, end } = tensors.get(e.name) as TensorInfo;
+  const read = (t: TensorInfo, target: Float32Array, offset: number): void => {
     if (LITTLE_ENDIAN) {
-      const target = new Uint8Array(params.buffer, 4 * e.offset, 4 * e.size);
-      target.set(bytes.subarray(dataStart + begin, dataStart + end));
+      new Uint8Array(target.buffer, 4 * offset, t.end - t.begin).set(bytes.subarray(dataStart + t.begin, dataStart + t.end));
     } else {
-      for (let i = 0; i < e.size; i++) params[e.offset + i] = view.getFloat32(dataStart + begin + 4 * i, true);
+      for (let i = 0; i < (t.end - t.begin) / 4; i++) target[offset + i] = view.getFloat32(dataStart + t.begin + 4 * i, true);
     }
+  };
+  const inLayout = new Set(layout.entries.map((e) => e.name));
+  for (const e of layout.entries) read(tensors.get(e.name) as TensorInfo, params, e.offset);
+  const extra: Record<string, Float32Array> = {};
+  for (const t of tensors.values()) {
+    if (inLayout.has(t.name)) continue;
+    extra[t.name] = new Float32Array((t.end - t.begin) / 4);
+    read(t, extra[t.name], 0);
   }
-  return { config: { layers, activation, loss }, params, metadata };
+  return { config: { layers, activation, loss }, params, metadata, tensors: extra };
 }
 
 /**
@@ -214,8 +238,9 @@ export async function saveCheckpoint(
   config: ModelConfig,
   params: Float32Array,
   extra?: Record<string, string>,
+  tensors?: Record<string, Float32Array>,
 ): Promise<void> {
-  const bytes = encodeCheckpoint(config, params, extra);
+  const bytes = encodeCheckpoint(config, params, extra, tensors);
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
   let file: FileHandle | undefined;
   try {

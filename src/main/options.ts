@@ -3,19 +3,55 @@
 // SGD's options, names and defaults are torch.optim.SGD's (camelCased); see src/shared/sgd.ts.
 
 import { availableParallelism } from 'node:os';
-import { ACTIVATIONS, LOSSES, type Activation, type LossName, type ModelConfig } from '../shared/model.js';
+import { validateClip } from '../shared/clip.js';
+import { defaultLossSpec, type LossSpec } from '../shared/losses.js';
+import { ACTIVATIONS, LOSSES, isSoftmaxLoss, type Activation, type LossName, type ModelConfig } from '../shared/model.js';
+import { validateSchedule, type ScheduleSpec } from '../shared/schedule.js';
 import { SGD_DEFAULTS, validateSGD, type SGDOptions } from '../shared/sgd.js';
 
 export type Reduction = 'mean' | 'sum';
 
-export interface TrainerOptions extends Partial<SGDOptions> {
+/** The loss's options, named and defaulted as PyTorch's (camelCased). Each applies to some losses only. */
+export interface LossOptions {
+  /** cross-entropy: a weight per class; bce-with-logits, bce: a weight per output. Length K. */
+  weight?: number[];
+  /** cross-entropy, softmax-focal: rows with this class index are skipped. Default -100. */
+  ignoreIndex?: number;
+  /** cross-entropy: label smoothing in [0, 1]. Default 0. */
+  labelSmoothing?: number;
+  /** bce-with-logits: weight of the positive examples per output. Length K. */
+  posWeight?: number[];
+  /** sigmoid-focal, softmax-focal: the focusing parameter gamma >= 0. Default 2. */
+  focalGamma?: number;
+  /** sigmoid-focal: alpha in [0, 1], or negative for none (default 0.25, as torchvision).
+   *  softmax-focal: one alpha per class (length K) or one for all; default none. */
+  focalAlpha?: number | number[];
+}
+
+/** Learning-rate schedule and gradient clipping. */
+export interface ScheduleOptions {
+  /** A torch.optim.lr_scheduler equivalent; default none (constant lr). */
+  schedule?: ScheduleSpec | null;
+  /** When the schedule steps: after every 'epoch' (default, as PyTorch examples do) or every 'step'. */
+  scheduleInterval?: 'epoch' | 'step';
+  /** Clip the averaged gradient's total norm to this (clip_grad_norm_'s max_norm); default none. */
+  clipGradNorm?: number | null;
+  /** Order of that norm: 2 (default), any p >= 1, or Infinity. */
+  clipNormType?: number;
+  /** Throw when the gradient's total norm is NaN or infinite instead of clipping by it. Default false. */
+  errorIfNonfinite?: boolean;
+}
+
+export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, ScheduleOptions {
   /** Layer widths from input to output, e.g. [784, 128, 10]. Required. [D, 1] is logistic regression. */
   layers: number[];
   /** Nonlinearity between linear layers: 'relu' (default), 'tanh' or 'sigmoid'. */
   activation?: Activation;
-  /** 'cross-entropy' (softmax over K >= 2 outputs, integer class targets) or 'bce-with-logits'
-   *  (independent sigmoid outputs, targets in [0, 1] of the output's shape). Default: 'bce-with-logits'
-   *  when the last layer has one output, 'cross-entropy' otherwise. */
+  /** Softmax over K >= 2 outputs: 'cross-entropy' (nn.CrossEntropyLoss; class indices or class
+   *  probabilities) or 'softmax-focal'. Independent sigmoid outputs with targets in [0, 1] of the output's
+   *  shape: 'bce-with-logits' (nn.BCEWithLogitsLoss), 'bce' (nn.Sigmoid + nn.BCELoss) or 'sigmoid-focal'
+   *  (torchvision.ops.sigmoid_focal_loss). Default: 'bce-with-logits' when the last layer has one
+   *  output, 'cross-entropy' otherwise. */
   loss?: LossName;
   /** How per-sample losses combine, as nn.CrossEntropyLoss's reduction: 'mean' (default) or 'sum'. */
   reduction?: Reduction;
@@ -32,7 +68,12 @@ export interface TrainerOptions extends Partial<SGDOptions> {
   shards?: number;
 }
 
-export interface ResolvedOptions extends SGDOptions {
+export interface ResolvedOptions extends SGDOptions, LossOptions {
+  schedule: ScheduleSpec | null;
+  scheduleInterval: 'epoch' | 'step';
+  clipGradNorm: number | null;
+  clipNormType: number;
+  errorIfNonfinite: boolean;
   layers: number[];
   activation: Activation;
   loss: LossName;
@@ -44,10 +85,23 @@ export interface ResolvedOptions extends SGDOptions {
   shards: number;
 }
 
+const LOSS_OPTION_NAMES = ['weight', 'ignoreIndex', 'labelSmoothing', 'posWeight', 'focalGamma', 'focalAlpha'] as const;
 const OPTION_NAMES = [
   'layers', 'activation', 'loss', 'reduction', 'batchSize', 'shuffle', 'seed', 'workers', 'shards',
   ...(Object.keys(SGD_DEFAULTS) as (keyof SGDOptions)[]),
+  ...LOSS_OPTION_NAMES,
+  'schedule', 'scheduleInterval', 'clipGradNorm', 'clipNormType', 'errorIfNonfinite',
 ] as const;
+
+/** Which losses each loss option applies to. */
+const APPLIES_TO: Record<(typeof LOSS_OPTION_NAMES)[number], readonly LossName[]> = {
+  weight: ['cross-entropy', 'bce-with-logits', 'bce'],
+  ignoreIndex: ['cross-entropy', 'softmax-focal'],
+  labelSmoothing: ['cross-entropy'],
+  posWeight: ['bce-with-logits'],
+  focalGamma: ['sigmoid-focal', 'softmax-focal'],
+  focalAlpha: ['sigmoid-focal', 'softmax-focal'],
+};
 
 export function resolveOptions(options: TrainerOptions): ResolvedOptions {
   if (typeof options !== 'object' || options === null) {
@@ -71,6 +125,11 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
     shuffle: true,
     seed: 0,
     shards: Math.max(4, workers),
+    schedule: null,
+    scheduleInterval: 'epoch',
+    clipGradNorm: null,
+    clipNormType: 2,
+    errorIfNonfinite: false,
     ...stripUndefined(options),
     layers,
     workers,
@@ -85,13 +144,76 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
     throw new RangeError(`options.seed must be an integer from 0 to 4294967295; got ${String(o.seed)}`);
   }
   validateSGD(o);
-  if (o.loss === 'cross-entropy' && K < 2) {
+  if (isSoftmaxLoss(o.loss) && K < 2) {
     throw new RangeError(
-      `options.loss 'cross-entropy' needs at least 2 outputs; layers ends in ${K}` +
+      `options.loss '${o.loss}' needs at least 2 outputs; layers ends in ${K}` +
         `\nhint: a single output is logistic regression: use loss 'bce-with-logits', or end layers in the class count`,
     );
   }
+  validateLossOptions(o, K);
+  if (o.schedule !== null) validateSchedule(o.schedule, 'options.schedule');
+  oneOf('scheduleInterval', o.scheduleInterval, ['epoch', 'step']);
+  validateClip(o);
   return o;
+}
+
+function validateLossOptions(o: ResolvedOptions, K: number): void {
+  for (const name of LOSS_OPTION_NAMES) {
+    if (o[name] !== undefined && !APPLIES_TO[name].includes(o.loss)) {
+      throw new TypeError(
+        `options.${name} applies to loss ${APPLIES_TO[name].map((l) => `'${l}'`).join(' or ')}; loss is '${o.loss}'`,
+      );
+    }
+  }
+  const perOutput = (name: 'weight' | 'posWeight'): void => {
+    const v = o[name];
+    if (v === undefined) return;
+    if (!Array.isArray(v) || v.length !== K || !v.every((w) => typeof w === 'number' && Number.isFinite(w) && w >= 0)) {
+      const what = isSoftmaxLoss(o.loss) ? 'class' : 'output';
+      throw new TypeError(
+        `options.${name} must be ${K} finite numbers >= 0, one per ${what} (layers ends in ${K}); got ${JSON.stringify(v)}`,
+      );
+    }
+  };
+  perOutput('weight');
+  perOutput('posWeight');
+  if (o.ignoreIndex !== undefined && !Number.isInteger(o.ignoreIndex)) {
+    throw new TypeError(`options.ignoreIndex must be an integer; got ${String(o.ignoreIndex)}`);
+  }
+  const ls = o.labelSmoothing;
+  if (ls !== undefined && (typeof ls !== 'number' || !(ls >= 0 && ls <= 1))) {
+    throw new RangeError(`options.labelSmoothing must be between 0.0 and 1.0; got ${String(ls)}`);
+  }
+  const g = o.focalGamma;
+  if (g !== undefined && (typeof g !== 'number' || !Number.isFinite(g) || g < 0)) {
+    throw new RangeError(`options.focalGamma must be a finite number >= 0; got ${String(g)}`);
+  }
+  const a = o.focalAlpha;
+  if (a === undefined) return;
+  if (o.loss === 'sigmoid-focal') {
+    if (typeof a !== 'number' || !Number.isFinite(a) || a > 1) {
+      throw new RangeError(`options.focalAlpha for 'sigmoid-focal' must be a number in [0, 1], or negative for none; got ${JSON.stringify(a)}`);
+    }
+  } else if (typeof a === 'number' ? !(Number.isFinite(a) && a >= 0) : !Array.isArray(a) || a.length !== K || !a.every((v) => Number.isFinite(v) && v >= 0)) {
+    throw new TypeError(`options.focalAlpha for 'softmax-focal' must be a number >= 0 or ${K} of them, one per class; got ${JSON.stringify(a)}`);
+  }
+}
+
+/** The loss as the workers take it: options resolved to typed arrays and PyTorch's defaults. */
+export function lossSpec(o: ResolvedOptions): LossSpec {
+  const spec = defaultLossSpec(o.loss);
+  const K = o.layers[o.layers.length - 1];
+  const f32 = (v: number[] | undefined): Float32Array | null => (v === undefined ? null : Float32Array.from(v));
+  spec.weight = f32(o.weight);
+  spec.posWeight = f32(o.posWeight);
+  if (o.ignoreIndex !== undefined) spec.ignoreIndex = o.ignoreIndex;
+  if (o.labelSmoothing !== undefined) spec.labelSmoothing = o.labelSmoothing;
+  if (o.focalGamma !== undefined) spec.focalGamma = o.focalGamma;
+  if (o.focalAlpha !== undefined) {
+    const a = o.focalAlpha;
+    spec.focalAlpha = o.loss === 'sigmoid-focal' ? (a as number) : typeof a === 'number' ? new Float32Array(K).fill(a) : Float32Array.from(a);
+  }
+  return spec;
 }
 
 export function modelConfig(o: ResolvedOptions): ModelConfig {

@@ -1,39 +1,51 @@
 // The public Trainer: builds the model and its worker pool from validated options, and runs epochs of
-// mini-batch SGD (fit), evaluation with a confusion matrix, prediction, and checkpoints. The per-step
-// work happens in the Coordinator; this file is the epoch loop and the user-facing API.
+// mini-batch SGD (fit) with an optional learning-rate schedule and gradient clipping, evaluation with a
+// confusion matrix and per-class report, prediction, per-sample losses, and checkpoints that hold the
+// whole training state. The per-step work happens in the Coordinator; this file is the epoch loop.
 
-import { Coordinator, type BatchSums } from './coordinator.js';
+import { addSums, Coordinator, emptySums, type BatchSums } from './coordinator.js';
 import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset } from './data.js';
-import { assignParameters, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
-import { linearViews, type ModelConfig } from '../shared/model.js';
+import { assignParameters, CheckpointError, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
+import { classReport, type ClassReport } from './report.js';
+import {
+  lossSpec, modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions,
+} from './options.js';
+import type { LossSpec } from '../shared/losses.js';
+import { isSoftmaxLoss, linearViews, type ModelConfig } from '../shared/model.js';
 import { Rng } from '../shared/rng.js';
+import { scheduleAt } from '../shared/schedule.js';
 
 export interface FitOptions {
-  /** Passes over the training data. Default 1. */
+  /** Passes over the training data. Default 1. Continues from the Trainer's epoch count. */
   epochs?: number;
   /** Evaluated after every epoch; its loss and accuracy go into the history. */
   validation?: Dataset;
   /** Called after every optimizer step. */
   onStep?: (step: StepInfo) => void;
-  /** Called after every epoch with its record (also returned in the history). */
-  onEpoch?: (record: EpochRecord) => void;
+  /** Called after every epoch with its record (also returned in the history); may return a promise,
+   *  which fit() awaits (to save a checkpoint, say). */
+  onEpoch?: (record: EpochRecord) => void | Promise<void>;
   /** Aborting stops training after the current step; fit() then rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
 export interface StepInfo {
-  /** 1-based epoch of this Trainer's life (continues across fit() calls). */
+  /** 1-based epoch of this Trainer's life (continues across fit() calls and resumes). */
   epoch: number;
   /** 1-based batch within the epoch, and the epoch's batch count. */
   batch: number;
   batches: number;
   /** Optimizer steps taken so far by this Trainer, this one included. */
   step: number;
-  /** The batch's mean loss per sample (per element for BCE). */
+  /** The batch's mean loss (per sample, or per element for the sigmoid losses). */
   loss: number;
   rows: number;
+  /** The learning rate this step used. */
   lr: number;
+  /** The gradient's total norm before clipping, when clipGradNorm is set. */
+  gradNorm?: number;
+  /** True when every target of the batch was ignored, so no update was made. */
+  skipped?: boolean;
 }
 
 export interface EpochRecord {
@@ -43,46 +55,71 @@ export interface EpochRecord {
   trainAccuracy: number;
   valLoss?: number;
   valAccuracy?: number;
+  /** The learning rate of the epoch's last step. */
+  lr: number;
   /** Training samples per second over the epoch's steps (evaluation excluded). */
   samplesPerSec: number;
   /** Wall time of the epoch's steps, in seconds (evaluation excluded). */
   seconds: number;
   steps: number;
+  /** Steps with no update because every target in the batch was ignored. */
+  skippedSteps: number;
 }
 
 export interface Evaluation {
-  /** Mean loss per sample (per element for BCE), whatever the reduction option. */
+  /** Mean loss as the 'mean' reduction defines it, whatever the reduction option. */
   loss: number;
-  /** Fraction of rows classified right; for BCE, of outputs thresholded right at probability 0.5. */
+  /** Fraction of rows classified right (softmax losses; ignored rows not counted), or of outputs
+   *  thresholded right at probability 0.5 (sigmoid losses). */
   accuracy: number;
   rows: number;
-  /** counts[true][predicted], K x K for cross-entropy, 2 x 2 for a single BCE output; null for
-   *  multi-label BCE. */
+  /** counts[true][predicted]: K x K for softmax losses, 2 x 2 for a single sigmoid output, null for
+   *  several sigmoid outputs (multi-label: see perClass). */
   confusion: number[][] | null;
+  /** Precision, recall, F1 and support per class (per output, of its positive class, for multi-label),
+   *  and their macro and support-weighted averages. */
+  report: ClassReport;
 }
+
+/** The training state a checkpoint carries beyond the parameters, for resuming bit-identically. */
+interface TrainingState {
+  epoch: number;
+  step: number;
+  schedulerSteps: number;
+  hasMomentumBuffer: boolean;
+}
+
+const MOMENTUM_TENSOR = 'optimizer.momentum_buffer';
 
 export class Trainer {
   readonly options: Readonly<ResolvedOptions>;
   readonly config: Readonly<ModelConfig>;
+  readonly loss: Readonly<LossSpec>;
   private readonly core: Coordinator;
-  private epochsDone = 0;
-  private stepsDone = 0;
+  private state: TrainingState = { epoch: 0, step: 0, schedulerSteps: 0, hasMomentumBuffer: false };
   /** The call running on the pool, if any: every shard slot is in use by it. */
   private running: string | null = null;
 
   constructor(options: TrainerOptions) {
     this.options = resolveOptions(options);
     this.config = modelConfig(this.options);
+    this.loss = lossSpec(this.options);
     const o = this.options;
-    this.core = new Coordinator(this.config, o.workers, o.shards, o.batchSize, o.reduction);
+    this.core = new Coordinator(this.config, this.loss, o.workers, o.shards, o.batchSize, o.reduction);
     initParameters(this.core.params, o.layers, o.seed);
   }
 
-  /** Reads a checkpoint written by save(); options (but layers, activation and loss) may be given. */
+  /**
+   * Rebuilds a Trainer from a checkpoint written by save(): its model, its options and its training
+   * state (epoch, step, schedule position, momentum), so fit() continues exactly where it stopped.
+   * `options` override the saved ones (workers, say); layers, activation and loss are the file's.
+   */
   static async load(path: string, options: Omit<TrainerOptions, 'layers' | 'activation' | 'loss'> = {}): Promise<Trainer> {
     const ckpt = await loadCheckpoint(path);
-    const trainer = new Trainer({ ...options, ...ckpt.config });
+    const saved = savedOptions(ckpt, path);
+    const trainer = new Trainer({ ...saved, ...options, ...ckpt.config });
     assignParameters(trainer.core.params, trainer.options.layers, ckpt, path);
+    trainer.restoreState(ckpt, path);
     return trainer;
   }
 
@@ -91,9 +128,22 @@ export class Trainer {
     return this.core.params;
   }
 
-  /** Replaces the parameters with a checkpoint's, refusing one whose tensors do not fit this model. */
+  /** Epochs and optimizer steps taken so far (continued by load()). */
+  get progress(): { epoch: number; step: number } {
+    return { epoch: this.state.epoch, step: this.state.step };
+  }
+
+  /** Replaces the parameters (only) with a checkpoint's, refusing one whose tensors do not fit. */
   async loadParameters(path: string): Promise<void> {
     assignParameters(this.core.params, this.options.layers, await loadCheckpoint(path), path);
+  }
+
+  /** The learning rate (and any momentum a OneCycle schedule sets) for the next optimizer step. */
+  private hyper(): { lr: number; momentum: number } {
+    const o = this.options;
+    if (o.schedule === null) return { lr: o.lr, momentum: o.momentum };
+    const at = scheduleAt(o.schedule, o.lr, this.state.schedulerSteps);
+    return { lr: at.lr, momentum: at.momentum ?? o.momentum };
   }
 
   async fit(train: Dataset, fit: FitOptions = {}): Promise<EpochRecord[]> {
@@ -106,35 +156,53 @@ export class Trainer {
       throw new TypeError(`fit options.epochs must be a positive integer; got ${String(epochs)}`);
     }
     // Everything is validated and copied before the first step, so bad data costs no training time.
-    const data = shareDataset(train, this.config, 'training data', false);
-    const val = fit.validation === undefined ? undefined : shareDataset(fit.validation, this.config, 'validation data', true);
+    const data = shareDataset(train, this.config, this.loss, 'training data');
+    const val = fit.validation === undefined ? undefined
+      : shareDataset(fit.validation, this.config, this.loss, 'validation data', { probabilities: true });
     const o = this.options;
     const batches = Math.ceil(data.rows / o.batchSize);
     const history: EpochRecord[] = [];
     for (let e = 0; e < epochs; e++) {
-      const epoch = ++this.epochsDone;
+      const epoch = this.state.epoch + 1;
       setOrder(data.order, o.shuffle ? o.seed : null, epoch);
-      const total: BatchSums = { lossSum: 0, weightSum: 0, correct: 0, rows: 0 };
+      const total = emptySums();
+      let skipped = 0;
+      let lr = o.lr;
       const t0 = performance.now();
       for (let b = 0; b < batches; b++) {
         if (fit.signal?.aborted) throw fit.signal.reason;
         const start = b * o.batchSize;
         const sums = await this.core.runBatch('grad', data, start, Math.min(start + o.batchSize, data.rows));
-        this.core.update(o, o.lr);
-        this.stepsDone++;
+        const h = this.hyper();
+        lr = h.lr;
+        let gradNorm: number | undefined;
+        if (sums.weightSum > 0) {
+          if (o.clipGradNorm !== null) gradNorm = this.core.clip(o.clipGradNorm, o.clipNormType, o.errorIfNonfinite);
+          this.core.update({ ...o, momentum: h.momentum }, h.lr);
+        } else {
+          skipped++;
+        }
+        this.state.step++;
+        if (o.schedule !== null && o.scheduleInterval === 'step') this.state.schedulerSteps++;
         addSums(total, sums);
         fit.onStep?.({
-          epoch, batch: b + 1, batches, step: this.stepsDone, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr: o.lr,
+          epoch, batch: b + 1, batches, step: this.state.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
+          ...(gradNorm === undefined ? {} : { gradNorm }), ...(sums.weightSum > 0 ? {} : { skipped: true }),
         });
       }
       const seconds = (performance.now() - t0) / 1000;
+      this.state.epoch = epoch;
+      this.state.hasMomentumBuffer = this.core.sgdState.hasMomentumBuffer;
+      if (o.schedule !== null && o.scheduleInterval === 'epoch') this.state.schedulerSteps++;
       const record: EpochRecord = {
         epoch,
         trainLoss: total.lossSum / total.weightSum,
-        trainAccuracy: total.correct / total.weightSum,
+        trainAccuracy: total.correct / total.counted,
+        lr,
         samplesPerSec: data.rows / seconds,
         seconds,
         steps: batches,
+        skippedSteps: skipped,
       };
       if (val !== undefined) {
         const ev = await this.evaluateShared(val);
@@ -142,17 +210,18 @@ export class Trainer {
         record.valAccuracy = ev.accuracy;
       }
       history.push(record);
-      fit.onEpoch?.(record);
+      await fit.onEpoch?.(record);
     }
     return history;
   }
 
-  /** Loss, accuracy and confusion matrix of the current parameters on `data`. */
+  /** Loss, accuracy, confusion matrix and per-class report of the current parameters on `data`. */
   async evaluate(data: Dataset): Promise<Evaluation> {
-    return this.exclusive('evaluate', () => this.evaluateShared(shareDataset(data, this.config, 'evaluation data', true)));
+    return this.exclusive('evaluate', () =>
+      this.evaluateShared(shareDataset(data, this.config, this.loss, 'evaluation data', { probabilities: true })));
   }
 
-  /** Probabilities (N, K), row-major: softmax rows for cross-entropy, elementwise sigmoid for BCE. */
+  /** Probabilities (N, K), row-major: softmax rows for the softmax losses, sigmoids otherwise. */
   async predict(x: Features): Promise<Float32Array> {
     return this.exclusive('predict', async () => {
       const data = shareFeatures(x, this.config, 'predict input');
@@ -161,14 +230,30 @@ export class Trainer {
     });
   }
 
-  /** Writes a safetensors checkpoint of the current parameters atomically (see checkpoint.ts). */
-  async save(path: string): Promise<void> {
-    // The copy is taken now, synchronously, so it is the model between two steps even if fit() goes on
-    // while the file is written (as when save() is called from onEpoch).
-    await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {
-      'gradpool.epoch': String(this.epochsDone),
-      'gradpool.step': String(this.stepsDone),
+  /** Per-sample losses, PyTorch's reduction='none': (N) for softmax losses (0 for ignored rows), (N, K)
+   *  row-major for the sigmoid losses. */
+  async losses(data: Dataset): Promise<Float32Array> {
+    return this.exclusive('losses', async () => {
+      const shared = shareDataset(data, this.config, this.loss, 'loss data', { losses: true });
+      await this.forwardAll(shared);
+      return new Float32Array(shared.lossOut as Float32Array);
     });
+  }
+
+  /**
+   * Writes a safetensors checkpoint atomically (see checkpoint.ts): the model's tensors (what PyTorch
+   * loads), the momentum buffer, and in its metadata the options and the training state.
+   */
+  async save(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    // Everything is copied now, synchronously, so the file is the model between two steps even if
+    // fit() goes on while it is written (as when save() is called from onEpoch).
+    const state: TrainingState = { ...this.state };
+    const tensors = state.hasMomentumBuffer ? { [MOMENTUM_TENSOR]: new Float32Array(this.core.sgdState.momentumBuffer) } : undefined;
+    await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {
+      ...metadata,
+      'gradpool.options': encodeOptions(this.options),
+      'gradpool.state': JSON.stringify(state),
+    }, tensors);
   }
 
   async close(): Promise<void> {
@@ -177,6 +262,30 @@ export class Trainer {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+
+  private restoreState(ckpt: Checkpoint, path: string): void {
+    const text = ckpt.metadata['gradpool.state'];
+    if (text === undefined) return; // parameters only: a fresh run starting from them
+    let s: TrainingState;
+    try {
+      s = JSON.parse(text) as TrainingState;
+    } catch {
+      throw new CheckpointError(path, `metadata "gradpool.state" is not valid JSON: ${text.slice(0, 80)}`);
+    }
+    const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+    if (!count(s.epoch) || !count(s.step) || !count(s.schedulerSteps) || typeof s.hasMomentumBuffer !== 'boolean') {
+      throw new CheckpointError(path, `metadata "gradpool.state" is not a training state: ${text.slice(0, 120)}`);
+    }
+    if (s.hasMomentumBuffer) {
+      const m = ckpt.tensors[MOMENTUM_TENSOR];
+      if (m === undefined || m.length !== this.core.P) {
+        throw new CheckpointError(path, `tensor '${MOMENTUM_TENSOR}' is missing or not ${this.core.P} floats, but the state says SGD momentum had started`);
+      }
+      this.core.sgdState.momentumBuffer.set(m);
+    }
+    this.core.sgdState.hasMomentumBuffer = s.hasMomentumBuffer;
+    this.state = { epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, hasMomentumBuffer: s.hasMomentumBuffer };
   }
 
   /** Runs one pool call at a time: the shard slots belong to the running call until it ends. */
@@ -195,7 +304,7 @@ export class Trainer {
   /** Forward passes over every row in order, batch by batch; returns the summed stats. */
   private async forwardAll(data: SharedDataset): Promise<BatchSums> {
     const chunk = this.core.slots * this.core.maxShardRows;
-    const total: BatchSums = { lossSum: 0, weightSum: 0, correct: 0, rows: 0 };
+    const total = emptySums();
     for (let start = 0; start < data.rows; start += chunk) {
       addSums(total, await this.core.runBatch('forward', data, start, Math.min(start + chunk, data.rows)));
     }
@@ -204,11 +313,14 @@ export class Trainer {
 
   private async evaluateShared(data: SharedDataset): Promise<Evaluation> {
     const sums = await this.forwardAll(data);
+    const K = this.config.layers[this.config.layers.length - 1];
+    const confusions = confusionMatrices(data, this.config, this.loss, K);
     return {
       loss: sums.lossSum / sums.weightSum,
-      accuracy: sums.correct / sums.weightSum,
+      accuracy: sums.correct / sums.counted,
       rows: data.rows,
-      confusion: confusionMatrix(data, this.config),
+      confusion: confusions.length === 1 ? confusions[0] : null,
+      report: classReport(confusions),
     };
   }
 }
@@ -229,29 +341,49 @@ function setOrder(order: Int32Array, seed: number | null, epoch: number): void {
   if (seed !== null) new Rng((seed ^ Math.imul(epoch, 0x9e3779b1)) >>> 0).shuffle(order);
 }
 
-function addSums(total: BatchSums, s: BatchSums): void {
-  total.lossSum += s.lossSum;
-  total.weightSum += s.weightSum;
-  total.correct += s.correct;
-  total.rows += s.rows;
+/**
+ * Confusion matrices counts[true][predicted]: one K x K for softmax losses (true class: the index, or the
+ * argmax of probability targets; ignored rows skipped), one 2 x 2 per output for sigmoid losses.
+ */
+function confusionMatrices(data: SharedDataset, model: ModelConfig, loss: LossSpec, K: number): number[][][] {
+  const out = data.out as Float32Array;
+  const argmax = (a: Float32Array, r: number): number => {
+    let best = 0;
+    for (let k = 1; k < K; k++) if (a[r * K + k] > a[r * K + best]) best = k;
+    return best;
+  };
+  if (isSoftmaxLoss(model.loss)) {
+    const m = Array.from({ length: K }, () => new Array<number>(K).fill(0));
+    for (let i = 0; i < data.rows; i++) {
+      const row = data.order[i];
+      const t = data.labels !== null ? data.labels[row] : argmax(data.values as Float32Array, row);
+      if (data.labels !== null && t === loss.ignoreIndex) continue;
+      m[t][argmax(out, i)]++;
+    }
+    return [m];
+  }
+  const y = data.values as Float32Array;
+  const ms = Array.from({ length: K }, () => [[0, 0], [0, 0]]);
+  for (let i = 0; i < data.rows; i++) {
+    const row = data.order[i];
+    for (let k = 0; k < K; k++) ms[k][y[row * K + k] >= 0.5 ? 1 : 0][out[i * K + k] > 0.5 ? 1 : 0]++;
+  }
+  return ms;
 }
 
-function confusionMatrix(data: SharedDataset, model: ModelConfig): number[][] | null {
-  const K = model.layers[model.layers.length - 1];
-  const out = data.out as Float32Array;
-  if (model.loss === 'cross-entropy') {
-    const m = Array.from({ length: K }, () => new Array<number>(K).fill(0));
-    const labels = data.labels as Int32Array;
-    for (let i = 0; i < data.rows; i++) {
-      let best = 0;
-      for (let k = 1; k < K; k++) if (out[i * K + k] > out[i * K + best]) best = k;
-      m[labels[data.order[i]]][best]++;
-    }
-    return m;
+/** Options as JSON; Infinity (a norm type) is written as a string, which JSON has no number for. */
+function encodeOptions(o: ResolvedOptions): string {
+  return JSON.stringify(o, (_, v: unknown) => (v === Infinity ? 'Infinity' : v));
+}
+
+function savedOptions(ckpt: Checkpoint, path: string): Partial<TrainerOptions> {
+  const text = ckpt.metadata['gradpool.options'];
+  if (text === undefined) return {};
+  try {
+    // The worker count is the machine's, not the run's: results do not depend on it (shards do).
+    const { workers: _, ...options } = JSON.parse(text, (_, v: unknown) => (v === 'Infinity' ? Infinity : v)) as TrainerOptions;
+    return options;
+  } catch {
+    throw new CheckpointError(path, `metadata "gradpool.options" is not valid JSON: ${text.slice(0, 80)}`);
   }
-  if (K !== 1) return null;
-  const y = new Float32Array(data.buffers.y as SharedArrayBuffer);
-  const m = [[0, 0], [0, 0]];
-  for (let i = 0; i < data.rows; i++) m[y[data.order[i]] >= 0.5 ? 1 : 0][out[i] > 0.5 ? 1 : 0]++;
-  return m;
 }

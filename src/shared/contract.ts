@@ -2,6 +2,7 @@
 // given once at start-up, what a task says, and the layout of the shared buffers both sides read.
 // Nothing else crosses threads: a task names a dataset and a range of rows, results go to shared slots.
 
+import type { LossSpec } from './losses.js';
 import type { ModelConfig } from './model.js';
 
 /**
@@ -10,6 +11,8 @@ import type { ModelConfig } from './model.js';
  */
 export interface WorkerInit {
   model: ModelConfig;
+  /** The loss and its options (class weights, smoothing, ...), fixed for the pool's life. */
+  loss: LossSpec;
   /** (P) float32 parameters, written only by the coordinator between steps. */
   params: SharedArrayBuffer;
   /** (S, P) float32: gradient slot s holds the gradient *sum* of shard s of the current batch. */
@@ -28,7 +31,9 @@ export const kStatLossSum = 0;
 export const kStatWeightSum = 1;
 export const kStatCorrect = 2;
 export const kStatRows = 3;
-export const STAT_FIELDS = 4;
+/** Predictions scored for accuracy: rows not ignored (softmax losses) or rows x outputs (sigmoid). */
+export const kStatCounted = 4;
+export const STAT_FIELDS = 5;
 
 /**
  * A dataset in shared memory. The coordinator builds it once per dataset; a worker maps it the first
@@ -42,15 +47,17 @@ export interface DatasetBuffers {
   features: number;
   /** (N, D) float32 row-major features. */
   x: SharedArrayBuffer;
-  /**
-   * Targets, or null for data to predict on. cross-entropy: (N) int32 class indices.
-   * bce-with-logits: (N, K) float32 values in [0, 1].
-   */
+  /** What y holds: 'index', (N) int32 class indices; 'values', (N, K) float32 in [0, 1]; null, no
+   *  targets (data to predict on). */
+  targets: 'index' | 'values' | null;
   y: SharedArrayBuffer | null;
   /** (N) int32: the row visited at each position. The coordinator rewrites it before each epoch. */
   order: SharedArrayBuffer;
   /** (N, K) float32 output probabilities, written by 'forward' tasks when present. */
   out: SharedArrayBuffer | null;
+  /** Per-sample losses, (N) for softmax losses or (N, K) for sigmoid ones (reduction 'none'), written
+   *  by 'forward' tasks when present. */
+  lossOut: SharedArrayBuffer | null;
 }
 
 /**

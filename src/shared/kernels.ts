@@ -1,4 +1,4 @@
-// Forward/backward kernel pairs for the MLP and its losses: plain loops over typed arrays with explicit
+// Forward/backward kernel pairs for the MLP's layers (the losses are in losses.ts): plain loops over typed arrays with explicit
 // sizes, arguments ordered outputs, inputs, sizes (llm.c's convention, camelCased as TypeScript reads).
 // Backward kernels accumulate (+=) into gradient buffers; the caller zeroes them once per shard.
 // Shapes use the letters defined in model.ts: B rows, C inputs, OC outputs, K classes.
@@ -103,67 +103,4 @@ export function sigmoid(x: number): number {
   if (x >= 0) return 1 / (1 + Math.exp(-x));
   const e = Math.exp(x);
   return e / (1 + e);
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Softmax cross-entropy over K classes with integer targets (nn.CrossEntropyLoss, reduction 'sum' per
-// row; the coordinator divides by the batch's weight total). Stable by construction: log-sum-exp with
-// the row maximum subtracted.
-
-/** losses (B) = -log softmax(logits)[target]; probs (B, K) = softmax(logits (B, K)); targets (B) */
-export function crossEntropyForward(
-  losses: Float32Array, probs: Float32Array, logits: Float32Array, targets: Int32Array | Uint8Array,
-  B: number, K: number,
-): void {
-  for (let b = 0; b < B; b++) {
-    // -log p_t = logsumexp(x) - x_t: exact in the tail where p_t itself underflows to 0.
-    losses[b] = softmaxRow(probs, logits, b * K, K) - logits[b * K + targets[b]];
-  }
-}
-
-/** probs (B, K) = softmax(logits (B, K)), row by row. */
-export function softmaxForward(probs: Float32Array, logits: Float32Array, B: number, K: number): void {
-  for (let b = 0; b < B; b++) softmaxRow(probs, logits, b * K, K);
-}
-
-/** Softmax of the K values at offset r into probs; returns their log-sum-exp (max subtracted first). */
-function softmaxRow(probs: Float32Array, logits: Float32Array, r: number, K: number): number {
-  let max = -Infinity;
-  for (let k = 0; k < K; k++) if (logits[r + k] > max) max = logits[r + k];
-  let sum = 0;
-  for (let k = 0; k < K; k++) {
-    const e = Math.exp(logits[r + k] - max);
-    probs[r + k] = e;
-    sum += e;
-  }
-  for (let k = 0; k < K; k++) probs[r + k] /= sum;
-  return max + Math.log(sum);
-}
-
-/** dlogits (B, K) += probs - onehot(targets): softmax and cross-entropy's backward fused. */
-export function crossEntropyBackward(
-  dlogits: Float32Array, probs: Float32Array, targets: Int32Array | Uint8Array, B: number, K: number,
-): void {
-  for (let b = 0; b < B; b++) {
-    const r = b * K;
-    for (let k = 0; k < K; k++) dlogits[r + k] += probs[r + k];
-    dlogits[r + targets[b]] -= 1;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------
-// Binary cross-entropy on logits (nn.BCEWithLogitsLoss), elementwise over N = B * K values with
-// targets y in [0, 1]. Softplus form: max(x, 0) - x y + log(1 + e^-|x|), finite for every finite x.
-
-/** losses (N) = softplus-form BCE of logits (N) against targets (N) */
-export function bceWithLogitsForward(losses: Float32Array, logits: Float32Array, targets: Float32Array, N: number): void {
-  for (let i = 0; i < N; i++) {
-    const x = logits[i];
-    losses[i] = Math.max(x, 0) - x * targets[i] + Math.log1p(Math.exp(-Math.abs(x)));
-  }
-}
-
-/** dlogits (N) += sigmoid(logits) - targets */
-export function bceWithLogitsBackward(dlogits: Float32Array, logits: Float32Array, targets: Float32Array, N: number): void {
-  for (let i = 0; i < N; i++) dlogits[i] += sigmoid(logits[i]) - targets[i];
 }

@@ -4,10 +4,19 @@
 // a layer, OC its outputs, K classes (outputs of the last layer), P total parameter count.
 
 export type Activation = 'relu' | 'tanh' | 'sigmoid';
-export type LossName = 'cross-entropy' | 'bce-with-logits';
+export type LossName = 'cross-entropy' | 'bce-with-logits' | 'bce' | 'sigmoid-focal' | 'softmax-focal';
 
 export const ACTIVATIONS: readonly Activation[] = ['relu', 'tanh', 'sigmoid'];
-export const LOSSES: readonly LossName[] = ['cross-entropy', 'bce-with-logits'];
+export const LOSSES: readonly LossName[] = ['cross-entropy', 'bce-with-logits', 'bce', 'sigmoid-focal', 'softmax-focal'];
+
+/**
+ * Softmax losses treat the K outputs as one distribution over classes (targets: class indices, or class
+ * probabilities for cross-entropy); the others treat them as K independent sigmoids with (N, K) targets
+ * in [0, 1]. This decides what predict() returns and what accuracy means.
+ */
+export function isSoftmaxLoss(loss: LossName): boolean {
+  return loss === 'cross-entropy' || loss === 'softmax-focal';
+}
 
 /** What a model is: enough to rebuild it, and what a checkpoint stores in its metadata. */
 export interface ModelConfig {
@@ -15,7 +24,7 @@ export interface ModelConfig {
   layers: number[];
   /** Nonlinearity between linear layers (not after the last). */
   activation: Activation;
-  /** Loss applied to the last layer's logits. */
+  /** Loss applied to the last layer's logits (its options, such as class weights, are in LossSpec). */
   loss: LossName;
 }
 

@@ -2,19 +2,20 @@
 // backward into a gradient slot. The worker calls it on rows it gathers from shared memory; tests call it
 // directly to compare against finite differences and a one-shard run.
 
-import type { ModelConfig } from '../shared/model.js';
-import type { LinearViews } from '../shared/model.js';
+import { isSoftmaxLoss, type LinearViews, type ModelConfig } from '../shared/model.js';
+import { activationBackward, activationForward, linearBackward, linearForward } from '../shared/kernels.js';
 import {
-  activationBackward, activationForward, bceWithLogitsBackward, bceWithLogitsForward,
-  crossEntropyBackward, crossEntropyForward, linearBackward, linearForward, softmaxForward,
-} from '../shared/kernels.js';
+  bceBackward, bceForward, bceWithLogitsBackward, bceWithLogitsForward, crossEntropyBackward, crossEntropyForward,
+  defaultLossSpec, sigmoidFocalBackward, sigmoidFocalForward, softCrossEntropyBackward, softCrossEntropyForward,
+  softmaxFocalBackward, softmaxFocalForward, softmaxForward, type LossSpec,
+} from '../shared/losses.js';
 
 /** Activations and their gradients for up to maxRows rows, allocated once per worker. */
 export interface Scratch {
   maxRows: number;
   /** (B, D) the shard's inputs, gathered from the dataset in the epoch's order. */
   x: Float32Array;
-  /** cross-entropy targets (B); bce targets (B, K). */
+  /** Class-index targets (B), or value targets (B, K) in [0, 1]. */
   yIndex: Int32Array;
   yValue: Float32Array;
   /** Per linear layer l: z[l] (B, OC_l) before the activation, a[l] (B, OC_l) after it. The last
@@ -23,7 +24,7 @@ export interface Scratch {
   a: Float32Array[];
   dz: Float32Array[];
   da: Float32Array[];
-  /** (B, K) softmax probabilities (cross-entropy) and per-element losses (B * K at most). */
+  /** (B, K) softmax probabilities (softmax losses), and per-row or per-element losses (B * K at most). */
   probs: Float32Array;
   losses: Float32Array;
 }
@@ -49,11 +50,15 @@ export function createScratch(model: ModelConfig, maxRows: number): Scratch {
 /** What a shard adds to its stats slot: sums over its rows, never means. */
 export interface ShardSums {
   lossSum: number;
-  /** What the loss sum is a sum over: rows for cross-entropy, rows x outputs for BCE (PyTorch's mean
-   *  of BCEWithLogitsLoss averages over every element). */
+  /** The loss's share of the 'mean' divisor: rows for plain cross-entropy, the sum of w[target] with
+   *  class weights, scored rows with ignoreIndex, rows x outputs for the BCE losses (PyTorch's mean of
+   *  an elementwise loss averages over every element). */
   weightSum: number;
-  /** Rows classified right (cross-entropy), or elements thresholded right at logit 0 (BCE). */
+  /** Predictions scored right: rows whose argmax is the target class (softmax losses), or outputs
+   *  thresholded right at logit 0 against target >= 0.5 (sigmoid losses). */
   correct: number;
+  /** Predictions scored: rows not ignored, or rows x outputs. */
+  counted: number;
 }
 
 /** logits (B, K) of s.x (B, D): the forward pass, leaving every activation in scratch for backward. */
@@ -69,54 +74,104 @@ export function forward(s: Scratch, model: ModelConfig, params: LinearViews[], B
 }
 
 /**
- * Loss of the logits left by forward() against the targets in scratch; with grads, the gradient of the
- * loss *sum* is added into grads (which the caller has zeroed).
+ * Loss of the logits left by forward() against the targets in scratch (s.yIndex when `indexTargets`,
+ * else s.yValue); per-row or per-element losses stay in s.losses. With grads, the gradient of the loss
+ * *sum* is added into grads (which the caller has zeroed).
  */
 export function lossAndBackward(
   s: Scratch, model: ModelConfig, params: LinearViews[], grads: LinearViews[] | null, B: number,
+  loss: LossSpec = defaultLossSpec(model.loss), indexTargets = isSoftmaxLoss(model.loss),
 ): ShardSums {
   const L = params.length;
   const K = params[L - 1].OC;
   const logits = s.a[L - 1];
-  let lossSum = 0;
-  let correct = 0;
+  const N = B * K;
+  const { losses, probs, yIndex, yValue } = s;
+  const { weight, ignoreIndex, labelSmoothing, posWeight, focalGamma } = loss;
+  const alphaArray = loss.focalAlpha instanceof Float32Array ? loss.focalAlpha : null;
+  const alpha = typeof loss.focalAlpha === 'number' ? loss.focalAlpha : -1;
+  const perRow = isSoftmaxLoss(loss.name);
   let weightSum: number;
-  if (model.loss === 'cross-entropy') {
-    crossEntropyForward(s.losses, s.probs, logits, s.yIndex, B, K);
-    for (let b = 0; b < B; b++) {
-      lossSum += s.losses[b];
-      if (argmaxRow(logits, b, K) === s.yIndex[b]) correct++;
-    }
-    weightSum = B;
-  } else {
-    bceWithLogitsForward(s.losses, logits, s.yValue, B * K);
-    for (let i = 0; i < B * K; i++) {
-      lossSum += s.losses[i];
-      if ((logits[i] > 0) === (s.yValue[i] >= 0.5)) correct++;
-    }
-    weightSum = B * K;
+  switch (loss.name) {
+    case 'cross-entropy':
+      weightSum = indexTargets
+        ? crossEntropyForward(losses, probs, logits, yIndex, B, K, weight, ignoreIndex, labelSmoothing)
+        : softCrossEntropyForward(losses, probs, logits, yValue, B, K, weight, labelSmoothing);
+      break;
+    case 'softmax-focal':
+      weightSum = softmaxFocalForward(losses, probs, logits, yIndex, B, K, focalGamma, alphaArray, ignoreIndex);
+      break;
+    case 'bce-with-logits':
+      weightSum = bceWithLogitsForward(losses, logits, yValue, N, K, weight, posWeight);
+      break;
+    case 'bce':
+      weightSum = bceForward(losses, logits, yValue, N, K, weight);
+      break;
+    case 'sigmoid-focal':
+      weightSum = sigmoidFocalForward(losses, logits, yValue, N, focalGamma, alpha);
+      break;
   }
+  let lossSum = 0;
+  for (let i = 0, n = perRow ? B : N; i < n; i++) lossSum += losses[i];
+  const { correct, counted } = score(s, logits, B, K, perRow, indexTargets, ignoreIndex);
+
   if (grads !== null) {
     for (let l = 0; l < L; l++) {
       s.dz[l].fill(0, 0, B * params[l].OC);
       s.da[l].fill(0, 0, B * params[l].OC);
     }
-    if (model.loss === 'cross-entropy') crossEntropyBackward(s.dz[L - 1], s.probs, s.yIndex, B, K);
-    else bceWithLogitsBackward(s.dz[L - 1], logits, s.yValue, B * K);
+    const dlogits = s.dz[L - 1];
+    switch (loss.name) {
+      case 'cross-entropy':
+        if (indexTargets) crossEntropyBackward(dlogits, probs, yIndex, B, K, weight, ignoreIndex, labelSmoothing);
+        else softCrossEntropyBackward(dlogits, probs, yValue, B, K, weight, labelSmoothing);
+        break;
+      case 'softmax-focal':
+        softmaxFocalBackward(dlogits, probs, logits, yIndex, B, K, focalGamma, alphaArray, ignoreIndex);
+        break;
+      case 'bce-with-logits':
+        bceWithLogitsBackward(dlogits, logits, yValue, N, K, weight, posWeight);
+        break;
+      case 'bce':
+        bceBackward(dlogits, logits, yValue, N, K, weight);
+        break;
+      case 'sigmoid-focal':
+        sigmoidFocalBackward(dlogits, logits, yValue, N, focalGamma, alpha);
+        break;
+    }
     for (let l = L - 1; l >= 0; l--) {
-      const { weight, C, OC } = params[l];
+      const { weight: w, C, OC } = params[l];
       const inp = l === 0 ? s.x : s.a[l - 1];
-      linearBackward(l === 0 ? null : s.da[l - 1], grads[l].weight, grads[l].bias, s.dz[l], inp, weight, B, C, OC);
+      linearBackward(l === 0 ? null : s.da[l - 1], grads[l].weight, grads[l].bias, s.dz[l], inp, w, B, C, OC);
       if (l > 0) activationBackward(model.activation, s.dz[l - 1], s.da[l - 1], s.a[l - 1], B * C);
     }
   }
-  return { lossSum, weightSum, correct };
+  return { lossSum, weightSum, correct, counted };
+}
+
+/** Accuracy counts of the logits (B, K) against the targets in scratch. */
+function score(
+  s: Scratch, logits: Float32Array, B: number, K: number, perRow: boolean, indexTargets: boolean, ignoreIndex: number,
+): { correct: number; counted: number } {
+  let correct = 0;
+  let counted = 0;
+  if (!perRow) {
+    for (let i = 0; i < B * K; i++) if ((logits[i] > 0) === (s.yValue[i] >= 0.5)) correct++;
+    return { correct, counted: B * K };
+  }
+  for (let b = 0; b < B; b++) {
+    const t = indexTargets ? s.yIndex[b] : argmaxRow(s.yValue, b, K);
+    if (indexTargets && t === ignoreIndex) continue;
+    counted++;
+    if (argmaxRow(logits, b, K) === t) correct++;
+  }
+  return { correct, counted };
 }
 
 /** Probabilities (B, K) from the logits left by forward(): softmax rows, or elementwise sigmoid. */
 export function probabilities(out: Float32Array, s: Scratch, model: ModelConfig, B: number, K: number): void {
   const logits = s.a[s.a.length - 1];
-  if (model.loss === 'cross-entropy') softmaxForward(out, logits, B, K);
+  if (isSoftmaxLoss(model.loss)) softmaxForward(out, logits, B, K);
   else activationForward('sigmoid', out, logits, B * K);
 }
 

@@ -4,14 +4,16 @@
 
 import { workerData } from 'node:worker_threads';
 import {
-  kDone, kNeedDataset, kStatCorrect, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
+  kDone, kNeedDataset, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
   type DatasetBuffers, type ShardTask, type TaskResult, type WorkerInit,
 } from '../shared/contract.js';
-import { linearViews, paramLayout } from '../shared/model.js';
+import { isSoftmaxLoss, linearViews, paramLayout } from '../shared/model.js';
 import { createScratch, forward, lossAndBackward, probabilities } from './shard.js';
 
 const init = workerData as WorkerInit;
 const model = init.model;
+const loss = init.loss;
+const perRowLoss = isSoftmaxLoss(loss.name);
 const P = paramLayout(model.layers).total;
 const K = model.layers[model.layers.length - 1];
 const params = linearViews(new Float32Array(init.params), model.layers);
@@ -30,6 +32,7 @@ interface MappedDataset {
   yValue: Float32Array | null;
   order: Int32Array;
   out: Float32Array | null;
+  lossOut: Float32Array | null;
 }
 
 // A few datasets stay mapped (train, validation, a prediction batch); an evicted one is simply asked
@@ -38,15 +41,15 @@ const MAX_MAPPED = 8;
 const datasets = new Map<number, MappedDataset>();
 
 function mapDataset(d: DatasetBuffers): MappedDataset {
-  const isIndex = model.loss === 'cross-entropy';
   return {
     rows: d.rows,
     features: d.features,
     x: new Float32Array(d.x),
-    yIndex: d.y !== null && isIndex ? new Int32Array(d.y) : null,
-    yValue: d.y !== null && !isIndex ? new Float32Array(d.y) : null,
+    yIndex: d.y !== null && d.targets === 'index' ? new Int32Array(d.y) : null,
+    yValue: d.y !== null && d.targets === 'values' ? new Float32Array(d.y) : null,
     order: new Int32Array(d.order),
     out: d.out !== null ? new Float32Array(d.out) : null,
+    lossOut: d.lossOut !== null ? new Float32Array(d.lossOut) : null,
   };
 }
 
@@ -75,32 +78,32 @@ export default function runShards(task: ShardTask): TaskResult {
     datasets.set(task.dataset, d);
   }
   const hasTargets = d.yIndex !== null || d.yValue !== null;
+  const indexTargets = d.yIndex !== null;
   for (let p = task.start, slot = task.firstSlot; p < task.end; p += task.shardRows, slot++) {
     const B = Math.min(task.shardRows, task.end - p);
     gather(d, p, B);
     forward(scratch, model, params, B);
     const row = slot * STAT_FIELDS;
+    stats.fill(0, row, row + STAT_FIELDS);
     stats[row + kStatRows] = B;
-    if (task.kind === 'grad') {
-      const g = gradSlots[slot];
-      g.flat.fill(0);
-      const sums = lossAndBackward(scratch, model, params, g.views, B);
+    if (task.kind === 'grad' || hasTargets) {
+      const g = task.kind === 'grad' ? gradSlots[slot] : null;
+      g?.flat.fill(0);
+      const sums = lossAndBackward(scratch, model, params, g === null ? null : g.views, B, loss, indexTargets);
       stats[row + kStatLossSum] = sums.lossSum;
       stats[row + kStatWeightSum] = sums.weightSum;
       stats[row + kStatCorrect] = sums.correct;
-    } else {
-      if (hasTargets) {
-        const sums = lossAndBackward(scratch, model, params, null, B);
-        stats[row + kStatLossSum] = sums.lossSum;
-        stats[row + kStatWeightSum] = sums.weightSum;
-        stats[row + kStatCorrect] = sums.correct;
+      stats[row + kStatCounted] = sums.counted;
+      if (d.lossOut !== null) {
+        const n = perRowLoss ? B : B * K;
+        d.lossOut.set(scratch.losses.subarray(0, n), perRowLoss ? p : p * K);
       }
-      if (d.out !== null) {
-        // Each row's probabilities go to its position, so the output follows the order buffer.
-        const probs = scratch.probs;
-        probabilities(probs, scratch, model, B, K);
-        d.out.set(probs.subarray(0, B * K), p * K);
-      }
+    }
+    if (task.kind === 'forward' && d.out !== null) {
+      // Each row's probabilities go to its position, so the output follows the order buffer.
+      const probs = scratch.probs;
+      probabilities(probs, scratch, model, B, K);
+      d.out.set(probs.subarray(0, B * K), p * K);
     }
   }
   return kDone;

@@ -1,0 +1,185 @@
+// What the training script's flags turn into, apart from the Trainer's own options: the data (bundled
+// MNIST, IDX or CSV files; normalised with training statistics; a seeded validation split) and the
+// learning-rate schedule over the whole run. Kept apart from cli.ts so each can be read alone.
+
+import { loadMnist } from './mnist.js';
+import {
+  applyNormalization, fitNormalization, loadCsv, loadIdx, splitValidation,
+  type LoadedData, type NormalizeMode, type Normalization,
+} from './loaders/index.js';
+import type { Dataset } from './data.js';
+import type { ScheduleSpec } from '../shared/schedule.js';
+
+/** The data flags, saved in a checkpoint's metadata so that --resume reloads the same data. */
+export interface DataFlags {
+  data: 'mnist' | 'idx' | 'csv';
+  train?: string;
+  test?: string;
+  trainImages?: string;
+  trainLabels?: string;
+  testImages?: string;
+  testLabels?: string;
+  labelColumn?: string;
+  normalize?: NormalizeMode;
+  validationSplit?: number;
+}
+
+export interface RunData {
+  train: Dataset;
+  /** Evaluated after every epoch: the validation split if asked for, else the test set, if any. */
+  validation?: Dataset;
+  validationName: string;
+  /** Evaluated at the end, with the confusion matrix and per-class report. */
+  test?: Dataset;
+  description: string;
+  normalization: Normalization | null;
+}
+
+/** The default normalisation per source: MNIST is already in [0, 1]; IDX pixels are bytes; CSV
+ *  features have any scale. */
+export function defaultNormalize(data: DataFlags['data']): NormalizeMode {
+  return data === 'mnist' ? 'none' : data === 'idx' ? 'scale' : 'standardize';
+}
+
+/** Throws a usage error (a message naming the flags) when a data source lacks its files. */
+export function checkDataFlags(f: DataFlags): void {
+  const need = (flags: [string, string | undefined][], why: string): void => {
+    const missing = flags.filter(([, v]) => v === undefined).map(([n]) => n);
+    if (missing.length > 0) throw new UsageError(`--data ${f.data} needs ${missing.join(' and ')} (${why})`);
+  };
+  const unused = (flags: [string, string | undefined][]): void => {
+    const given = flags.filter(([, v]) => v !== undefined).map(([n]) => n);
+    if (given.length > 0) throw new UsageError(`${given.join(', ')} ${given.length > 1 ? 'apply' : 'applies'} to another --data than ${f.data}`);
+  };
+  const csv: [string, string | undefined][] = [['--train', f.train], ['--test', f.test], ['--label-column', f.labelColumn]];
+  const idx: [string, string | undefined][] = [
+    ['--train-images', f.trainImages], ['--train-labels', f.trainLabels], ['--test-images', f.testImages], ['--test-labels', f.testLabels],
+  ];
+  if (f.data === 'csv') {
+    need([['--train', f.train], ['--label-column', f.labelColumn]], 'the training file and its label column');
+    unused(idx);
+  } else if (f.data === 'idx') {
+    need([['--train-images', f.trainImages], ['--train-labels', f.trainLabels]], 'the training images and labels');
+    if ((f.testImages === undefined) !== (f.testLabels === undefined)) {
+      throw new UsageError('--test-images and --test-labels go together');
+    }
+    unused(csv);
+  } else {
+    unused([...csv, ...idx]);
+  }
+  const v = f.validationSplit;
+  if (v !== undefined && !(v > 0 && v < 1)) throw new UsageError(`--validation-split takes a fraction in (0, 1); got ${v}`);
+}
+
+/** A flag problem found after parsing; the CLI prints it as one line and exits 2. */
+export class UsageError extends Error {}
+
+/** Loads the data the flags name, validated as it is read; softmax losses take class indices. */
+export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed: number): Promise<RunData> {
+  let train: LoadedData | Dataset;
+  let test: LoadedData | Dataset | undefined;
+  let description: string;
+  if (f.data === 'mnist') {
+    const m = loadMnist();
+    train = m.train;
+    test = m.test;
+    description = `MNIST digits (bundled), ${m.train.y.length} train / ${m.test.y.length} test`;
+  } else if (f.data === 'idx') {
+    train = await loadIdx(f.trainImages as string, f.trainLabels as string);
+    test = f.testImages === undefined ? undefined : await loadIdx(f.testImages, f.testLabels as string);
+    description = `IDX ${f.trainImages}, ${(train as LoadedData).rows} train` + (test === undefined ? '' : ` / ${(test as LoadedData).rows} test`);
+  } else {
+    const labelColumns = (f.labelColumn as string).split(',').map((c) => (/^\d+$/.test(c.trim()) ? Number(c) : c.trim()));
+    const targets = classIndexTargets && labelColumns.length === 1 ? 'index' : 'values';
+    train = await loadCsv(f.train as string, { labelColumns, targets });
+    test = f.test === undefined ? undefined : await loadCsv(f.test, { labelColumns, targets });
+    description = `CSV ${f.train}, ${(train as LoadedData).rows} train` + (test === undefined ? '' : ` / ${(test as LoadedData).rows} test`);
+  }
+  let validation: LoadedData | undefined;
+  if (f.validationSplit !== undefined) {
+    const split = splitValidation(asLoaded(train), f.validationSplit, seed);
+    train = split.train;
+    validation = split.validation;
+    description += `; ${validation.rows} of the training rows held out for validation (seed ${seed})`;
+  }
+  const mode = f.normalize ?? defaultNormalize(f.data);
+  let normalization: Normalization | null = null;
+  if (mode !== 'none') {
+    // Statistics from the training split only, applied to every split.
+    normalization = fitNormalization(asLoaded(train), mode);
+    for (const d of [train, validation, test]) if (d !== undefined) applyNormalization(asLoaded(d), normalization);
+    description += `; features normalised (${mode}, training statistics)`;
+  }
+  return {
+    train,
+    validation: validation ?? test,
+    validationName: validation !== undefined ? 'validation' : 'test',
+    test,
+    description,
+    normalization,
+  };
+}
+
+/** MNIST's split as LoadedData, so that the same preparation code serves every source. */
+function asLoaded(d: Dataset | LoadedData): LoadedData {
+  if ('features' in d) return d;
+  const x = d.x as Float32Array;
+  const y = d.y as Int32Array;
+  return { x, y, rows: y.length, features: x.length / y.length, targetColumns: 1, rowName: (r) => `image ${r}` };
+}
+
+/** The schedule flags. Lengths are in scheduler steps: optimizer steps, or epochs with --schedule-interval epoch. */
+export interface ScheduleFlags {
+  schedule: 'none' | 'step' | 'multistep' | 'exponential' | 'cosine' | 'linear' | 'onecycle';
+  stepSize?: number;
+  gamma?: number;
+  milestones?: number[];
+  etaMin?: number;
+  endFactor?: number;
+  maxLr?: number;
+  pctStart?: number;
+  warmup?: number;
+  warmupStartFactor?: number;
+}
+
+/**
+ * The schedule over the whole run: `total` scheduler steps (every step of every epoch, or every epoch).
+ * Cosine anneals over what the warm-up leaves; OneCycle spans the run; a warm-up is a LinearLR chained
+ * in front by SequentialLR.
+ */
+export function buildSchedule(f: ScheduleFlags, lr: number, total: number): ScheduleSpec | null {
+  const warmup = f.warmup ?? 0;
+  if (warmup >= total && warmup > 0) throw new UsageError(`--warmup ${warmup} leaves nothing of the run's ${total} scheduler steps`);
+  const rest = total - warmup;
+  let main: ScheduleSpec | null;
+  switch (f.schedule) {
+    case 'none':
+      main = null;
+      break;
+    case 'step':
+      if (f.stepSize === undefined) throw new UsageError('--schedule step needs --step-size');
+      main = { name: 'step', stepSize: f.stepSize, gamma: f.gamma ?? 0.1 };
+      break;
+    case 'multistep':
+      if (f.milestones === undefined) throw new UsageError('--schedule multistep needs --milestones');
+      main = { name: 'multistep', milestones: f.milestones, gamma: f.gamma ?? 0.1 };
+      break;
+    case 'exponential':
+      if (f.gamma === undefined) throw new UsageError('--schedule exponential needs --gamma');
+      main = { name: 'exponential', gamma: f.gamma };
+      break;
+    case 'cosine':
+      main = { name: 'cosine', tMax: rest, etaMin: f.etaMin ?? 0 };
+      break;
+    case 'linear':
+      main = { name: 'linear', startFactor: 1, endFactor: f.endFactor ?? 0, totalIters: rest };
+      break;
+    case 'onecycle':
+      if (warmup > 0) throw new UsageError('--schedule onecycle has its own warm-up (--pct-start); drop --warmup');
+      return { name: 'onecycle', maxLr: f.maxLr ?? lr, totalSteps: total, pctStart: f.pctStart ?? 0.3 };
+  }
+  if (warmup === 0) return main;
+  const warm: ScheduleSpec = { name: 'linear', startFactor: f.warmupStartFactor ?? 1 / 3, endFactor: 1, totalIters: warmup };
+  // After the warm-up a constant rate is LinearLR with factor 1 throughout.
+  return { name: 'sequential', schedulers: [warm, main ?? { name: 'linear', startFactor: 1, endFactor: 1, totalIters: 1 }], milestones: [warmup] };
+}

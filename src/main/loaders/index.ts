@@ -1,0 +1,30 @@
+// Loaders for data on disk: IDX files (the MNIST format, plain or gzipped) and CSV files, read straight
+// into flat typed arrays, plus the preparation steps between loading and training (normalisation fitted
+// on the training split, a seeded validation split). Every bad input is a DataError naming file and row.
+
+/** A loaded data set: flat row-major features, and targets (class indices, or (N, K) float values).
+ *  It is a `Dataset` as the Trainer takes it (x, y, rowName). */
+export interface LoadedData {
+  /** (N, D) row-major features. */
+  x: Float32Array;
+  /** (N,) class indices, or (N, K) row-major float targets in [0, 1]. */
+  y: Int32Array | Float32Array;
+  rows: number;
+  features: number;
+  /** 1 for class indices; K for value targets. */
+  targetColumns: number;
+  /** Where row r came from: 'train.csv line 12', 'train-images-idx3-ubyte.gz image 7'. */
+  rowName: (row: number) => string;
+  /** CSV header names of the feature columns, when the file has a header. */
+  featureNames?: string[];
+}
+
+export { decodeIdx, loadIdx, type IdxArray } from './idx.js';
+export { loadCsv, type CsvOptions } from './csv.js';
+export {
+  applyNormalization,
+  fitNormalization,
+  splitValidation,
+  type Normalization,
+  type NormalizeMode,
+} from './prepare.js';

@@ -1,0 +1,184 @@
+// The training script with a user's own data and runs that stop: CSV and IDX files through the flags,
+// --init, --metrics, and --resume after the process is killed mid-run, which must end bit-identical to
+// the run that was never interrupted.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from './helpers.js';
+import { balancedClassWeights } from '../src/main/report.js';
+import { loadCheckpoint, loadMnist } from '../src/main/index.js';
+import { Rng } from '../src/shared/rng.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'gradpool-cli-data-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Three classes separated by two linear rules over four features of different scales. */
+function writeCsv(path: string, n: number, seed: number): void {
+  const rng = new Rng(seed);
+  const lines = ['height,weight,age,noise,species'];
+  for (let i = 0; i < n; i++) {
+    const h = rng.uniform(1);
+    const w = rng.uniform(1);
+    const species = h + w > 0.5 ? 2 : h - w > 0 ? 1 : 0;
+    lines.push(`${(170 + 20 * h).toFixed(3)},${(70 + 15 * w).toFixed(3)},${(40 + 30 * rng.uniform(1)).toFixed(2)},${rng.uniform(1).toFixed(4)},${species}`);
+  }
+  writeFileSync(path, lines.join('\n') + '\n');
+}
+
+function writeIdx(path: string, dims: number[], bytes: Uint8Array, gzip: boolean): void {
+  const header = Buffer.alloc(4 + 4 * dims.length);
+  header.writeUInt8(0x08, 2);
+  header.writeUInt8(dims.length, 3);
+  dims.forEach((d, i) => header.writeUInt32BE(d, 4 + 4 * i));
+  const file = Buffer.concat([header, bytes]);
+  writeFileSync(path, gzip ? gzipSync(file) : file);
+}
+
+describe('own data', () => {
+  it('trains on CSV files with a named label column, standardised with training statistics', async () => {
+    writeCsv(join(dir, 'train.csv'), 600, 1);
+    writeCsv(join(dir, 'test.csv'), 200, 2);
+    const r = await runCli(['--data', 'csv', '--train', join(dir, 'train.csv'), '--test', join(dir, 'test.csv'), '--label-column', 'species',
+      '--layers', '4,16,3', '--epochs', '15', '--lr', '0.1', '--batch-size', '32', '--out', join(dir, 'csv.safetensors')]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/data: CSV .*train\.csv, 600 train \/ 200 test; features normalised \(standardize, training statistics\)/);
+    expect(r.out).toMatch(/per-class report on the test data:\n +precision +recall +f1 +support\n/);
+    const accuracy = Number(/test accuracy (\d+\.\d\d)%\)\n$/.exec(r.out)?.[1]);
+    expect(accuracy).toBeGreaterThan(90);
+  });
+
+  it('trains on gzipped MNIST-format IDX files, pixels scaled to [0, 1]', async () => {
+    const { train, test } = loadMnist();
+    const pick = (d: { x: Float32Array; y: Int32Array }, n: number, prefix: string): void => {
+      const stride = Math.floor(d.y.length / n);
+      const images = new Uint8Array(n * 784);
+      const labels = new Uint8Array(n);
+      for (let i = 0; i < n; i++) {
+        for (let c = 0; c < 784; c++) images[i * 784 + c] = Math.round(255 * d.x[i * stride * 784 + c]);
+        labels[i] = d.y[i * stride];
+      }
+      writeIdx(join(dir, `${prefix}-images-idx3-ubyte.gz`), [n, 28, 28], images, true);
+      writeIdx(join(dir, `${prefix}-labels-idx1-ubyte`), [n], labels, false);
+    };
+    pick(train, 2000, 'train');
+    pick(test, 500, 't10k');
+    const r = await runCli(['--data', 'idx', '--train-images', join(dir, 'train-images-idx3-ubyte.gz'), '--train-labels', join(dir, 'train-labels-idx1-ubyte'),
+      '--test-images', join(dir, 't10k-images-idx3-ubyte.gz'), '--test-labels', join(dir, 't10k-labels-idx1-ubyte'),
+      '--layers', '784,32,10', '--epochs', '3', '--out', join(dir, 'idx.safetensors')]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/data: IDX .*, 2000 train \/ 500 test; features normalised \(scale, training statistics\)/);
+    expect(Number(/test accuracy (\d+\.\d\d)%\)\n$/.exec(r.out)?.[1])).toBeGreaterThan(80);
+  });
+
+  it('names the file and line of a bad CSV cell, exit code 2, before training', async () => {
+    writeFileSync(join(dir, 'bad.csv'), 'a,b,label\n1,2,0\n3,x,1\n');
+    const r = await runCli(['--data', 'csv', '--train', join(dir, 'bad.csv'), '--label-column', 'label', '--layers', '2,2']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/bad\.csv line 3, column 'b': 'x' is not a number/);
+    expect(r.out).not.toMatch(/^epoch/m);
+  });
+
+  it('says which flags a data source needs', async () => {
+    const r = await runCli(['--data', 'csv', '--train', join(dir, 'train.csv')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toBe('gradpool: --data csv needs --label-column (the training file and its label column)\n');
+    const s = await runCli(['--train-images', 'x']);
+    expect(s.err).toBe('gradpool: --train-images applies to another --data than mnist\n');
+  });
+
+  it("derives --class-weight balanced from the training labels, as scikit-learn's n / (K * count)", async () => {
+    const out = join(dir, 'balanced.safetensors');
+    const r = await runCli(['--layers', '784,8,10', '--epochs', '1', '--class-weight', 'balanced', '--out', out]);
+    expect(r.code).toBe(0);
+    const saved = JSON.parse((await loadCheckpoint(out)).metadata['gradpool.options']);
+    expect(saved.weight).toEqual(balancedClassWeights(loadMnist().train.y, 10));
+  });
+
+  it('starts from --init weights: with lr 0 the saved model is the initial one', async () => {
+    const init = join(dir, 'balanced.safetensors');
+    const out = join(dir, 'init.safetensors');
+    const r = await runCli(['--layers', '784,8,10', '--epochs', '1', '--lr', '0', '--init', init, '--out', out]);
+    expect(r.code).toBe(0);
+    expect(Buffer.from((await loadCheckpoint(out)).params.buffer).equals(Buffer.from((await loadCheckpoint(init)).params.buffer))).toBe(true);
+    const bad = await runCli(['--layers', '784,9,10', '--init', init, '--out', out]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/tensor 'layers\.0\.weight' has shape \(8, 784\) but this model needs \(9, 784\)/);
+  });
+});
+
+describe('resume', () => {
+  const flags = ['--layers', '784,24,10', '--epochs', '3', '--schedule', 'cosine', '--warmup', '20', '--clip-grad-norm', '2',
+    '--label-smoothing', '0.1', '--weight-decay', '1e-4', '--no-progress'];
+
+  it('ends bit-identical to the uninterrupted run after the process is killed mid-run and resumed', async () => {
+    const whole = join(dir, 'whole.safetensors');
+    expect((await runCli([...flags, '--out', whole])).code).toBe(0);
+
+    // The same run in a child process, killed (SIGKILL) as soon as its first checkpoint exists.
+    const out = join(dir, 'crashed.safetensors');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/train.ts', ...flags, '--out', out], { stdio: 'ignore' });
+    await new Promise<void>((resolve, reject) => {
+      const poll = setInterval(() => {
+        if (existsSync(out)) {
+          clearInterval(poll);
+          child.kill('SIGKILL');
+        }
+      }, 5);
+      child.on('exit', () => {
+        clearInterval(poll);
+        resolve();
+      });
+      child.on('error', reject);
+    });
+    const crashed = await loadCheckpoint(out);
+    const stoppedAt = JSON.parse(crashed.metadata['gradpool.state']).epoch as number;
+    expect(stoppedAt).toBeLessThan(3);
+
+    const metrics = join(dir, 'resumed.jsonl');
+    const r = await runCli(['--resume', out, '--metrics', metrics]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`resuming after epoch ${stoppedAt}`);
+    const a = await loadCheckpoint(whole);
+    const b = await loadCheckpoint(out);
+    expect(Buffer.from(b.params.buffer).equals(Buffer.from(a.params.buffer))).toBe(true);
+    const momentum = 'optimizer.momentum_buffer';
+    expect(Buffer.from(b.tensors[momentum].buffer).equals(Buffer.from(a.tensors[momentum].buffer))).toBe(true);
+    expect(b.metadata['gradpool.state']).toBe(a.metadata['gradpool.state']);
+
+    // the metrics file goes on from the saved step: one line per step, then the epoch's line
+    const lines = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const steps = lines.filter((l) => l.type === 'step');
+    const stepsPerEpoch = Math.ceil(8004 / 64);
+    expect(steps[0].step).toBe(stoppedAt * stepsPerEpoch + 1);
+    expect(steps.at(-1).step).toBe(3 * stepsPerEpoch);
+    expect(lines.filter((l) => l.type === 'epoch').map((l) => l.epoch)).toEqual([3, 2, 1].filter((e) => e > stoppedAt).reverse());
+    expect(steps.every((l) => typeof l.loss === 'number' && typeof l.lr === 'number' && typeof l.gradNorm === 'number')).toBe(true);
+  }, 120_000);
+
+  it('refuses flags that would change the resumed run', async () => {
+    const r = await runCli(['--resume', join(dir, 'whole.safetensors'), '--lr', '0.1', '--batch-size', '32']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^gradpool: --resume continues the saved run with its own options; --lr, --batch-size cannot be given with it/);
+  });
+
+  it('says when a resumed run has nothing left to do', async () => {
+    const r = await runCli(['--resume', join(dir, 'whole.safetensors')]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/has trained 3 of 3 epochs already; give --epochs more than 3 to go on/);
+  });
+
+  it('runs the script from the command line with a schedule, as a user types it', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/train.ts', '--layers', '784,8,10', '--epochs', '1',
+      '--schedule', 'onecycle', '--max-lr', '0.2', '--out', join(dir, 'onecycle.safetensors')], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/schedule: \{"name":"onecycle","maxLr":0\.2,"totalSteps":126,"pctStart":0\.3\} per step/);
+  });
+});

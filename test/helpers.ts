@@ -1,0 +1,55 @@
+// Helpers the test files share: a slice of the bundled digits, Trainers closed after a file's tests,
+// the training script run in-process with its output captured, and array comparisons.
+
+import { afterAll } from 'vitest';
+import { main } from '../src/main/cli.js';
+import { Trainer, loadMnist, type TrainerOptions } from '../src/main/index.js';
+
+const mnist = loadMnist();
+
+/** n training digits taken evenly across the digit-grouped split, so every digit appears. */
+export function mnistSubset(n: number): { x: Float32Array; y: Int32Array } {
+  const stride = Math.floor(mnist.train.y.length / n);
+  const x = new Float32Array(n * 784);
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    x.set(mnist.train.x.subarray(i * stride * 784, (i * stride + 1) * 784), i * 784);
+    y[i] = mnist.train.y[i * stride];
+  }
+  return { x, y };
+}
+
+/** A Trainer factory whose Trainers are all closed after the calling file's tests. */
+export function trainers(): { make: (o: TrainerOptions) => Trainer; keep: (t: Trainer) => Trainer } {
+  const open: Trainer[] = [];
+  afterAll(async () => {
+    await Promise.all(open.map((t) => t.close()));
+  });
+  const keep = (t: Trainer): Trainer => (open.push(t), t);
+  return { make: (o) => keep(new Trainer(o)), keep };
+}
+
+/** Runs the training script's main() in this process with stdout and stderr captured (not a terminal). */
+export async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const stream = { write: (s: string) => ((out += s), true), isTTY: false } as unknown as NodeJS.WriteStream;
+  const write = process.stderr.write;
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    return { code: await main(args, stream), out, err };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** True when the two arrays hold the same bytes (so -0 differs from 0, and NaN payloads count). */
+export function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
+}

@@ -1,0 +1,179 @@
+// The cross-entropy family with its options against PyTorch 1.13 and torchvision 0.14
+// (test/fixtures/torch-losses.json, written by scripts/reference/make_loss_fixtures.py): the reduced
+// loss and its gradient on the logits, through the shard's loss dispatch. Then values worked out by
+// hand from PyTorch's documented formulas, and finite differences of every loss's backward.
+
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { defaultLossSpec, type LossSpec } from '../src/shared/losses.js';
+import { isSoftmaxLoss, linearViews, type LossName, type ModelConfig } from '../src/shared/model.js';
+import { createScratch, forward, lossAndBackward } from '../src/worker/shard.js';
+
+interface Case {
+  name: string;
+  loss: LossName;
+  B: number;
+  K: number;
+  logits: number[];
+  targets: number[];
+  targetKind: 'index' | 'values';
+  options: { weight?: number[]; posWeight?: number[]; ignoreIndex?: number; labelSmoothing?: number; focalGamma?: number; focalAlpha?: number | number[] };
+  results: { reduction: 'mean' | 'sum'; loss: number; grad: number[] }[];
+}
+const fixture = JSON.parse(readFileSync(new URL('./fixtures/torch-losses.json', import.meta.url), 'utf8')) as { torch: string; cases: Case[] };
+
+function spec(loss: LossName, o: Case['options']): LossSpec {
+  const s = defaultLossSpec(loss);
+  if (o.weight) s.weight = Float32Array.from(o.weight);
+  if (o.posWeight) s.posWeight = Float32Array.from(o.posWeight);
+  if (o.ignoreIndex !== undefined) s.ignoreIndex = o.ignoreIndex;
+  if (o.labelSmoothing !== undefined) s.labelSmoothing = o.labelSmoothing;
+  if (o.focalGamma !== undefined) s.focalGamma = o.focalGamma;
+  if (o.focalAlpha !== undefined) s.focalAlpha = typeof o.focalAlpha === 'number' ? o.focalAlpha : Float32Array.from(o.focalAlpha);
+  return s;
+}
+
+/**
+ * Runs the loss on `logits` through lossAndBackward with a [K, K] network whose weight is the identity
+ * and bias zero, so its logits are the inputs exactly; returns the loss sum, the divisor, and dlogits.
+ */
+function run(loss: LossSpec, logits: ArrayLike<number>, targets: ArrayLike<number>, index: boolean, B: number, K: number) {
+  const model: ModelConfig = { layers: [K, K], activation: 'relu', loss: loss.name };
+  const params = new Float32Array(K * K + K);
+  for (let k = 0; k < K; k++) params[k * K + k] = 1;
+  const grads = new Float32Array(params.length);
+  const s = createScratch(model, B);
+  s.x.set(Float32Array.from(logits));
+  if (index) s.yIndex.set(Int32Array.from(targets));
+  else s.yValue.set(Float32Array.from(targets));
+  forward(s, model, linearViews(params, model.layers), B);
+  const sums = lossAndBackward(s, model, linearViews(params, model.layers), linearViews(grads, model.layers), B, loss, index);
+  return { ...sums, dlogits: s.dz[0].slice(0, B * K), losses: s.losses.slice(0, isSoftmaxLoss(loss.name) ? B : B * K) };
+}
+
+function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]) / Math.max(1, Math.abs(b[i])));
+  return m;
+}
+
+describe(`against PyTorch ${fixture.torch}`, () => {
+  for (const c of fixture.cases) {
+    for (const r of c.results) {
+      it(`${c.name}, reduction '${r.reduction}': loss and gradient on the logits`, () => {
+        const got = run(spec(c.loss, c.options), c.logits, c.targets, c.targetKind === 'index', c.B, c.K);
+        const divisor = r.reduction === 'mean' ? got.weightSum : 1;
+        const loss = got.lossSum / divisor;
+        expect(Math.abs(loss - r.loss) / Math.max(1, Math.abs(r.loss)), `loss ${loss} vs torch ${r.loss}`).toBeLessThan(1e-6);
+        const grad = Array.from(got.dlogits, (g) => g / divisor);
+        const d = maxRelDiff(grad, r.grad);
+        expect(d, `max |diff| in the gradient ${d}`).toBeLessThan(1e-6);
+      });
+    }
+  }
+});
+
+describe('values worked out by hand from the documented formulas', () => {
+  it("weighted cross-entropy's mean divides by the weights of the rows' targets", () => {
+    // rows: logits [0, 0] target 0, [0, ln 3] target 1; weight [2, 1]
+    // losses: 2 * ln 2, 1 * -ln(3/4); mean = (2 ln 2 - ln 0.75) / (2 + 1)
+    const s = spec('cross-entropy', { weight: [2, 1] });
+    const got = run(s, [0, 0, 0, Math.log(3)], [0, 1], true, 2, 2);
+    expect(got.weightSum).toBe(3);
+    expect(got.lossSum / got.weightSum).toBeCloseTo((2 * Math.log(2) - Math.log(0.75)) / 3, 6);
+  });
+
+  it('label smoothing mixes the uniform distribution into the target: (1 - e) nll + e/K sum of -log p', () => {
+    // logits [1, 2, 3], target 0, e = 0.3: p = softmax; loss = 0.7 (-log p0) + 0.1 (-log p0 - log p1 - log p2)
+    const lse = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3));
+    const expected = 0.7 * (lse - 1) + 0.1 * (3 * lse - 6);
+    const got = run(spec('cross-entropy', { labelSmoothing: 0.3 }), [1, 2, 3], [0], true, 1, 3);
+    expect(got.lossSum).toBeCloseTo(expected, 5);
+  });
+
+  it('ignored rows add no loss, no gradient and no weight; an all-ignored batch has weight 0', () => {
+    const got = run(spec('cross-entropy', {}), [1, 2, 3, 4], [-100, 1], true, 2, 2);
+    expect(got.weightSum).toBe(1);
+    expect(Array.from(got.dlogits.slice(0, 2))).toEqual([0, 0]);
+    expect(got.counted).toBe(1);
+    const none = run(spec('cross-entropy', {}), [1, 2], [-100], true, 1, 2);
+    expect(none.weightSum).toBe(0);
+    expect(none.lossSum).toBe(0);
+  });
+
+  it('pos_weight multiplies the positive term: y pw (-log s(x)) + (1 - y)(-log(1 - s(x)))', () => {
+    // x = 0.5, y = 0.25, pw = 3
+    const sg = 1 / (1 + Math.exp(-0.5));
+    const expected = -(0.25 * 3 * Math.log(sg) + 0.75 * Math.log(1 - sg));
+    const got = run(spec('bce-with-logits', { posWeight: [3] }), [0.5], [0.25], false, 1, 1);
+    expect(got.lossSum).toBeCloseTo(expected, 6);
+  });
+
+  it('BCE on probabilities clamps each log at -100, as nn.BCELoss does, where float32 sigmoid is exactly 1 or 0', () => {
+    // s(40) rounds to 1 in float32 (log(1 - p) = -inf); s(-120) underflows to 0 (log p = -inf).
+    const got = run(spec('bce', {}), [40, -120, 40, -40], [0, 1, 1, 1], false, 4, 1);
+    expect(Array.from(got.losses, (v) => v + 0)).toEqual([100, 100, 0, Math.fround(40)]);
+    expect(got.dlogits.every(Number.isFinite)).toBe(true);
+  });
+
+  it('sigmoid focal loss is alpha_t (1 - p_t)^gamma times BCE, as torchvision defines it', () => {
+    // x = 1, y = 1, alpha 0.25, gamma 2: p = s(1), ce = -log p, p_t = p
+    const p = 1 / (1 + Math.exp(-1));
+    const got = run(spec('sigmoid-focal', {}), [1], [1], false, 1, 1);
+    expect(got.lossSum).toBeCloseTo(0.25 * (1 - p) ** 2 * -Math.log(p), 7);
+  });
+
+  it('softmax focal loss is -alpha[t] (1 - p_t)^gamma log p_t, and plain cross-entropy at gamma 0', () => {
+    const lse = Math.log(Math.exp(1) + Math.exp(2) + Math.exp(3));
+    const pt = Math.exp(2 - lse);
+    const got = run(spec('softmax-focal', { focalGamma: 2, focalAlpha: [1, 0.5, 1] }), [1, 2, 3], [1], true, 1, 3);
+    expect(got.lossSum).toBeCloseTo(-0.5 * (1 - pt) ** 2 * Math.log(pt), 7);
+    const ce = run(spec('cross-entropy', {}), [1, 2, 3], [1], true, 1, 3);
+    const fl0 = run(spec('softmax-focal', { focalGamma: 0 }), [1, 2, 3], [1], true, 1, 3);
+    expect(fl0.lossSum).toBeCloseTo(ce.lossSum, 7);
+    expect(maxRelDiff(fl0.dlogits, ce.dlogits)).toBeLessThan(1e-7);
+  });
+
+  it('probability targets: the loss is the cross-entropy of the two distributions, mean over rows', () => {
+    // logits [0, 0] (p = [.5, .5]); q = [0.2, 0.8]: loss = -(0.2 ln .5 + 0.8 ln .5) = ln 2
+    const got = run(spec('cross-entropy', {}), [0, 0], [0.2, 0.8], false, 1, 2);
+    expect(got.lossSum).toBeCloseTo(Math.log(2), 7);
+    expect(got.weightSum).toBe(1);
+    expect(Array.from(got.dlogits)).toEqual([Math.fround(0.5 - 0.2), Math.fround(0.5 - 0.8)]);
+  });
+});
+
+describe('finite differences of every loss', () => {
+  const cases: [string, LossName, Case['options'], 'index' | 'values'][] = [
+    ['weighted, smoothed cross-entropy', 'cross-entropy', { weight: [0.5, 2, 1], labelSmoothing: 0.2 }, 'index'],
+    ['cross-entropy on probability targets with weights', 'cross-entropy', { weight: [0.5, 2, 1], labelSmoothing: 0.1 }, 'values'],
+    ['bce-with-logits with weight and pos_weight', 'bce-with-logits', { weight: [1, 2, 0.5], posWeight: [2, 0.5, 1] }, 'values'],
+    ['bce on probabilities', 'bce', { weight: [1, 2, 0.5] }, 'values'],
+    ['sigmoid focal', 'sigmoid-focal', { focalGamma: 1.5, focalAlpha: 0.3 }, 'values'],
+    ['softmax focal', 'softmax-focal', { focalGamma: 2.5, focalAlpha: [0.2, 1, 0.7] }, 'index'],
+  ];
+  for (const [name, loss, options, kind] of cases) {
+    it(`${name}: the backward equals central differences of the forward`, () => {
+      const B = 4;
+      const K = 3;
+      const logits = [0.3, -1.2, 2, 1.5, 0.1, -0.4, -2, 0.7, 0.2, 0.05, -0.3, 1.1];
+      const targets = kind === 'index' ? [2, 0, 1, 1] : [0.2, 0.9, 0.5, 1, 0, 0.3, 0.6, 0.1, 1, 0, 1, 0.4];
+      const s = spec(loss, options);
+      const { dlogits } = run(s, logits, targets, kind === 'index', B, K);
+      // Logits are float32 and each loss is stored as float32 (relative error 6e-8): a step of 1e-3 keeps
+      // that rounding near 1e-4 of the difference; the step is measured after rounding the logits.
+      const h = 1e-3;
+      let worst = 0;
+      for (let i = 0; i < logits.length; i++) {
+        const up = logits.slice();
+        const down = logits.slice();
+        up[i] = Math.fround(up[i] + h);
+        down[i] = Math.fround(down[i] - h);
+        const diff = run(s, up, targets, kind === 'index', B, K).lossSum - run(s, down, targets, kind === 'index', B, K).lossSum;
+        const fd = diff / (up[i] - down[i]);
+        worst = Math.max(worst, Math.abs(fd - dlogits[i]) / Math.max(1, Math.abs(fd)));
+      }
+      expect(worst, `max |diff| ${worst}`).toBeLessThan(1e-3);
+    });
+  }
+});
