@@ -182,3 +182,30 @@ describe('resume', () => {
     expect(r.stdout).toMatch(/schedule: \{"name":"onecycle","maxLr":0\.2,"totalSteps":126,"pctStart":0\.3\} per step/);
   });
 });
+
+describe('multi-label data', () => {
+  it('trains a sigmoid loss on several CSV label columns, with --pos-weight and a validation split', async () => {
+    const rng = new Rng(9);
+    const lines = ['x0,x1,x2,hot,cold,wet'];
+    for (let i = 0; i < 400; i++) {
+      const v = [rng.uniform(1), rng.uniform(1), rng.uniform(1)];
+      lines.push(`${v.map((a) => a.toFixed(4)).join(',')},${v[0] > 0.3 ? 1 : 0},${v[0] < -0.3 ? 1 : 0},${v[1] + v[2] > 0 ? 1 : 0}`);
+    }
+    writeFileSync(join(dir, 'tags.csv'), lines.join('\n'));
+    const r = await runCli(['--data', 'csv', '--train', join(dir, 'tags.csv'), '--label-column', 'hot,cold,wet', '--loss', 'bce-with-logits',
+      '--pos-weight', '2,2,1', '--layers', '3,16,3', '--epochs', '20', '--lr', '0.1', '--validation-split', '0.25', '--out', join(dir, 'tags.safetensors')]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/100 of the training rows held out for validation \(seed 0\)/);
+    const last = r.out.split('\n').filter((l) => l.startsWith('epoch 20/20'))[0];
+    const accuracy = Number(/validation accuracy (\d+\.\d\d)%/.exec(last)?.[1]);
+    expect(accuracy).toBeGreaterThan(90);
+  });
+
+  it('refuses --class-weight balanced for a sigmoid loss, pointing at --pos-weight', async () => {
+    const r = await runCli(['--data', 'csv', '--train', join(dir, 'tags.csv'), '--label-column', 'hot,cold,wet', '--loss', 'bce-with-logits',
+      '--layers', '3,3', '--class-weight', 'balanced']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--class-weight balanced needs class-index targets; for a sigmoid loss, weigh positives with --pos-weight/);
+  });
+});

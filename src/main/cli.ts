@@ -304,6 +304,9 @@ function rowsOf(d: { y: ArrayLike<number> | readonly ArrayLike<number>[]; rows?:
 
 function trainerOptions(f: Flags, labels: ArrayLike<number>, stepsPerEpoch: number): TrainerOptions {
   const K = f.layers[f.layers.length - 1];
+  if (f.classWeight === 'balanced' && !(labels instanceof Int32Array)) {
+    throw new UsageError("--class-weight balanced needs class-index targets; for a sigmoid loss, weigh positives with --pos-weight (negatives / positives per output)");
+  }
   const weight = f.classWeight === 'balanced' ? balancedClassWeights(labels, K) : f.classWeight;
   const total = f.scheduleInterval === 'step' ? stepsPerEpoch * f.epochs : f.epochs;
   return {
