@@ -34,11 +34,14 @@ describe('package', () => {
     expect(last.valAccuracy).toBeGreaterThan(0.9);
   });
 
-  it('installs a gradpool bin that answers --help from dist', () => {
+  it('installs a gradpool bin that trains, or tunes with `gradpool tune`, from dist', () => {
     const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
     const r = spawnSync(process.execPath, [join(root, pkg.bin.gradpool), '--help'], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^Usage: gradpool \[options\]/);
+    const t = spawnSync(process.execPath, [join(root, pkg.bin.gradpool), 'tune', '--help'], { encoding: 'utf8' });
+    expect(t.status).toBe(0);
+    expect(t.stdout).toMatch(/^Usage: gradpool tune \[options\]/);
   });
 
   it('ships type declarations for the Trainer', () => {

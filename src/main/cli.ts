@@ -4,14 +4,15 @@
 // every epoch, a JSON Lines metrics file, and --resume. The only place that prints and exits.
 
 import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { CheckpointError, loadCheckpoint } from './checkpoint.js';
+import { cpuLimit } from './cpus.js';
 import {
   buildSchedule, checkDataFlags, loadRunData, UsageError, type DataFlags, type ScheduleFlags,
 } from './cli-run.js';
+import { parseFlags, usageWords } from './cli-parse.js';
 import { DataError } from './errors.js';
 import { balancedClassWeights, reportText } from './report.js';
 import { Trainer, type EpochRecord } from './trainer.js';
@@ -45,7 +46,7 @@ interface Flags extends DataFlags, ScheduleFlags {
   errorIfNonfinite: boolean;
   batchSize: number;
   epochs: number;
-  workers: number;
+  workers: number | 'auto';
   shards?: number;
   seed: number;
   shuffle: boolean;
@@ -140,7 +141,8 @@ export function buildProgram(): Command {
     // run
     .addOption(o('--batch-size <n>', 'rows per mini-batch').default(RECIPE.batchSize).argParser(positiveInt()))
     .addOption(o('--epochs <n>', 'passes over the training data (with --resume: the total)').default(RECIPE.epochs).argParser(positiveInt()))
-    .addOption(o('--workers <n>', 'worker threads').default(availableParallelism()).argParser(positiveInt()))
+    .addOption(o('--workers <n|auto>', "worker threads; 'auto' measures, or reads npm run tune's saved result").default(cpuLimit().cpus)
+      .argParser((t) => (t === 'auto' ? 'auto' : positiveInt()(t))))
     .addOption(o('--shards <n>', 'shards per batch, independent of --workers (default: max(4, workers))').argParser(positiveInt()))
     .addOption(o('--seed <n>', 'seed for initial weights, shuffling and --validation-split').default(RECIPE.seed)
       .argParser(finite((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer from 0 to 4294967295')))
@@ -157,20 +159,13 @@ export function buildProgram(): Command {
 /** Runs the training script; returns the process exit code (2 for usage errors, 1 for failures). */
 export async function main(argv: string[], out: NodeJS.WriteStream = process.stdout): Promise<number> {
   const fail = (message: string, code: number): number => {
-    process.stderr.write(`gradpool: ${flagWords(message)}\n`);
+    process.stderr.write(`gradpool: ${usageWords(message)}\n`);
     return code;
   };
   const program = buildProgram();
-  program.configureOutput({ writeOut: (s) => out.write(s), writeErr: () => {} });
-  let flags: Flags;
-  try {
-    program.parse(argv, { from: 'user' });
-    flags = program.opts<Flags>();
-  } catch (err) {
-    const e = err as { code?: string; message?: string };
-    if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
-    return fail((e.message ?? String(err)).replace(/^error: /, ''), 2);
-  }
+  const parsed = parseFlags<Flags>(program, argv, out, 'gradpool');
+  if ('code' in parsed) return parsed.code;
+  let flags = parsed.flags;
 
   let run: { flags: Flags; resumed: Trainer | null };
   try {
@@ -193,7 +188,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     const data = await loadRunData(flags, softmax, flags.seed);
     if (trainer === null) {
       const options = trainerOptions(flags, data.train.y as ArrayLike<number>, Math.ceil(rowsOf(data.train) / flags.batchSize));
-      trainer = new Trainer(options);
+      trainer = await Trainer.create(options);
       if (flags.init !== undefined) await trainer.loadParameters(flags.init);
     }
     const o = trainer.options;
@@ -205,6 +200,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     out.write(
       `gradpool: MLP ${o.layers.join('-')} (${o.activation}), ${o.loss}, SGD lr ${o.lr} momentum ${o.momentum}, ` +
         `batch ${o.batchSize}, ${o.workers} workers x ${o.shards} shards, seed ${o.seed}\n` +
+        (trainer.workersChoice === undefined ? '' : `workers: auto chose ${trainer.workersChoice.workers}: ${trainer.workersChoice.reason}\n`) +
         (o.schedule === null ? '' : `schedule: ${JSON.stringify(o.schedule)} per ${o.scheduleInterval}\n`) +
         `data: ${data.description}\n` +
         (done > 0 ? `resuming after epoch ${done} (step ${trainer.progress.step}) from ${flags.resume}\n` : ''),
@@ -332,11 +328,4 @@ function matrixText(m: number[][]): string {
   const w = Math.max(4, ...m.flat().map((v) => String(v).length + 1));
   const head = '     ' + m.map((_, k) => String(k).padStart(w)).join('') + '\n';
   return head + m.map((row, k) => String(k).padStart(4) + ' ' + row.map((v) => String(v).padStart(w)).join('')).join('\n') + '\n';
-}
-
-/** Library messages name options as `options.batchSize`; on the command line they are flags. */
-function flagWords(message: string): string {
-  return message
-    .replace(/options\.weight\b/g, '--class-weight')
-    .replace(/options\.(\w+)/g, (_, name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
 }

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Piscina } from 'piscina';
 import {
-  kNeedDataset, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
+  kNeedDataset, kStatComputeMs, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
   type ShardTask, type TaskResult, type WorkerInit,
 } from '../shared/contract.js';
 import { paramLayout, type ModelConfig } from '../shared/model.js';
@@ -24,6 +24,19 @@ export interface BatchSums {
   correct: number;
   counted: number;
   rows: number;
+}
+
+/** Where a batch's time went on the coordinator's clock, in milliseconds. */
+export interface BatchTiming {
+  /** From posting the tasks to the last result: the workers' compute plus messaging. */
+  parallelMs: number;
+  /** The slowest task's compute: the critical path of the parallel part. */
+  computeMaxMs: number;
+  /** Compute summed over every task (worker-milliseconds). */
+  computeSumMs: number;
+  /** Adding the gradient slots and dividing (the coordinator's own work). */
+  reduceMs: number;
+  tasks: number;
 }
 
 export function emptySums(): BatchSums {
@@ -47,6 +60,11 @@ function workerEntry(): { filename: string; execArgv: string[] | undefined } {
   if (!fromSource) return { filename, execArgv: undefined };
   const tsx = createRequire(import.meta.url).resolve('tsx');
   return { filename, execArgv: ['--import', pathToFileURL(tsx).href] };
+}
+
+/** The contiguous run of shards [s0, s1) that task t of `tasks` computes. */
+function taskShards(t: number, tasks: number, shards: number): [number, number] {
+  return [Math.floor((t * shards) / tasks), Math.floor(((t + 1) * shards) / tasks)];
 }
 
 export class Coordinator {
@@ -103,16 +121,19 @@ export class Coordinator {
    * `slots` shards of equal size (the last may be shorter), contiguous runs of shards per worker.
    * The cut depends only on the batch, so each slot holds the same sums whatever the worker count.
    */
+  /** The timing of the last runBatch(). */
+  readonly timing: BatchTiming = { parallelMs: 0, computeMaxMs: 0, computeSumMs: 0, reduceMs: 0, tasks: 0 };
+
   async runBatch(kind: ShardTask['kind'], data: SharedDataset, start: number, end: number): Promise<BatchSums> {
     if (this.closed) throw new Error('this Trainer is closed; create a new one');
+    const t0 = performance.now();
     const n = end - start;
     const shardRows = Math.ceil(n / this.slots);
     const shards = Math.ceil(n / shardRows);
     const tasks = Math.min(this.workers, shards);
     const runs: Promise<void>[] = [];
     for (let t = 0; t < tasks; t++) {
-      const s0 = Math.floor((t * shards) / tasks);
-      const s1 = Math.floor(((t + 1) * shards) / tasks);
+      const [s0, s1] = taskShards(t, tasks, shards);
       runs.push(this.run(data, {
         kind,
         dataset: data.buffers.id,
@@ -123,6 +144,7 @@ export class Coordinator {
       }));
     }
     await Promise.all(runs);
+    const t1 = performance.now();
     const sums = emptySums();
     for (let s = 0; s < shards; s++) {
       const r = s * STAT_FIELDS;
@@ -134,7 +156,24 @@ export class Coordinator {
     }
     // A batch whose every target is ignored has no gradient (PyTorch's mean would be 0/0 = NaN).
     if (kind === 'grad' && sums.weightSum > 0) this.reduceGradients(shards, sums);
+    this.time(tasks, shards, t1 - t0, performance.now() - t1);
     return sums;
+  }
+
+  private time(tasks: number, shards: number, parallelMs: number, reduceMs: number): void {
+    const t = this.timing;
+    t.parallelMs = parallelMs;
+    t.reduceMs = reduceMs;
+    t.tasks = tasks;
+    t.computeMaxMs = 0;
+    t.computeSumMs = 0;
+    for (let task = 0; task < tasks; task++) {
+      const [s0, s1] = taskShards(task, tasks, shards);
+      let ms = 0;
+      for (let s = s0; s < s1; s++) ms += this.stats[s * STAT_FIELDS + kStatComputeMs];
+      t.computeMaxMs = Math.max(t.computeMaxMs, ms);
+      t.computeSumMs += ms;
+    }
   }
 
   /**

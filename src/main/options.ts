@@ -2,7 +2,7 @@
 // merge, and every field validated at construction with a message that names it and the value received.
 // SGD's options, names and defaults are torch.optim.SGD's (camelCased); see src/shared/sgd.ts.
 
-import { availableParallelism } from 'node:os';
+import { cpuLimit } from './cpus.js';
 import { validateClip } from '../shared/clip.js';
 import { defaultLossSpec, type LossSpec } from '../shared/losses.js';
 import { ACTIVATIONS, LOSSES, isSoftmaxLoss, type Activation, type LossName, type ModelConfig } from '../shared/model.js';
@@ -61,8 +61,10 @@ export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, Schedu
   shuffle?: boolean;
   /** Seeds the initial parameters and every epoch's shuffle. Default 0. */
   seed?: number;
-  /** Worker threads in the pool. Default os.availableParallelism(). */
-  workers?: number;
+  /** Worker threads in the pool. Default: the CPUs this process may use (os.availableParallelism(),
+   *  lowered to a cgroup CPU quota). 'auto' measures (or reads a saved tuning result) and needs the
+   *  async factory, Trainer.create(). */
+  workers?: number | 'auto';
   /** Shards each batch is cut into, whatever the worker count: results are bit-identical across worker
    *  counts for the same value. Default max(4, workers), so 1 to 4 workers give the same bits. */
   shards?: number;
@@ -114,7 +116,10 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
   }
   const layers = validateLayers(options.layers);
   const K = layers[layers.length - 1];
-  const workers = options.workers ?? availableParallelism();
+  if (options.workers === 'auto') {
+    throw new TypeError("options.workers 'auto' is measured when the Trainer is made: use await Trainer.create(options)");
+  }
+  const workers = options.workers ?? cpuLimit().cpus;
   positiveInteger('workers', workers);
   const o: ResolvedOptions = {
     ...SGD_DEFAULTS,

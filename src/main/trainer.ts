@@ -3,7 +3,7 @@
 // confusion matrix and per-class report, prediction, per-sample losses, and checkpoints that hold the
 // whole training state. The per-step work happens in the Coordinator; this file is the epoch loop.
 
-import { addSums, Coordinator, emptySums, type BatchSums } from './coordinator.js';
+import { addSums, Coordinator, emptySums, type BatchSums, type BatchTiming } from './coordinator.js';
 import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset } from './data.js';
 import { assignParameters, CheckpointError, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
 import { classReport, type ClassReport } from './report.js';
@@ -46,6 +46,29 @@ export interface StepInfo {
   gradNorm?: number;
   /** True when every target of the batch was ignored, so no update was made. */
   skipped?: boolean;
+  /** Where the step's time went. */
+  timing: StepTiming;
+}
+
+/**
+ * Where a step's wall time went, in milliseconds: stepMs = computeMs + dispatchMs + reduceMs + updateMs,
+ * where computeMs is the slowest worker's shard compute (the critical path). barrierMs is how long the
+ * other workers waited for it on average (idle time, inside computeMs, not added to the step).
+ */
+export interface StepTiming {
+  stepMs: number;
+  computeMs: number;
+  /** Shard compute summed over the workers (worker-milliseconds). */
+  computeTotalMs: number;
+  barrierMs: number;
+  /** Posting tasks, waking workers and returning results: the parallel part beyond the compute. */
+  dispatchMs: number;
+  /** Summing the gradient slots. */
+  reduceMs: number;
+  /** Clipping and the SGD update. */
+  updateMs: number;
+  /** Tasks the step was spread over (min(workers, shards)). */
+  tasks: number;
 }
 
 export interface EpochRecord {
@@ -99,6 +122,22 @@ export class Trainer {
   private state: TrainingState = { epoch: 0, step: 0, schedulerSteps: 0, hasMomentumBuffer: false };
   /** The call running on the pool, if any: every shard slot is in use by it. */
   private running: string | null = null;
+  /** How the worker count was chosen, when it was workers: 'auto'. */
+  workersChoice?: { workers: number; reason: string };
+
+  /**
+   * Makes a Trainer like `new Trainer(options)`, and also takes workers: 'auto': the worker count is then
+   * read from a saved tuning result for this model shape and batch size (`tuneFile`, written by
+   * `npm run tune`), or measured by a quick probe; `workersChoice` says which and why.
+   */
+  static async create(options: TrainerOptions, tuneFile?: string): Promise<Trainer> {
+    if (options.workers !== 'auto') return new Trainer(options);
+    const { chooseWorkers } = await import('./tune.js'); // the tuner trains Trainers itself
+    const choice = await chooseWorkers({ ...options, workers: undefined }, tuneFile);
+    const trainer = new Trainer({ ...options, workers: choice.workers });
+    trainer.workersChoice = choice;
+    return trainer;
+  }
 
   constructor(options: TrainerOptions) {
     this.options = resolveOptions(options);
@@ -117,7 +156,7 @@ export class Trainer {
   static async load(path: string, options: Omit<TrainerOptions, 'layers' | 'activation' | 'loss'> = {}): Promise<Trainer> {
     const ckpt = await loadCheckpoint(path);
     const saved = savedOptions(ckpt, path);
-    const trainer = new Trainer({ ...saved, ...options, ...ckpt.config });
+    const trainer = await Trainer.create({ ...saved, ...options, ...ckpt.config });
     assignParameters(trainer.core.params, trainer.options.layers, ckpt, path);
     trainer.restoreState(ckpt, path);
     return trainer;
@@ -172,7 +211,9 @@ export class Trainer {
       for (let b = 0; b < batches; b++) {
         if (fit.signal?.aborted) throw fit.signal.reason;
         const start = b * o.batchSize;
+        const tStep = performance.now();
         const sums = await this.core.runBatch('grad', data, start, Math.min(start + o.batchSize, data.rows));
+        const tUpdate = performance.now();
         const h = this.hyper();
         lr = h.lr;
         let gradNorm: number | undefined;
@@ -182,12 +223,13 @@ export class Trainer {
         } else {
           skipped++;
         }
+        const timing = stepTiming(this.core.timing, tUpdate - tStep, performance.now() - tUpdate);
         this.state.step++;
         if (o.schedule !== null && o.scheduleInterval === 'step') this.state.schedulerSteps++;
         addSums(total, sums);
         fit.onStep?.({
           epoch, batch: b + 1, batches, step: this.state.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
-          ...(gradNorm === undefined ? {} : { gradNorm }), ...(sums.weightSum > 0 ? {} : { skipped: true }),
+          ...(gradNorm === undefined ? {} : { gradNorm }), ...(sums.weightSum > 0 ? {} : { skipped: true }), timing,
         });
       }
       const seconds = (performance.now() - t0) / 1000;
@@ -323,6 +365,19 @@ export class Trainer {
       report: classReport(confusions),
     };
   }
+}
+
+function stepTiming(t: BatchTiming, batchMs: number, updateMs: number): StepTiming {
+  return {
+    stepMs: batchMs + updateMs,
+    computeMs: t.computeMaxMs,
+    computeTotalMs: t.computeSumMs,
+    barrierMs: t.computeMaxMs - t.computeSumMs / t.tasks,
+    dispatchMs: batchMs - t.reduceMs - t.computeMaxMs,
+    reduceMs: t.reduceMs,
+    updateMs,
+    tasks: t.tasks,
+  };
 }
 
 /** nn.Linear's default initialisation: weight and bias uniform in +-1/sqrt(fan_in), in layout order. */

@@ -33,7 +33,9 @@ export const kStatCorrect = 2;
 export const kStatRows = 3;
 /** Predictions scored for accuracy: rows not ignored (softmax losses) or rows x outputs (sigmoid). */
 export const kStatCounted = 4;
-export const STAT_FIELDS = 5;
+/** Milliseconds the worker spent on the shard (gather, forward, loss, backward), for the step profile. */
+export const kStatComputeMs = 5;
+export const STAT_FIELDS = 6;
 
 /**
  * A dataset in shared memory. The coordinator builds it once per dataset; a worker maps it the first

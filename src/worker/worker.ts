@@ -4,7 +4,7 @@
 
 import { workerData } from 'node:worker_threads';
 import {
-  kDone, kNeedDataset, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
+  kDone, kNeedDataset, kStatComputeMs, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
   type DatasetBuffers, type ShardTask, type TaskResult, type WorkerInit,
 } from '../shared/contract.js';
 import { isSoftmaxLoss, linearViews, paramLayout } from '../shared/model.js';
@@ -81,6 +81,7 @@ export default function runShards(task: ShardTask): TaskResult {
   const indexTargets = d.yIndex !== null;
   for (let p = task.start, slot = task.firstSlot; p < task.end; p += task.shardRows, slot++) {
     const B = Math.min(task.shardRows, task.end - p);
+    const t0 = performance.now();
     gather(d, p, B);
     forward(scratch, model, params, B);
     const row = slot * STAT_FIELDS;
@@ -105,6 +106,7 @@ export default function runShards(task: ShardTask): TaskResult {
       probabilities(probs, scratch, model, B, K);
       d.out.set(probs.subarray(0, B * K), p * K);
     }
+    stats[row + kStatComputeMs] = performance.now() - t0;
   }
   return kDone;
 }

@@ -1,0 +1,120 @@
+#!/usr/bin/env node
+// The benchmark (`npm run bench`): a fixed set of workloads, each at 1 worker and at every CPU, each in
+// its own process (so its peak memory is its own), timed with the tuner's windows: medians over
+// repetitions after a warm-up. Prints a table and writes JSON Lines. The instrument for performance
+// work: figures in issues and notes come from here, never from tests.
+
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, Option } from 'commander';
+import { cpuLimit } from '../src/main/cpus.js';
+import { measure } from '../src/main/measure.js';
+import { loadMnist } from '../src/main/mnist.js';
+import type { TrainerOptions } from '../src/main/options.js';
+
+/** The workload set. Changing it changes what numbers mean: add new names rather than edit these. */
+const WORKLOADS: Record<string, { describe: string; options: TrainerOptions }> = {
+  'mlp-b64': { describe: 'MNIST MLP 784-128-10, batch 64', options: { layers: [784, 128, 10], batchSize: 64 } },
+  'mlp-b256': { describe: 'MNIST MLP 784-128-10, batch 256', options: { layers: [784, 128, 10], batchSize: 256 } },
+  'mlp-b1024': { describe: 'MNIST MLP 784-128-10, batch 1024', options: { layers: [784, 128, 10], batchSize: 1024 } },
+  'wide-b256': { describe: 'wide MLP 784-1024-1024-10, batch 256', options: { layers: [784, 1024, 1024, 10], batchSize: 256 } },
+  'logreg-b256': { describe: 'logistic regression 784-1 (BCE, "is it a 0"), batch 256', options: { layers: [784, 1], batchSize: 256 } },
+};
+
+interface Result {
+  workload: string;
+  layers: number[];
+  batchSize: number;
+  workers: number;
+  shards: number;
+  samplesPerSec: number;
+  spread: [number, number];
+  stepMs: number;
+  computeMs: number;
+  overheadUs: number;
+  dispatchUs: number;
+  barrierUs: number;
+  reduceUpdateUs: number;
+  gflopsPerWorker: number;
+  peakRssMB: number;
+  windows: number;
+  node: string;
+}
+
+async function child(name: string, workers: number, windows: number, seconds: number): Promise<void> {
+  const w = WORKLOADS[name];
+  const { train } = loadMnist();
+  const data = w.options.layers.at(-1) === 1 ? { x: train.x, y: Float32Array.from(train.y, (d) => (d === 0 ? 1 : 0)) } : train;
+  const m = await measure({ ...w.options, workers, lr: 0.01 }, data, { windows, windowSeconds: seconds, minSteps: 2 });
+  const t = m.timing;
+  const r: Result = {
+    workload: name, layers: m.layers, batchSize: m.batchSize, workers: m.workers, shards: m.shards,
+    samplesPerSec: m.samplesPerSec, spread: m.spread, stepMs: t.stepMs, computeMs: t.computeMs,
+    overheadUs: 1000 * (t.stepMs - t.computeMs), dispatchUs: 1000 * t.dispatchMs, barrierUs: 1000 * t.barrierMs,
+    reduceUpdateUs: 1000 * (t.reduceMs + t.updateMs), gflopsPerWorker: m.gflopsPerWorker,
+    peakRssMB: process.resourceUsage().maxRSS / 1024, windows, node: process.version,
+  };
+  process.stdout.write(JSON.stringify(r) + '\n');
+}
+
+function table(rs: Result[]): string {
+  const head = 'workload       workers  samples/s (min-max)        vs 1 worker  step ms  overhead µs  (dispatch  reduce+update)  GFLOP/s/worker  peak MB';
+  const n = (v: number): string => Math.round(v).toLocaleString('en-US');
+  const rows = rs.map((r) => {
+    const one = rs.find((o) => o.workload === r.workload && o.workers === 1);
+    const vs = one === undefined || r.workers === 1 ? '' : `${(r.samplesPerSec / one.samplesPerSec).toFixed(2)}x, ${Math.round((100 * r.samplesPerSec) / one.samplesPerSec / r.workers)}%`;
+    return [
+      r.workload.padEnd(14), String(r.workers).padStart(7), `${n(r.samplesPerSec)} (${n(r.spread[0])}-${n(r.spread[1])})`.padStart(26),
+      vs.padStart(12), r.stepMs.toFixed(2).padStart(8), n(r.overheadUs).padStart(12), n(r.dispatchUs).padStart(11),
+      n(r.reduceUpdateUs).padStart(15), r.gflopsPerWorker.toFixed(2).padStart(16), n(r.peakRssMB).padStart(8),
+    ].join(' ');
+  });
+  return [head, ...rows].join('\n') + '\n';
+}
+
+async function parent(argv: string[]): Promise<number> {
+  const cpus = cpuLimit();
+  const program = new Command('bench')
+    .description('Benchmark gradpool on a fixed set of workloads at 1 worker and at every CPU.')
+    .addOption(new Option('--only <names>', `comma-separated workloads (${Object.keys(WORKLOADS).join(', ')})`))
+    .addOption(new Option('--workers <n,...>', 'worker counts to run').default(`1,${cpus.cpus}`))
+    .addOption(new Option('--windows <n>', 'measured windows per run, after a warm-up').default('5'))
+    .addOption(new Option('--window-seconds <s>', 'length of each window').default('0.5'))
+    .addOption(new Option('--jsonl <file>', 'JSON Lines output, one record per run').default('bench.jsonl'))
+    .addOption(new Option('--child <spec>').hideHelp());
+  program.parse(argv, { from: 'user' });
+  const o = program.opts<{ only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string }>();
+  if (o.child !== undefined) {
+    const [name, workers] = o.child.split(':');
+    await child(name, Number(workers), Number(o.windows), Number(o.windowSeconds));
+    return 0;
+  }
+  const names = o.only === undefined ? Object.keys(WORKLOADS) : o.only.split(',');
+  const unknown = names.filter((n) => !(n in WORKLOADS));
+  if (unknown.length > 0) {
+    process.stderr.write(`bench: unknown workload ${unknown.join(', ')}; the workloads are ${Object.keys(WORKLOADS).join(', ')}\n`);
+    return 2;
+  }
+  const counts = [...new Set(o.workers.split(',').map(Number))];
+  process.stdout.write(`gradpool bench: ${cpus.cpus} CPUs (${cpus.source}), Node ${process.version}, ${o.windows} windows of ~${o.windowSeconds} s after a warm-up\n`);
+  for (const name of names) process.stdout.write(`  ${name}: ${WORKLOADS[name].describe}\n`);
+  const results: Result[] = [];
+  const self = fileURLToPath(import.meta.url);
+  for (const name of names) {
+    for (const workers of counts) {
+      const r = spawnSync(process.execPath, [...process.execArgv, self, '--child', `${name}:${workers}`, '--windows', o.windows, '--window-seconds', o.windowSeconds], { encoding: 'utf8' });
+      if (r.status !== 0) {
+        process.stderr.write(`bench: ${name} at ${workers} workers failed:\n${r.stderr}`);
+        return 1;
+      }
+      results.push(JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Result);
+    }
+  }
+  process.stdout.write('\n' + table(results));
+  writeFileSync(o.jsonl, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  process.stdout.write(`\nwrote ${results.length} records to ${o.jsonl}; overhead = step time - slowest worker's shard compute\n`);
+  return 0;
+}
+
+process.exitCode = await parent(process.argv.slice(2));

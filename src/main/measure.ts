@@ -1,0 +1,116 @@
+// Timed training windows, the one instrument behind the tuner, the benchmark and workers: 'auto'.
+// A short probe sizes the windows to a time budget; then one fit() runs a warm-up epoch and `windows`
+// measured epochs over the same shared data, and each window reports samples/s (rows over the summed
+// wall time of its steps) and where the mean step's time went.
+
+import type { Dataset } from './data.js';
+import type { TrainerOptions } from './options.js';
+import { Trainer, type StepTiming } from './trainer.js';
+import { flopsPerSample } from '../shared/model.js';
+
+export interface WindowResult {
+  samplesPerSec: number;
+  steps: number;
+  /** The mean step of the window. */
+  timing: StepTiming;
+}
+
+export interface Measurement {
+  layers: number[];
+  batchSize: number;
+  workers: number;
+  shards: number;
+  windows: WindowResult[];
+  /** Medians over the windows. */
+  samplesPerSec: number;
+  timing: StepTiming;
+  /** Smallest and largest window samples/s. */
+  spread: [number, number];
+  /** Matrix-product GFLOP/s per worker: forward, weight and input gradients over shard compute time. */
+  gflopsPerWorker: number;
+}
+
+export interface MeasureOptions {
+  /** Measured windows after the warm-up. Default 5. */
+  windows?: number;
+  /** Each window lasts about this long. Default 0.5 s. */
+  windowSeconds?: number;
+  /** Fewest and most steps in a window. Defaults 3 and 200. */
+  minSteps?: number;
+  maxSteps?: number;
+}
+
+/**
+ * Trains a fresh model with `options` on `source` rows (repeated as needed) and measures it. The data
+ * only needs features of the model's input width and targets for its loss.
+ */
+export async function measure(options: TrainerOptions, source: { x: Float32Array; y: Int32Array | Float32Array }, m: MeasureOptions = {}): Promise<Measurement> {
+  const windows = m.windows ?? 5;
+  const batch = options.batchSize ?? 64;
+  const trainer = new Trainer({ ...options, shuffle: false });
+  try {
+    // Probe: a few steps give the step time that sizes the windows.
+    const probeSteps = 3;
+    let probeMs = 0;
+    await trainer.fit(repeatRows(source, trainer.options.layers, probeSteps * batch), {
+      onStep: (s) => (probeMs = s.timing.stepMs), // the last probe step: warm
+    });
+    const wanted = Math.ceil(((m.windowSeconds ?? 0.5) * 1000) / Math.max(probeMs, 1e-3));
+    const steps = Math.min(m.maxSteps ?? 200, Math.max(m.minSteps ?? 3, wanted));
+    const timings: StepTiming[][] = Array.from({ length: windows + 1 }, () => []);
+    await trainer.fit(repeatRows(source, trainer.options.layers, steps * batch), {
+      epochs: windows + 1,
+      onStep: (s) => timings[s.epoch - 2].push(s.timing), // epoch 1 was the probe; epoch 2 warms up
+    });
+    const results = timings.slice(1).map((t): WindowResult => {
+      const mean = meanTiming(t);
+      return { samplesPerSec: (batch * 1000) / mean.stepMs, steps: t.length, timing: mean };
+    });
+    const rates = results.map((r) => r.samplesPerSec);
+    const timing = medianTiming(results.map((r) => r.timing));
+    const o = trainer.options;
+    return {
+      layers: o.layers,
+      batchSize: batch,
+      workers: o.workers,
+      shards: o.shards,
+      windows: results,
+      samplesPerSec: median(rates),
+      timing,
+      spread: [Math.min(...rates), Math.max(...rates)],
+      gflopsPerWorker: (flopsPerSample(o.layers) * batch) / (timing.computeTotalMs * 1e6),
+    };
+  } finally {
+    await trainer.close();
+  }
+}
+
+/** The first `rows` rows of `source`, cycling through it; targets follow the loss's shape. */
+function repeatRows(source: { x: Float32Array; y: Int32Array | Float32Array }, layers: number[], rows: number): Dataset {
+  const D = layers[0];
+  const n = source.x.length / D;
+  const perRow = source.y.length / n;
+  const x = new Float32Array(rows * D);
+  const y = source.y instanceof Int32Array ? new Int32Array(rows * perRow) : new Float32Array(rows * perRow);
+  for (let r = 0; r < rows; r++) {
+    x.set(source.x.subarray((r % n) * D, (r % n + 1) * D), r * D);
+    y.set(source.y.subarray((r % n) * perRow, (r % n + 1) * perRow), r * perRow);
+  }
+  return { x, y };
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
+}
+
+const FIELDS = ['stepMs', 'computeMs', 'computeTotalMs', 'barrierMs', 'dispatchMs', 'reduceMs', 'updateMs', 'tasks'] as const;
+
+function meanTiming(ts: StepTiming[]): StepTiming {
+  return Object.fromEntries(FIELDS.map((f) => [f, ts.reduce((s, t) => s + t[f], 0) / ts.length])) as unknown as StepTiming;
+}
+
+function medianTiming(ts: StepTiming[]): StepTiming {
+  return Object.fromEntries(FIELDS.map((f) => [f, median(ts.map((t) => t[f]))])) as unknown as StepTiming;
+}

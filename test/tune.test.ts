@@ -1,0 +1,156 @@
+// The worker tuner, workers: 'auto' and the benchmark. No timing thresholds (the machines are shared):
+// the CPU limit against cgroup files written here, the recommendation rule against cases worked by hand,
+// the step-time breakdown against its own definition, and the scripts run end to end for their outputs.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { cpuLimit } from '../src/main/cpus.js';
+import { measure } from '../src/main/measure.js';
+import { recommend, scaling, TUNE_FILE, type TuneEntry } from '../src/main/tune.js';
+import { tuneMain } from '../src/main/tune-cli.js';
+import { Trainer } from '../src/main/index.js';
+import { mnistSubset, runCli } from './helpers.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'gradpool-tune-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function files(map: Record<string, string>) {
+  return (path: string): string | null => map[path] ?? null;
+}
+
+describe('CPU limit', () => {
+  it('lowers the CPU count to a cgroup v2 quota, rounding a fraction of a CPU up', () => {
+    const read = files({ '/proc/self/cgroup': '0::/box\n', '/sys/fs/cgroup/box/cpu.max': '150000 100000\n' });
+    expect(cpuLimit(read, 8)).toEqual({ cpus: 2, source: 'cgroup v2 cpu.max: a quota of 1.50 CPUs (of 8 available)' });
+  });
+
+  it('reads a cgroup v1 quota, and ignores an unlimited one', () => {
+    const v1 = files({
+      '/proc/self/cgroup': '4:memory:/x\n2:cpu,cpuacct:/job\n',
+      '/sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_quota_us': '50000', '/sys/fs/cgroup/cpu,cpuacct/job/cpu.cfs_period_us': '100000',
+    });
+    expect(cpuLimit(v1, 4).cpus).toBe(1);
+    const unlimited = files({ '/proc/self/cgroup': '1:cpu:/\n', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000' });
+    expect(cpuLimit(unlimited, 4)).toEqual({ cpus: 4, source: 'os.availableParallelism() = 4, no cgroup CPU quota' });
+    const max = files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': 'max 100000' });
+    expect(cpuLimit(max, 3).cpus).toBe(3);
+  });
+
+  it('keeps the available parallelism when the quota is larger', () => {
+    const read = files({ '/proc/self/cgroup': '0::/\n', '/sys/fs/cgroup/cpu.max': '800000 100000' });
+    expect(cpuLimit(read, 2).cpus).toBe(2);
+  });
+});
+
+describe('recommendation', () => {
+  it('picks the fewest workers within 5% of the fastest, and says why', () => {
+    const c = recommend([{ workers: 1, samplesPerSec: 5000 }, { workers: 2, samplesPerSec: 9000 }, { workers: 3, samplesPerSec: 9300 }, { workers: 4, samplesPerSec: 8000 }]);
+    expect(c.workers).toBe(2); // 9000 >= 0.95 * 9300
+    expect(c.reason).toBe('2 workers: 9,000 samples/s, 1.80x one worker (90% efficiency); up to 4 workers gain at most 3%');
+  });
+
+  it('keeps one worker when more are no faster', () => {
+    const c = recommend([{ workers: 1, samplesPerSec: 5000 }, { workers: 2, samplesPerSec: 4000 }]);
+    expect(c).toEqual({ workers: 1, reason: '1 worker: 5,000 samples/s, 1.00x one worker (100% efficiency); 2 workers gain nothing' });
+  });
+
+  it('computes speed-up and parallel efficiency against one worker', () => {
+    const fake = (workers: number, samplesPerSec: number) => ({ workers, samplesPerSec, spread: [samplesPerSec, samplesPerSec] as [number, number] });
+    const points = scaling([fake(1, 4000), fake(2, 6000), fake(4, 8000)] as never);
+    expect(points.map((p) => p.efficiency)).toEqual([1, 0.75, 0.5]);
+  });
+});
+
+describe('measurement', () => {
+  it('reports windows whose step time is exactly compute + dispatch + reduce + update', async () => {
+    const m = await measure({ layers: [784, 16, 10], batchSize: 32, workers: 2 }, mnistSubset(256), { windows: 3, windowSeconds: 0.05 });
+    expect(m.windows).toHaveLength(3);
+    expect(m.workers).toBe(2);
+    for (const w of m.windows) {
+      const t = w.timing;
+      expect(t.computeMs + t.dispatchMs + t.reduceMs + t.updateMs).toBeCloseTo(t.stepMs, 9);
+      expect(t.computeTotalMs).toBeGreaterThanOrEqual(t.computeMs);
+      expect(t.barrierMs).toBeGreaterThanOrEqual(0);
+      expect(t.tasks).toBe(2);
+      expect(w.samplesPerSec).toBeCloseTo((32 * 1000) / t.stepMs, 6);
+    }
+    expect(m.spread[0]).toBeLessThanOrEqual(m.samplesPerSec);
+    expect(m.spread[1]).toBeGreaterThanOrEqual(m.samplesPerSec);
+    expect(m.gflopsPerWorker).toBeGreaterThan(0);
+  });
+});
+
+describe('tuner', () => {
+  it('prints a table per batch size, recommends, and saves JSON and an SVG chart', async () => {
+    let out = '';
+    const stream = { write: (s: string) => ((out += s), true), isTTY: false } as unknown as NodeJS.WriteStream;
+    const code = await tuneMain(['--layers', '784,16,10', '--batch-sizes', '32,64', '--max-workers', '3', '--windows', '2', '--window-seconds', '0.05', '--out-dir', dir], stream);
+    expect(code).toBe(0);
+    expect(out).toMatch(/^gradpool tune: MLP 784-16-10, workers 1 to 3, 2 windows of ~0\.05 s after a warm-up\nCPUs: \d+ \(/);
+    for (const b of [32, 64]) expect(out).toMatch(new RegExp(`\\nbatch ${b}\\nworkers  samples/s \\(min-max\\) +speed-up  efficiency +step ms +compute  barrier  dispatch  reduce\\+update\\n +1 .*\\n +2 .*\\n +3 .*\\nrecommended: \\d workers?: `));
+    const saved = JSON.parse(readFileSync(join(dir, TUNE_FILE), 'utf8')) as TuneEntry[];
+    expect(saved.map((e) => e.batchSize)).toEqual([32, 64]);
+    expect(saved[0].measured.map((p) => p.workers)).toEqual([1, 2, 3]);
+    expect(saved[0].measured[0].efficiency).toBe(1);
+    const svg = readFileSync(join(dir, 'gradpool-tune.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
+    expect(svg.match(/<polyline /g)).toHaveLength(4); // samples/s and efficiency per batch size
+    expect(svg.trim().endsWith('</svg>')).toBe(true);
+  });
+
+  it("makes workers: 'auto' use the saved result for the same model shape and batch size", async () => {
+    const entries = JSON.parse(readFileSync(join(dir, TUNE_FILE), 'utf8')) as TuneEntry[];
+    entries[0].recommended = 1; // an answer the probe could not give by chance on 2 CPUs: read, not measured
+    entries[0].reason = 'written by this test';
+    writeFileSync(join(dir, TUNE_FILE), JSON.stringify(entries));
+    const t = await Trainer.create({ layers: [784, 16, 10], batchSize: 32, workers: 'auto' }, join(dir, TUNE_FILE));
+    try {
+      expect(t.options.workers).toBe(1);
+      expect(t.workersChoice?.reason).toMatch(/^saved tuning result in .*gradpool-tune\.json \(.*\): written by this test$/);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it("probes when there is no saved result, and new Trainer() refuses 'auto'", async () => {
+    const t = await Trainer.create({ layers: [784, 8, 10], batchSize: 16, workers: 'auto' }, join(dir, 'none.json'));
+    try {
+      expect(t.options.workers).toBeGreaterThanOrEqual(1);
+      expect(t.options.workers).toBeLessThanOrEqual(cpuLimit().cpus);
+      expect(t.workersChoice?.reason).toMatch(/^(quick probe \(run npm run tune for a full measurement\): \d workers?: [\d,]+ samples\/s|one CPU available)/);
+    } finally {
+      await t.close();
+    }
+    expect(() => new Trainer({ layers: [4, 2], workers: 'auto' })).toThrow("options.workers 'auto' is measured when the Trainer is made: use await Trainer.create(options)");
+  });
+
+  it('reports the choice of --workers auto on the command line', async () => {
+    const r = await runCli(['--layers', '784,8,10', '--epochs', '1', '--workers', 'auto', '--out', join(dir, 'auto.safetensors')]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/\nworkers: auto chose \d: (quick probe|saved tuning result|one CPU)/);
+  });
+});
+
+describe('benchmark', () => {
+  it('runs a workload in its own process and writes a JSON Lines record with every figure', () => {
+    const jsonl = join(dir, 'bench.jsonl');
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/bench.ts', '--only', 'logreg-b256', '--workers', '1,2', '--windows', '1', '--window-seconds', '0.05', '--jsonl', jsonl],
+      { encoding: 'utf8', timeout: 120_000 });
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/\nworkload +workers  samples\/s \(min-max\) +vs 1 worker  step ms  overhead µs/);
+    expect(r.stdout).toMatch(/\nlogreg-b256 +2 .* \d\.\d\dx, \d+% /);
+    expect(existsSync(jsonl)).toBe(true);
+    const records = readFileSync(jsonl, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(records.map((x) => x.workers)).toEqual([1, 2]);
+    for (const x of records) {
+      expect(Object.keys(x).sort()).toEqual(['barrierUs', 'batchSize', 'computeMs', 'dispatchUs', 'gflopsPerWorker', 'layers', 'node', 'overheadUs', 'peakRssMB',
+        'reduceUpdateUs', 'samplesPerSec', 'shards', 'spread', 'stepMs', 'windows', 'workers', 'workload'].sort());
+      expect(x.peakRssMB).toBeGreaterThan(10);
+    }
+  });
+});
