@@ -1,13 +1,16 @@
-// The step protocol on the coordinator's side: one fixed piscina pool, the shared parameter, gradient
-// and stats buffers it was started with, and runBatch(), which cuts a batch into shards, spreads them
-// over the workers, then sums the shards' results in slot order and applies the SGD update.
+// The step protocol on the coordinator's side: one fixed piscina pool whose workers each run one loop
+// task, the shared parameter, gradient, stats and control buffers they were started with, and
+// runBatch(), which posts a batch as a command, waits for the workers, and sums the shards' results in
+// slot order. The update is applied between batches, while the workers sleep.
 
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import {
-  kNeedDataset, kStatComputeMs, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
-  type ShardTask, type TaskResult, type WorkerInit,
+  CONTROL_FIELDS, kCmdForward, kCmdGrad, kCmdStop, kCtlCommand, kCtlDataset, kCtlDone, kCtlEnd, kCtlFailed,
+  kCtlGeneration, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks, kStatComputeMs, kStatCorrect, kStatCounted,
+  kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS, taskShards, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
 import { paramLayout, type ModelConfig } from '../shared/model.js';
 import { clipGradNorm } from '../shared/clip.js';
@@ -62,9 +65,31 @@ function workerEntry(): { filename: string; execArgv: string[] | undefined } {
   return { filename, execArgv: ['--import', pathToFileURL(tsx).href] };
 }
 
-/** The contiguous run of shards [s0, s1) that task t of `tasks` computes. */
-function taskShards(t: number, tasks: number, shards: number): [number, number] {
-  return [Math.floor((t * shards) / tasks), Math.floor(((t + 1) * shards) / tasks)];
+/**
+ * out[i] = (((g0[i] + g1[i]) + g2[i]) + ...) / divisor, the sum in double precision in slot order. One
+ * fused pass for up to four slots (the usual case) instead of a pass per slot: the same additions in the
+ * same order, so the same bits. More slots go through `acc` (P doubles), still in order.
+ */
+export function sumSlots(out: Float32Array, g: Float32Array[], n: number, divisor: number, acc: Float64Array): void {
+  const P = out.length;
+  if (n === 1) {
+    const a = g[0];
+    for (let i = 0; i < P; i++) out[i] = a[i] / divisor;
+  } else if (n === 2) {
+    const [a, b] = g;
+    for (let i = 0; i < P; i++) out[i] = (a[i] + b[i]) / divisor;
+  } else if (n === 3) {
+    const [a, b, c] = g;
+    for (let i = 0; i < P; i++) out[i] = (a[i] + b[i] + c[i]) / divisor;
+  } else {
+    const [a, b, c, d] = g;
+    for (let i = 0; i < P; i++) acc[i] = a[i] + b[i] + c[i] + d[i];
+    for (let k = 4; k < n; k++) {
+      const e = g[k];
+      for (let i = 0; i < P; i++) acc[i] += e[i];
+    }
+    for (let i = 0; i < P; i++) out[i] = acc[i] / divisor;
+  }
 }
 
 export class Coordinator {
@@ -82,6 +107,13 @@ export class Coordinator {
   private readonly stats: Float64Array;
   private readonly acc: Float64Array;
   private readonly pool: Piscina;
+  private readonly control: Int32Array;
+  private readonly ports: MessagePort[] = [];
+  private readonly loops: Promise<void>[] = [];
+  /** Datasets posted to the workers and not yet released. */
+  private readonly posted = new Set<number>();
+  /** The first error a worker's loop ended with; the pool cannot take commands after it. */
+  private failure: Error | null = null;
   private closed = false;
 
   constructor(
@@ -103,7 +135,10 @@ export class Coordinator {
     this.acc = new Float64Array(this.P);
     // Optimizer state is shared memory too, so that the update can later be split across workers.
     this.sgdState = { momentumBuffer: new Float32Array(new SharedArrayBuffer(this.P * 4)), hasMomentumBuffer: false };
-    const workerData: WorkerInit = { model, loss, params, grads, stats, slots, maxShardRows: this.maxShardRows };
+    this.control = new Int32Array(new SharedArrayBuffer(CONTROL_FIELDS * 4));
+    const workerData: WorkerInit = {
+      model, loss, params, grads, stats, slots, maxShardRows: this.maxShardRows, control: this.control.buffer as SharedArrayBuffer, workers,
+    };
     const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({
       filename,
@@ -114,36 +149,52 @@ export class Coordinator {
       idleTimeout: Number.MAX_SAFE_INTEGER,
       concurrentTasksPerWorker: 1,
     });
+    // One loop task per worker for the pool's life (see contract.ts). With one task per worker at a
+    // time, the `workers` tasks land on `workers` distinct threads.
+    for (let w = 0; w < workers; w++) {
+      const { port1, port2 } = new MessageChannel();
+      port1.unref();
+      this.ports.push(port1);
+      this.loops.push(this.pool.run({ worker: w, port: port2, generation: Atomics.load(this.control, kCtlGeneration) } satisfies LoopTask, { transferList: [port2] }).catch((err: unknown) => {
+        this.failure ??= err instanceof Error ? err : new Error(String(err));
+      }));
+    }
   }
+
+  /** The timing of the last runBatch(). */
+  readonly timing: BatchTiming = { parallelMs: 0, computeMaxMs: 0, computeSumMs: 0, reduceMs: 0, tasks: 0 };
 
   /**
    * Runs the rows at positions [start, end) of the dataset's order as one batch: cut into at most
    * `slots` shards of equal size (the last may be shorter), contiguous runs of shards per worker.
    * The cut depends only on the batch, so each slot holds the same sums whatever the worker count.
    */
-  /** The timing of the last runBatch(). */
-  readonly timing: BatchTiming = { parallelMs: 0, computeMaxMs: 0, computeSumMs: 0, reduceMs: 0, tasks: 0 };
-
-  async runBatch(kind: ShardTask['kind'], data: SharedDataset, start: number, end: number): Promise<BatchSums> {
+  async runBatch(kind: 'grad' | 'forward', data: SharedDataset, start: number, end: number): Promise<BatchSums> {
     if (this.closed) throw new Error('this Trainer is closed; create a new one');
+    if (this.failure !== null) throw this.failure;
     const t0 = performance.now();
     const n = end - start;
     const shardRows = Math.ceil(n / this.slots);
     const shards = Math.ceil(n / shardRows);
     const tasks = Math.min(this.workers, shards);
-    const runs: Promise<void>[] = [];
-    for (let t = 0; t < tasks; t++) {
-      const [s0, s1] = taskShards(t, tasks, shards);
-      runs.push(this.run(data, {
-        kind,
-        dataset: data.buffers.id,
-        start: start + s0 * shardRows,
-        end: Math.min(start + s1 * shardRows, end),
-        shardRows,
-        firstSlot: s0,
-      }));
+    const id = data.buffers.id;
+    if (!this.posted.has(id)) {
+      for (const port of this.ports) port.postMessage(data.buffers);
+      this.posted.add(id);
     }
-    await Promise.all(runs);
+    const c = this.control;
+    c[kCtlCommand] = kind === 'grad' ? kCmdGrad : kCmdForward;
+    c[kCtlDataset] = id;
+    c[kCtlStart] = start;
+    c[kCtlEnd] = end;
+    c[kCtlShardRows] = shardRows;
+    c[kCtlShards] = shards;
+    c[kCtlTasks] = tasks;
+    Atomics.store(c, kCtlDone, 0);
+    // The bump is the release: everything written above is visible to a worker that sees it.
+    Atomics.add(c, kCtlGeneration, 1);
+    Atomics.notify(c, kCtlGeneration);
+    await this.waitDone();
     const t1 = performance.now();
     const sums = emptySums();
     for (let s = 0; s < shards; s++) {
@@ -182,14 +233,7 @@ export class Coordinator {
    * for any split of the batch; the fixed order keeps it bit-identical across worker counts.
    */
   private reduceGradients(shards: number, sums: BatchSums): void {
-    const { acc, grad, P } = this;
-    const divisor = this.reduction === 'mean' ? sums.weightSum : 1;
-    acc.fill(0);
-    for (let s = 0; s < shards; s++) {
-      const g = this.slotGrads[s];
-      for (let i = 0; i < P; i++) acc[i] += g[i];
-    }
-    for (let i = 0; i < P; i++) grad[i] = acc[i] / divisor;
+    sumSlots(this.grad, this.slotGrads, shards, this.reduction === 'mean' ? sums.weightSum : 1, this.acc);
   }
 
   /** Applies SGD to the parameters with the gradient of the last 'grad' batch. */
@@ -202,15 +246,44 @@ export class Coordinator {
     return clipGradNorm(this.grad, maxNorm, normType, errorIfNonfinite);
   }
 
-  private async run(data: SharedDataset, task: ShardTask): Promise<void> {
-    let r = (await this.pool.run(task)) as TaskResult;
-    if (r === kNeedDataset) r = (await this.pool.run({ ...task, data: data.buffers })) as TaskResult;
-    if (r === kNeedDataset) throw new Error(`worker refused dataset ${task.dataset} even with its buffers`);
+  /**
+   * Waits until every worker has counted itself done. The main thread blocks on the control block in
+   * short slices (Node allows Atomics.wait there): a step's end wakes it within microseconds, where an
+   * event-loop round trip costs far more. Between slices it yields to the event loop, so that a worker
+   * whose loop died is reported by piscina rather than waited on forever.
+   */
+  private async waitDone(): Promise<void> {
+    const c = this.control;
+    for (;;) {
+      const done = Atomics.load(c, kCtlDone);
+      if (done >= this.workers) break;
+      if (Atomics.wait(c, kCtlDone, done, 20) === 'timed-out') {
+        await new Promise((resolve) => setImmediate(resolve));
+        if (this.failure !== null) throw this.failure;
+      }
+    }
+    if (Atomics.load(c, kCtlFailed) !== 0) {
+      await Promise.race(this.loops); // a failed loop settles with its error recorded
+      throw this.failure ?? new Error('a worker failed without an error');
+    }
+  }
+
+  /** Tells the workers to drop a dataset they will not be asked for again. */
+  release(data: SharedDataset): void {
+    const id = data.buffers.id;
+    if (!this.posted.delete(id)) return;
+    for (const port of this.ports) port.postMessage({ release: id });
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    const c = this.control;
+    c[kCtlCommand] = kCmdStop;
+    Atomics.add(c, kCtlGeneration, 1);
+    Atomics.notify(c, kCtlGeneration);
+    await Promise.all(this.loops);
+    for (const port of this.ports) port.close();
     await this.pool.destroy();
   }
 }

@@ -189,6 +189,15 @@ export class Trainer {
     return this.exclusive('fit', () => this.fitNow(train, fit));
   }
 
+  /** Runs `work` on a shared copy of data, then lets the workers drop it. */
+  private async using<T>(data: SharedDataset, work: (d: SharedDataset) => Promise<T>): Promise<T> {
+    try {
+      return await work(data);
+    } finally {
+      this.core.release(data);
+    }
+  }
+
   private async fitNow(train: Dataset, fit: FitOptions): Promise<EpochRecord[]> {
     const epochs = fit.epochs ?? 1;
     if (!Number.isInteger(epochs) || epochs < 1) {
@@ -198,6 +207,15 @@ export class Trainer {
     const data = shareDataset(train, this.config, this.loss, 'training data');
     const val = fit.validation === undefined ? undefined
       : shareDataset(fit.validation, this.config, this.loss, 'validation data', { probabilities: true });
+    try {
+      return await this.epochs(data, val, epochs, fit);
+    } finally {
+      this.core.release(data);
+      if (val !== undefined) this.core.release(val);
+    }
+  }
+
+  private async epochs(data: SharedDataset, val: SharedDataset | undefined, epochs: number, fit: FitOptions): Promise<EpochRecord[]> {
     const o = this.options;
     const batches = Math.ceil(data.rows / o.batchSize);
     const history: EpochRecord[] = [];
@@ -260,26 +278,26 @@ export class Trainer {
   /** Loss, accuracy, confusion matrix and per-class report of the current parameters on `data`. */
   async evaluate(data: Dataset): Promise<Evaluation> {
     return this.exclusive('evaluate', () =>
-      this.evaluateShared(shareDataset(data, this.config, this.loss, 'evaluation data', { probabilities: true })));
+      this.using(shareDataset(data, this.config, this.loss, 'evaluation data', { probabilities: true }), (d) => this.evaluateShared(d)));
   }
 
   /** Probabilities (N, K), row-major: softmax rows for the softmax losses, sigmoids otherwise. */
   async predict(x: Features): Promise<Float32Array> {
-    return this.exclusive('predict', async () => {
-      const data = shareFeatures(x, this.config, 'predict input');
-      await this.forwardAll(data);
-      return new Float32Array(data.out as Float32Array);
-    });
+    return this.exclusive('predict', () =>
+      this.using(shareFeatures(x, this.config, 'predict input'), async (d) => {
+        await this.forwardAll(d);
+        return new Float32Array(d.out as Float32Array);
+      }));
   }
 
   /** Per-sample losses, PyTorch's reduction='none': (N) for softmax losses (0 for ignored rows), (N, K)
    *  row-major for the sigmoid losses. */
   async losses(data: Dataset): Promise<Float32Array> {
-    return this.exclusive('losses', async () => {
-      const shared = shareDataset(data, this.config, this.loss, 'loss data', { losses: true });
-      await this.forwardAll(shared);
-      return new Float32Array(shared.lossOut as Float32Array);
-    });
+    return this.exclusive('losses', () =>
+      this.using(shareDataset(data, this.config, this.loss, 'loss data', { losses: true }), async (d) => {
+        await this.forwardAll(d);
+        return new Float32Array(d.lossOut as Float32Array);
+      }));
   }
 
   /**

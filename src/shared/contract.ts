@@ -1,7 +1,9 @@
 // The contract between the coordinator (src/main) and the workers (src/worker): what each worker is
-// given once at start-up, what a task says, and the layout of the shared buffers both sides read.
-// Nothing else crosses threads: a task names a dataset and a range of rows, results go to shared slots.
+// given once at start-up, the step protocol's control block, and the layout of the shared buffers both
+// sides read. Nothing else crosses threads during training: a command names a dataset and a range of
+// rows, and results go to shared slots.
 
+import type { MessagePort } from 'node:worker_threads';
 import type { LossSpec } from './losses.js';
 import type { ModelConfig } from './model.js';
 
@@ -23,6 +25,10 @@ export interface WorkerInit {
   slots: number;
   /** Most rows a shard can have: each worker sizes its activation scratch from it once. */
   maxShardRows: number;
+  /** (CONTROL_FIELDS) int32: the step protocol's control block, laid out by the kCtl* indices below. */
+  control: SharedArrayBuffer;
+  /** Worker count: how many count themselves done for each command. */
+  workers: number;
 }
 
 // Per-shard statistics, one Float64 row per slot. Sums, never means: the coordinator adds the rows in
@@ -38,8 +44,8 @@ export const kStatComputeMs = 5;
 export const STAT_FIELDS = 6;
 
 /**
- * A dataset in shared memory. The coordinator builds it once per dataset; a worker maps it the first
- * time a task names it and keeps the views for later tasks.
+ * A dataset in shared memory. The coordinator builds it once and posts it on each worker's port before
+ * the first command that names it; the worker maps it then and keeps the views for later commands.
  */
 export interface DatasetBuffers {
   id: number;
@@ -62,25 +68,40 @@ export interface DatasetBuffers {
   lossOut: SharedArrayBuffer | null;
 }
 
-/**
- * One unit of work: the rows at positions [start, end) of the dataset's order, cut into shards of
- * shardRows rows, shard j going to slot firstSlot + j. The cut and the slots depend only on the batch,
- * never on which worker runs the task, which is what makes results bit-identical for any worker count.
- */
-export interface ShardTask {
-  /** 'grad': loss stats and gradient sums. 'forward': loss stats (when the data has targets) and,
-   *  when the dataset has an output buffer, probabilities. */
-  kind: 'grad' | 'forward';
-  dataset: number;
-  /** Present only when the worker answered kNeedDataset for this dataset before. */
-  data?: DatasetBuffers;
-  start: number;
-  end: number;
-  shardRows: number;
-  firstSlot: number;
+// ---------------------------------------------------------------------------------------------------
+// The step protocol. Each worker runs one long piscina task, a loop that sleeps on the control block
+// until the coordinator posts a command, computes its share of the command's shards, counts itself
+// done, and sleeps again. A step therefore costs two Atomics notifications instead of a message round
+// trip per worker. Int32 fields of the control block:
+export const kCtlGeneration = 0; // bumped by the coordinator for each command; workers wait on it
+export const kCtlDone = 1; // workers that have finished the current command; the last one notifies
+export const kCtlCommand = 2; // kCmdGrad, kCmdForward or kCmdStop
+export const kCtlDataset = 3; // the dataset's id
+export const kCtlStart = 4; // positions [start, end) of the dataset's order
+export const kCtlEnd = 5;
+export const kCtlShardRows = 6; // rows per shard (the last may be shorter)
+export const kCtlShards = 7; // shards in the command: shard s goes to slot s
+export const kCtlTasks = 8; // workers with work: min(workers, shards); the others only count in
+export const kCtlFailed = 9; // set by a worker whose command threw, before it counts in; its task rejects
+export const CONTROL_FIELDS = 10;
+
+export const kCmdGrad = 1; // loss stats and gradient sums
+export const kCmdForward = 2; // loss stats (when the data has targets) and probabilities (when wanted)
+export const kCmdStop = 3; // leave the loop: the pool is closing
+
+/** The one piscina task each worker runs: its index, a port on which datasets arrive, and the
+ *  generation when the task was posted (a command may be posted before the worker has started). */
+export interface LoopTask {
+  worker: number;
+  port: MessagePort;
+  generation: number;
 }
 
-/** A task's answer: kDone, or kNeedDataset when the worker has not mapped the dataset yet. */
-export const kDone = 0;
-export const kNeedDataset = 1;
-export type TaskResult = typeof kDone | typeof kNeedDataset;
+/**
+ * The contiguous run of shards [s0, s1) that worker t of `tasks` computes. The cut depends only on the
+ * batch, and shard s always goes to slot s, whatever the worker count: that is what makes results
+ * bit-identical for any number of workers.
+ */
+export function taskShards(t: number, tasks: number, shards: number): [number, number] {
+  return [Math.floor((t * shards) / tasks), Math.floor(((t + 1) * shards) / tasks)];
+}

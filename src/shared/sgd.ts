@@ -70,6 +70,19 @@ export function sgdStep(params: Float32Array, grads: Float32Array, state: SGDSta
   const step = f32(-lr);
   const buf = state.momentumBuffer;
   const first = !state.hasMomentumBuffer;
+  // The two common settings get loops without per-element branches: the same operations, so the same bits.
+  if (wd === 0 && !o.maximize && !o.nesterov && damp === 1 && (mom === 0 || !first)) {
+    if (mom === 0) {
+      for (let i = 0; i < P; i++) params[i] = params[i] + step * grads[i];
+      return;
+    }
+    for (let i = 0; i < P; i++) {
+      const b = f32(f32(buf[i] * mom) + grads[i]);
+      buf[i] = b;
+      params[i] = params[i] + step * b;
+    }
+    return;
+  }
   for (let i = 0; i < P; i++) {
     let g = o.maximize ? -grads[i] : grads[i];
     if (wd !== 0) g = f32(g + wd * params[i]);

@@ -1,11 +1,13 @@
-// The pool's worker: maps the shared parameters, gradient slots and stats once at start-up, maps each
-// dataset the first time a task names it, and computes shards into their slots. Its one export is the
-// piscina task handler.
+// The pool's worker: maps the shared parameters, gradient slots and stats once at start-up, then runs
+// the step protocol's loop (see contract.ts) as its one piscina task: sleep on the control block, map any
+// dataset that has arrived on its port, compute its share of the command's shards into their slots,
+// count itself done, sleep again.
 
-import { workerData } from 'node:worker_threads';
+import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import {
-  kDone, kNeedDataset, kStatComputeMs, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS,
-  type DatasetBuffers, type ShardTask, type TaskResult, type WorkerInit,
+  kCmdGrad, kCmdStop, kCtlCommand, kCtlDataset, kCtlDone, kCtlEnd, kCtlFailed, kCtlGeneration, kCtlShardRows, kCtlShards,
+  kCtlStart, kCtlTasks, kStatComputeMs, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum,
+  STAT_FIELDS, taskShards, type DatasetBuffers, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
 import { isSoftmaxLoss, linearViews, paramLayout } from '../shared/model.js';
 import { createScratch, forward, lossAndBackward, probabilities } from './shard.js';
@@ -22,6 +24,7 @@ const gradSlots = Array.from({ length: init.slots }, (_, s) => {
   return { flat, views: linearViews(flat, model.layers) };
 });
 const stats = new Float64Array(init.stats);
+const control = new Int32Array(init.control);
 const scratch = createScratch(model, init.maxShardRows);
 
 interface MappedDataset {
@@ -35,9 +38,8 @@ interface MappedDataset {
   lossOut: Float32Array | null;
 }
 
-// A few datasets stay mapped (train, validation, a prediction batch); an evicted one is simply asked
-// for again, so the cache bounds memory without any coordination.
-const MAX_MAPPED = 8;
+// Datasets arrive on the worker's port; the coordinator says which ones it has let go, so the map holds
+// only the live ones.
 const datasets = new Map<number, MappedDataset>();
 
 function mapDataset(d: DatasetBuffers): MappedDataset {
@@ -69,26 +71,62 @@ function gather(d: MappedDataset, p: number, B: number): void {
   }
 }
 
-export default function runShards(task: ShardTask): TaskResult {
-  let d = datasets.get(task.dataset);
-  if (d === undefined) {
-    if (task.data === undefined) return kNeedDataset;
-    if (datasets.size >= MAX_MAPPED) datasets.delete(datasets.keys().next().value as number);
-    d = mapDataset(task.data);
-    datasets.set(task.dataset, d);
+/** The loop: one piscina task per worker for the pool's whole life. Returns when told to stop. */
+export default function loop(task: LoopTask): number {
+  let seen = task.generation;
+  for (;;) {
+    // Sleeps until the coordinator bumps the generation (a command) and notifies.
+    Atomics.wait(control, kCtlGeneration, seen);
+    seen = Atomics.load(control, kCtlGeneration);
+    const command = control[kCtlCommand];
+    if (command === kCmdStop) return 0;
+    const tasks = control[kCtlTasks];
+    try {
+      if (task.worker < tasks) {
+        const d = dataset(task.port, control[kCtlDataset]);
+        const [s0, s1] = taskShards(task.worker, tasks, control[kCtlShards]);
+        const start = control[kCtlStart];
+        const shardRows = control[kCtlShardRows];
+        runShards(d, command === kCmdGrad, start + s0 * shardRows, Math.min(start + s1 * shardRows, control[kCtlEnd]), shardRows, s0);
+      }
+    } catch (err) {
+      Atomics.store(control, kCtlFailed, 1);
+      throw err;
+    } finally {
+      // The last worker in wakes the coordinator; a worker that failed counts in too (then its task
+      // rejects with the error), so the coordinator never waits on it.
+      if (Atomics.add(control, kCtlDone, 1) + 1 === init.workers) Atomics.notify(control, kCtlDone);
+    }
   }
+}
+
+/** The dataset `id`, mapping whatever has arrived on the port first (messages are datasets to map, or
+ *  { release: id } for one the coordinator no longer uses). */
+function dataset(port: MessagePort, id: number): MappedDataset {
+  for (let m = receiveMessageOnPort(port); m !== undefined; m = receiveMessageOnPort(port)) {
+    const message = m.message as DatasetBuffers | { release: number };
+    if ('release' in message) datasets.delete(message.release);
+    else datasets.set(message.id, mapDataset(message));
+  }
+  const d = datasets.get(id);
+  if (d === undefined) throw new Error(`worker: dataset ${id} was never posted to this worker`);
+  return d;
+}
+
+/** Computes the shards of positions [start, end), shard j into slot firstSlot + j. */
+function runShards(d: MappedDataset, grad: boolean, start: number, end: number, shardRows: number, firstSlot: number): void {
   const hasTargets = d.yIndex !== null || d.yValue !== null;
   const indexTargets = d.yIndex !== null;
-  for (let p = task.start, slot = task.firstSlot; p < task.end; p += task.shardRows, slot++) {
-    const B = Math.min(task.shardRows, task.end - p);
+  for (let p = start, slot = firstSlot; p < end; p += shardRows, slot++) {
+    const B = Math.min(shardRows, end - p);
     const t0 = performance.now();
     gather(d, p, B);
     forward(scratch, model, params, B);
     const row = slot * STAT_FIELDS;
     stats.fill(0, row, row + STAT_FIELDS);
     stats[row + kStatRows] = B;
-    if (task.kind === 'grad' || hasTargets) {
-      const g = task.kind === 'grad' ? gradSlots[slot] : null;
+    if (grad || hasTargets) {
+      const g = grad ? gradSlots[slot] : null;
       g?.flat.fill(0);
       const sums = lossAndBackward(scratch, model, params, g === null ? null : g.views, B, loss, indexTargets);
       stats[row + kStatLossSum] = sums.lossSum;
@@ -100,7 +138,7 @@ export default function runShards(task: ShardTask): TaskResult {
         d.lossOut.set(scratch.losses.subarray(0, n), perRowLoss ? p : p * K);
       }
     }
-    if (task.kind === 'forward' && d.out !== null) {
+    if (!grad && d.out !== null) {
       // Each row's probabilities go to its position, so the output follows the order buffer.
       const probs = scratch.probs;
       probabilities(probs, scratch, model, B, K);
@@ -108,5 +146,4 @@ export default function runShards(task: ShardTask): TaskResult {
     }
     stats[row + kStatComputeMs] = performance.now() - t0;
   }
-  return kDone;
 }
