@@ -39,21 +39,22 @@ interface Result {
   gflopsPerWorker: number;
   peakRssMB: number;
   windows: number;
+  kernels: string;
   node: string;
 }
 
-async function child(name: string, workers: number, windows: number, seconds: number): Promise<void> {
+async function child(name: string, workers: number, windows: number, seconds: number, kernels: 'auto' | 'wasm' | 'js'): Promise<void> {
   const w = WORKLOADS[name];
   const { train } = loadMnist();
   const data = w.options.layers.at(-1) === 1 ? { x: train.x, y: Float32Array.from(train.y, (d) => (d === 0 ? 1 : 0)) } : train;
-  const m = await measure({ ...w.options, workers, lr: 0.01 }, data, { windows, windowSeconds: seconds, minSteps: 2 });
+  const m = await measure({ ...w.options, workers, lr: 0.01, kernels }, data, { windows, windowSeconds: seconds, minSteps: 2 });
   const t = m.timing;
   const r: Result = {
     workload: name, layers: m.layers, batchSize: m.batchSize, workers: m.workers, shards: m.shards,
     samplesPerSec: m.samplesPerSec, spread: m.spread, stepMs: t.stepMs, computeMs: t.computeMs,
     overheadUs: 1000 * (t.stepMs - t.computeMs), dispatchUs: 1000 * t.dispatchMs, barrierUs: 1000 * t.barrierMs,
     reduceUpdateUs: 1000 * (t.reduceMs + t.updateMs), gflopsPerWorker: m.gflopsPerWorker,
-    peakRssMB: process.resourceUsage().maxRSS / 1024, windows, node: process.version,
+    peakRssMB: process.resourceUsage().maxRSS / 1024, windows, kernels: m.kernels, node: process.version,
   };
   process.stdout.write(JSON.stringify(r) + '\n');
 }
@@ -81,13 +82,14 @@ async function parent(argv: string[]): Promise<number> {
     .addOption(new Option('--workers <n,...>', 'worker counts to run').default(`1,${cpus.cpus}`))
     .addOption(new Option('--windows <n>', 'measured windows per run, after a warm-up').default('5'))
     .addOption(new Option('--window-seconds <s>', 'length of each window').default('0.5'))
+    .addOption(new Option('--kernels <which>', 'linear-layer kernels: WebAssembly SIMD or the TS loops').choices(['auto', 'wasm', 'js']).default('auto'))
     .addOption(new Option('--jsonl <file>', 'JSON Lines output, one record per run').default('bench.jsonl'))
     .addOption(new Option('--child <spec>').hideHelp());
   program.parse(argv, { from: 'user' });
-  const o = program.opts<{ only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string }>();
+  const o = program.opts<{ only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string; kernels: 'auto' | 'wasm' | 'js' }>();
   if (o.child !== undefined) {
     const [name, workers] = o.child.split(':');
-    await child(name, Number(workers), Number(o.windows), Number(o.windowSeconds));
+    await child(name, Number(workers), Number(o.windows), Number(o.windowSeconds), o.kernels);
     return 0;
   }
   const names = o.only === undefined ? Object.keys(WORKLOADS) : o.only.split(',');
@@ -97,13 +99,13 @@ async function parent(argv: string[]): Promise<number> {
     return 2;
   }
   const counts = [...new Set(o.workers.split(',').map(Number))];
-  process.stdout.write(`gradpool bench: ${cpus.cpus} CPUs (${cpus.source}), Node ${process.version}, ${o.windows} windows of ~${o.windowSeconds} s after a warm-up\n`);
+  process.stdout.write(`gradpool bench: ${cpus.cpus} CPUs (${cpus.source}), Node ${process.version}, ${o.kernels} kernels, ${o.windows} windows of ~${o.windowSeconds} s after a warm-up\n`);
   for (const name of names) process.stdout.write(`  ${name}: ${WORKLOADS[name].describe}\n`);
   const results: Result[] = [];
   const self = fileURLToPath(import.meta.url);
   for (const name of names) {
     for (const workers of counts) {
-      const r = spawnSync(process.execPath, [...process.execArgv, self, '--child', `${name}:${workers}`, '--windows', o.windows, '--window-seconds', o.windowSeconds], { encoding: 'utf8' });
+      const r = spawnSync(process.execPath, [...process.execArgv, self, '--child', `${name}:${workers}`, '--windows', o.windows, '--window-seconds', o.windowSeconds, '--kernels', o.kernels], { encoding: 'utf8' });
       if (r.status !== 0) {
         process.stderr.write(`bench: ${name} at ${workers} workers failed:\n${r.stderr}`);
         return 1;

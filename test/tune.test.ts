@@ -148,7 +148,7 @@ describe('benchmark', () => {
     const records = readFileSync(jsonl, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(records.map((x) => x.workers)).toEqual([1, 2]);
     for (const x of records) {
-      expect(Object.keys(x).sort()).toEqual(['barrierUs', 'batchSize', 'computeMs', 'dispatchUs', 'gflopsPerWorker', 'layers', 'node', 'overheadUs', 'peakRssMB',
+      expect(Object.keys(x).sort()).toEqual(['barrierUs', 'batchSize', 'computeMs', 'dispatchUs', 'gflopsPerWorker', 'kernels', 'layers', 'node', 'overheadUs', 'peakRssMB',
         'reduceUpdateUs', 'samplesPerSec', 'shards', 'spread', 'stepMs', 'windows', 'workers', 'workload'].sort());
       expect(x.peakRssMB).toBeGreaterThan(10);
     }

@@ -48,6 +48,7 @@ interface Flags extends DataFlags, ScheduleFlags {
   epochs: number;
   workers: number | 'auto';
   shards?: number;
+  kernels: 'auto' | 'wasm' | 'js';
   seed: number;
   shuffle: boolean;
   out: string;
@@ -144,6 +145,7 @@ export function buildProgram(): Command {
     .addOption(o('--workers <n|auto>', "worker threads; 'auto' measures, or reads npm run tune's saved result").default(cpuLimit().cpus)
       .argParser((t) => (t === 'auto' ? 'auto' : positiveInt()(t))))
     .addOption(o('--shards <n>', 'shards per batch, independent of --workers (default: max(4, workers))').argParser(positiveInt()))
+    .addOption(o('--kernels <which>', "linear-layer kernels: wasm (WebAssembly SIMD), js (TS loops), or auto").choices(['auto', 'wasm', 'js']).default('auto'))
     .addOption(o('--seed <n>', 'seed for initial weights, shuffling and --validation-split').default(RECIPE.seed)
       .argParser(finite((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer from 0 to 4294967295')))
     .addOption(o('--no-shuffle', 'visit the training rows in file order every epoch'))
@@ -199,7 +201,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     }
     out.write(
       `gradpool: MLP ${o.layers.join('-')} (${o.activation}), ${o.loss}, SGD lr ${o.lr} momentum ${o.momentum}, ` +
-        `batch ${o.batchSize}, ${o.workers} workers x ${o.shards} shards, seed ${o.seed}\n` +
+        `batch ${o.batchSize}, ${o.workers} workers x ${o.shards} shards, ${o.kernels} kernels, seed ${o.seed}\n` +
         (trainer.workersChoice === undefined ? '' : `workers: auto chose ${trainer.workersChoice.workers}: ${trainer.workersChoice.reason}\n`) +
         (o.schedule === null ? '' : `schedule: ${JSON.stringify(o.schedule)} per ${o.scheduleInterval}\n`) +
         `data: ${data.description}\n` +
@@ -312,7 +314,7 @@ function trainerOptions(f: Flags, labels: ArrayLike<number>, stepsPerEpoch: numb
     focalAlpha: f.focalAlpha === undefined ? undefined : f.loss === 'sigmoid-focal' ? f.focalAlpha[0] : f.focalAlpha,
     schedule: buildSchedule(f, f.lr, total), scheduleInterval: f.scheduleInterval,
     clipGradNorm: f.clipGradNorm, clipNormType: f.clipNormType, errorIfNonfinite: f.errorIfNonfinite,
-    batchSize: f.batchSize, shuffle: f.shuffle, seed: f.seed, workers: f.workers, shards: f.shards,
+    batchSize: f.batchSize, shuffle: f.shuffle, seed: f.seed, workers: f.workers, shards: f.shards, kernels: f.kernels,
   };
 }
 

@@ -118,7 +118,7 @@ export class Coordinator {
 
   constructor(
     model: ModelConfig, loss: LossSpec, workers: number, slots: number, batchSize: number,
-    private readonly reduction: Reduction,
+    private readonly reduction: Reduction, kernels: 'wasm' | 'js',
   ) {
     this.model = model;
     this.workers = workers;
@@ -137,7 +137,7 @@ export class Coordinator {
     this.sgdState = { momentumBuffer: new Float32Array(new SharedArrayBuffer(this.P * 4)), hasMomentumBuffer: false };
     this.control = new Int32Array(new SharedArrayBuffer(CONTROL_FIELDS * 4));
     const workerData: WorkerInit = {
-      model, loss, params, grads, stats, slots, maxShardRows: this.maxShardRows, control: this.control.buffer as SharedArrayBuffer, workers,
+      model, loss, params, grads, stats, slots, maxShardRows: this.maxShardRows, control: this.control.buffer as SharedArrayBuffer, workers, kernels,
     };
     const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({

@@ -20,6 +20,7 @@ export interface Measurement {
   batchSize: number;
   workers: number;
   shards: number;
+  kernels: 'wasm' | 'js';
   windows: WindowResult[];
   /** Medians over the windows. */
   samplesPerSec: number;
@@ -74,6 +75,7 @@ export async function measure(options: TrainerOptions, source: { x: Float32Array
       batchSize: batch,
       workers: o.workers,
       shards: o.shards,
+      kernels: o.kernels,
       windows: results,
       samplesPerSec: median(rates),
       timing,

@@ -7,6 +7,7 @@ import { validateClip } from '../shared/clip.js';
 import { defaultLossSpec, type LossSpec } from '../shared/losses.js';
 import { ACTIVATIONS, LOSSES, isSoftmaxLoss, type Activation, type LossName, type ModelConfig } from '../shared/model.js';
 import { validateSchedule, type ScheduleSpec } from '../shared/schedule.js';
+import { wasmSimdSupported } from '../shared/wasm.js';
 import { SGD_DEFAULTS, validateSGD, type SGDOptions } from '../shared/sgd.js';
 
 export type Reduction = 'mean' | 'sum';
@@ -68,6 +69,10 @@ export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, Schedu
   /** Shards each batch is cut into, whatever the worker count: results are bit-identical across worker
    *  counts for the same value. Default max(4, workers), so 1 to 4 workers give the same bits. */
   shards?: number;
+  /** The linear layers' kernels: 'wasm' (WebAssembly SIMD), 'js' (the TS reference loops), or 'auto'
+   *  (default: 'wasm' where WebAssembly SIMD is available). The two round differently: results are
+   *  bit-identical run to run for one choice, not across them. */
+  kernels?: 'auto' | 'wasm' | 'js';
 }
 
 export interface ResolvedOptions extends SGDOptions, LossOptions {
@@ -85,11 +90,12 @@ export interface ResolvedOptions extends SGDOptions, LossOptions {
   seed: number;
   workers: number;
   shards: number;
+  kernels: 'wasm' | 'js';
 }
 
 const LOSS_OPTION_NAMES = ['weight', 'ignoreIndex', 'labelSmoothing', 'posWeight', 'focalGamma', 'focalAlpha'] as const;
 const OPTION_NAMES = [
-  'layers', 'activation', 'loss', 'reduction', 'batchSize', 'shuffle', 'seed', 'workers', 'shards',
+  'layers', 'activation', 'loss', 'reduction', 'batchSize', 'shuffle', 'seed', 'workers', 'shards', 'kernels',
   ...(Object.keys(SGD_DEFAULTS) as (keyof SGDOptions)[]),
   ...LOSS_OPTION_NAMES,
   'schedule', 'scheduleInterval', 'clipGradNorm', 'clipNormType', 'errorIfNonfinite',
@@ -138,6 +144,7 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
     ...stripUndefined(options),
     layers,
     workers,
+    kernels: resolveKernels(options.kernels),
   };
   oneOf('activation', o.activation, ACTIVATIONS);
   oneOf('loss', o.loss, LOSSES);
@@ -223,6 +230,14 @@ export function lossSpec(o: ResolvedOptions): LossSpec {
 
 export function modelConfig(o: ResolvedOptions): ModelConfig {
   return { layers: o.layers, activation: o.activation, loss: o.loss };
+}
+
+function resolveKernels(k: unknown): 'wasm' | 'js' {
+  oneOf('kernels', k ?? 'auto', ['auto', 'wasm', 'js']);
+  if (k === 'js') return 'js';
+  if (wasmSimdSupported()) return 'wasm';
+  if (k === 'wasm') throw new RangeError("options.kernels 'wasm' needs WebAssembly SIMD, which this runtime lacks; use 'auto' or 'js'");
+  return 'js';
 }
 
 function validateLayers(layers: unknown): number[] {

@@ -144,7 +144,7 @@ export class Trainer {
     this.config = modelConfig(this.options);
     this.loss = lossSpec(this.options);
     const o = this.options;
-    this.core = new Coordinator(this.config, this.loss, o.workers, o.shards, o.batchSize, o.reduction);
+    this.core = new Coordinator(this.config, this.loss, o.workers, o.shards, o.batchSize, o.reduction, o.kernels);
     initParameters(this.core.params, o.layers, o.seed);
   }
 

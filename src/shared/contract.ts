@@ -29,6 +29,8 @@ export interface WorkerInit {
   control: SharedArrayBuffer;
   /** Worker count: how many count themselves done for each command. */
   workers: number;
+  /** The linear layers' kernels: WebAssembly SIMD, or the TS reference loops. */
+  kernels: 'wasm' | 'js';
 }
 
 // Per-shard statistics, one Float64 row per slot. Sums, never means: the coordinator adds the rows in

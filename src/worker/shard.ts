@@ -10,6 +10,19 @@ import {
   softmaxFocalBackward, softmaxFocalForward, softmaxForward, type LossSpec,
 } from '../shared/losses.js';
 
+/**
+ * The linear layer's products, from the TS kernels of kernels.ts or the WebAssembly SIMD ones (whose
+ * arrays must then live in the module's memory). Same arguments as linearForward / linearBackward.
+ */
+export interface LinearKernels {
+  forward(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array, B: number, C: number, OC: number): void;
+  backward(dinp: Float32Array | null, dweight: Float32Array, dbias: Float32Array, dout: Float32Array, inp: Float32Array,
+    weight: Float32Array, B: number, C: number, OC: number): void;
+}
+
+/** The reference kernels: plain loops, the fallback where WebAssembly SIMD is missing. */
+export const jsKernels: LinearKernels = { forward: linearForward, backward: linearBackward };
+
 /** Activations and their gradients for up to maxRows rows, allocated once per worker. */
 export interface Scratch {
   maxRows: number;
@@ -29,16 +42,22 @@ export interface Scratch {
   losses: Float32Array;
 }
 
-export function createScratch(model: ModelConfig, maxRows: number): Scratch {
+/**
+ * Scratch for maxRows rows. The arrays the linear kernels read and write (x, z, a, dz, da) come from
+ * `allocate`, which puts them in the WebAssembly kernels' memory when those are used.
+ */
+export function createScratch(
+  model: ModelConfig, maxRows: number, allocate: (floats: number) => Float32Array = (n) => new Float32Array(n),
+): Scratch {
   const widths = model.layers.slice(1);
   const K = widths[widths.length - 1];
-  const z = widths.map((w) => new Float32Array(maxRows * w));
-  const dz = widths.map((w) => new Float32Array(maxRows * w));
-  const a = z.map((zl, l) => (l === widths.length - 1 ? zl : new Float32Array(zl.length)));
-  const da = dz.map((dzl, l) => (l === widths.length - 1 ? dzl : new Float32Array(dzl.length)));
+  const z = widths.map((w) => allocate(maxRows * w));
+  const dz = widths.map((w) => allocate(maxRows * w));
+  const a = z.map((zl, l) => (l === widths.length - 1 ? zl : allocate(zl.length)));
+  const da = dz.map((dzl, l) => (l === widths.length - 1 ? dzl : allocate(dzl.length)));
   return {
     maxRows,
-    x: new Float32Array(maxRows * model.layers[0]),
+    x: allocate(maxRows * model.layers[0]),
     yIndex: new Int32Array(maxRows),
     yValue: new Float32Array(maxRows * K),
     z, a, dz, da,
@@ -62,11 +81,11 @@ export interface ShardSums {
 }
 
 /** logits (B, K) of s.x (B, D): the forward pass, leaving every activation in scratch for backward. */
-export function forward(s: Scratch, model: ModelConfig, params: LinearViews[], B: number): Float32Array {
+export function forward(s: Scratch, model: ModelConfig, params: LinearViews[], B: number, kernels = jsKernels): Float32Array {
   let inp = s.x;
   for (let l = 0; l < params.length; l++) {
     const { weight, bias, C, OC } = params[l];
-    linearForward(s.z[l], inp, weight, bias, B, C, OC);
+    kernels.forward(s.z[l], inp, weight, bias, B, C, OC);
     if (l < params.length - 1) activationForward(model.activation, s.a[l], s.z[l], B * OC);
     inp = s.a[l];
   }
@@ -80,7 +99,7 @@ export function forward(s: Scratch, model: ModelConfig, params: LinearViews[], B
  */
 export function lossAndBackward(
   s: Scratch, model: ModelConfig, params: LinearViews[], grads: LinearViews[] | null, B: number,
-  loss: LossSpec = defaultLossSpec(model.loss), indexTargets = isSoftmaxLoss(model.loss),
+  loss: LossSpec = defaultLossSpec(model.loss), indexTargets = isSoftmaxLoss(model.loss), kernels = jsKernels,
 ): ShardSums {
   const L = params.length;
   const K = params[L - 1].OC;
@@ -142,7 +161,7 @@ export function lossAndBackward(
     for (let l = L - 1; l >= 0; l--) {
       const { weight: w, C, OC } = params[l];
       const inp = l === 0 ? s.x : s.a[l - 1];
-      linearBackward(l === 0 ? null : s.da[l - 1], grads[l].weight, grads[l].bias, s.dz[l], inp, w, B, C, OC);
+      kernels.backward(l === 0 ? null : s.da[l - 1], grads[l].weight, grads[l].bias, s.dz[l], inp, w, B, C, OC);
       if (l > 0) activationBackward(model.activation, s.dz[l - 1], s.da[l - 1], s.a[l - 1], B * C);
     }
   }

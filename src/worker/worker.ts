@@ -10,7 +10,8 @@ import {
   STAT_FIELDS, taskShards, type DatasetBuffers, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
 import { isSoftmaxLoss, linearViews, paramLayout } from '../shared/model.js';
-import { createScratch, forward, lossAndBackward, probabilities } from './shard.js';
+import { createWasmLinear } from '../shared/wasm.js';
+import { createScratch, forward, jsKernels, lossAndBackward, probabilities, type LinearKernels } from './shard.js';
 
 const init = workerData as WorkerInit;
 const model = init.model;
@@ -18,14 +19,40 @@ const loss = init.loss;
 const perRowLoss = isSoftmaxLoss(loss.name);
 const P = paramLayout(model.layers).total;
 const K = model.layers[model.layers.length - 1];
-const params = linearViews(new Float32Array(init.params), model.layers);
+const sharedParams = new Float32Array(init.params);
 const gradSlots = Array.from({ length: init.slots }, (_, s) => {
   const flat = new Float32Array(init.grads, s * P * 4, P);
   return { flat, views: linearViews(flat, model.layers) };
 });
 const stats = new Float64Array(init.stats);
 const control = new Int32Array(init.control);
-const scratch = createScratch(model, init.maxShardRows);
+
+// With the WebAssembly kernels, everything they touch lives in their memory: the scratch, a copy of the
+// parameters (refreshed at each command; they change only between commands) and the gradient of the
+// shard being computed (copied to its slot when done). With the TS kernels the shared buffers serve.
+const wasm = init.kernels === 'wasm' ? createWasmLinear(wasmFloats()) : null;
+if (init.kernels === 'wasm' && wasm === null) throw new Error('worker: WebAssembly SIMD is not available in this thread');
+const local = wasm === null ? null : { params: wasm.allocate(P), grad: wasm.allocate(P) };
+const params = linearViews(local?.params ?? sharedParams, model.layers);
+const localGrad = local === null ? null : linearViews(local.grad, model.layers);
+const kernels: LinearKernels = wasm === null ? jsKernels : {
+  forward: (out, inp, weight, bias, B, C, OC) => wasm.forward(out, inp, weight, bias, B, C, OC),
+  backward: (dinp, dweight, dbias, dout, inp, weight, B, C, OC) => {
+    wasm.backwardWeight(dweight, dbias, dout, inp, B, C, OC);
+    if (dinp !== null) wasm.backwardInput(dinp, dout, weight, B, C, OC);
+  },
+};
+const scratch = createScratch(model, init.maxShardRows, wasm === null ? undefined : (n) => wasm.allocate(n));
+
+/** Floats the kernels' memory needs: the parameters and one gradient, and the scratch, with alignment. */
+function wasmFloats(): number {
+  let floats = 2 * (P + 4);
+  createScratch(model, init.maxShardRows, (n) => {
+    floats += n + 4;
+    return new Float32Array(n);
+  });
+  return floats;
+}
 
 interface MappedDataset {
   rows: number;
@@ -115,20 +142,23 @@ function dataset(port: MessagePort, id: number): MappedDataset {
 
 /** Computes the shards of positions [start, end), shard j into slot firstSlot + j. */
 function runShards(d: MappedDataset, grad: boolean, start: number, end: number, shardRows: number, firstSlot: number): void {
+  local?.params.set(sharedParams);
   const hasTargets = d.yIndex !== null || d.yValue !== null;
   const indexTargets = d.yIndex !== null;
   for (let p = start, slot = firstSlot; p < end; p += shardRows, slot++) {
     const B = Math.min(shardRows, end - p);
     const t0 = performance.now();
     gather(d, p, B);
-    forward(scratch, model, params, B);
+    forward(scratch, model, params, B, kernels);
     const row = slot * STAT_FIELDS;
     stats.fill(0, row, row + STAT_FIELDS);
     stats[row + kStatRows] = B;
     if (grad || hasTargets) {
       const g = grad ? gradSlots[slot] : null;
-      g?.flat.fill(0);
-      const sums = lossAndBackward(scratch, model, params, g === null ? null : g.views, B, loss, indexTargets);
+      (local?.grad ?? g?.flat)?.fill(0);
+      const views = g === null ? null : (localGrad ?? g.views);
+      const sums = lossAndBackward(scratch, model, params, views, B, loss, indexTargets, kernels);
+      if (g !== null && local !== null) g.flat.set(local.grad);
       stats[row + kStatLossSum] = sums.lossSum;
       stats[row + kStatWeightSum] = sums.weightSum;
       stats[row + kStatCorrect] = sums.correct;

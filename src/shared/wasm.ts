@@ -1,0 +1,162 @@
+// Loads the WebAssembly SIMD linear-layer kernels (wasm/kernels.ts, built to kernels.wasm beside this file
+// by `npm run build:wasm`) into one fixed-size memory per thread, with a bump allocator for the arrays
+// they work on. Synchronous, so a worker thread can set it up at load time; returns null where the
+// runtime has no WebAssembly SIMD, and callers keep the TS kernels of kernels.ts.
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+// The part of the WebAssembly JS API used here. Node has it all, but the project's lib (ES2023, no DOM)
+// and @types/node 20 declare none of it; declared in this module only, so it cannot clash with a lib
+// that does.
+declare namespace WebAssembly {
+  interface Memory {
+    readonly buffer: ArrayBuffer;
+  }
+  /** Opaque, as in lib.dom. */
+  interface Module {}
+  interface Instance {
+    readonly exports: Record<string, unknown>;
+  }
+  const Memory: new (descriptor: { initial: number; maximum?: number }) => Memory;
+  const Module: new (bytes: Uint8Array) => Module;
+  const Instance: new (module: Module, imports: Record<string, Record<string, unknown>>) => Instance;
+  function validate(bytes: Uint8Array): boolean;
+}
+
+/** The three linear-layer products on WebAssembly SIMD, over arrays that live in the module's memory. */
+export interface WasmLinear {
+  memory: WebAssembly.Memory;
+  /** A zeroed Float32Array view of `floats` floats in the module's memory, 16-byte aligned. All arrays passed to the kernels below must come from here (views of this memory). Allocate everything up front: the memory never grows after creation, so views stay valid. */
+  allocate(floats: number): Float32Array;
+  forward(out: Float32Array, inp: Float32Array, weight: Float32Array, bias: Float32Array, B: number, C: number, OC: number): void;
+  backwardWeight(dweight: Float32Array, dbias: Float32Array, dout: Float32Array, inp: Float32Array, B: number, C: number, OC: number): void;
+  backwardInput(dinp: Float32Array, dout: Float32Array, weight: Float32Array, B: number, C: number, OC: number): void;
+}
+
+/** The module's exports; pointers are byte offsets into the memory, sizes element counts. */
+interface KernelExports {
+  heap_base(): number;
+  linear_forward(out: number, inp: number, weight: number, bias: number, B: number, C: number, OC: number): void;
+  linear_backward_weight(dweight: number, dbias: number, dout: number, inp: number, B: number, C: number, OC: number): void;
+  linear_backward_input(dinp: number, dout: number, weight: number, B: number, C: number, OC: number): void;
+}
+
+const KERNELS_URL = new URL('./kernels.wasm', import.meta.url);
+const PAGE_BYTES = 65536;
+/** Allocations are rounded up to whole f32x4 vectors so every array starts 16-byte aligned. */
+const ALIGN_FLOATS = 4;
+
+// The smallest module that uses a SIMD opcode: (func (result v128) (i32x4.splat (i32.const 0))).
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+  0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+  0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x11, 0x0b, // code: i32.const 0; i32x4.splat; end
+]);
+
+let simd: boolean | undefined;
+/** The module, compiled once per thread on first use, and where its static data and scratch end. */
+let compiled: { module: WebAssembly.Module; heapBase: number } | undefined;
+
+/** True when this runtime validates a SIMD module. */
+export function wasmSimdSupported(): boolean {
+  if (simd === undefined) {
+    simd = typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
+  }
+  return simd;
+}
+
+function kernelsModule(): { module: WebAssembly.Module; heapBase: number } {
+  if (compiled === undefined) {
+    let bytes: Buffer;
+    try {
+      bytes = readFileSync(KERNELS_URL);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      throw new Error(`WebAssembly kernels not found at ${fileURLToPath(KERNELS_URL)}; hint: run \`npm run build:wasm\``);
+    }
+    const module = new WebAssembly.Module(bytes);
+    // heap_base() reads no memory, so an instance over an empty one can answer it.
+    const probe = new WebAssembly.Instance(module, { env: { memory: new WebAssembly.Memory({ initial: 0 }) } });
+    compiled = { module, heapBase: (probe.exports as unknown as KernelExports).heap_base() };
+  }
+  return compiled;
+}
+
+/** Throws unless B, C and OC are sizes the kernels can take (they are passed to wasm as i32). */
+function checkSizes(B: number, C: number, OC: number): void {
+  if (!(B === (B | 0) && C === (C | 0) && OC === (OC | 0) && B >= 0 && C >= 0 && OC >= 0)) {
+    throw new TypeError(`B, C and OC must be non-negative integers below 2^31, got B=${B}, C=${C}, OC=${OC}`);
+  }
+}
+
+/**
+ * Compiles and instantiates synchronously (fine in Node, also in worker threads) with room for `floats` floats; null when WebAssembly SIMD is not available here (then callers use the TS kernels).
+ * Each allocation takes its size rounded up to a multiple of 4 floats.
+ */
+export function createWasmLinear(floats: number): WasmLinear | null {
+  if (!Number.isSafeInteger(floats) || floats < 0) {
+    throw new TypeError(`floats must be a non-negative integer, got ${floats}`);
+  }
+  if (!wasmSimdSupported()) return null;
+  const { module, heapBase: base } = kernelsModule();
+  // The module imports its memory: sized here once, with maximum = initial so it can never grow and
+  // detach the views handed out below. Allocations end at `end`, not at the pages' slack, so that a
+  // sizing mistake shows at once rather than when a layer is widened.
+  const end = base + 4 * Math.ceil(floats / ALIGN_FLOATS) * ALIGN_FLOATS;
+  const pages = Math.max(1, Math.ceil(end / PAGE_BYTES));
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  const k = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+  const buffer = memory.buffer;
+  let next = base; // byte offset of the next allocation
+
+  function check(name: string, a: Float32Array, floatsNeeded: number): number {
+    if (a.buffer !== buffer) {
+      throw new TypeError(`${name} is not a view of this WasmLinear's memory; hint: allocate it with allocate(n) of the same WasmLinear`);
+    }
+    if (a.length < floatsNeeded) {
+      throw new RangeError(`${name} holds ${a.length} floats but the sizes need ${floatsNeeded}`);
+    }
+    return a.byteOffset;
+  }
+
+  return {
+    memory,
+    allocate(n: number): Float32Array {
+      if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`allocate(n): n must be a non-negative integer, got ${n}`);
+      const bytes = 4 * Math.ceil(n / ALIGN_FLOATS) * ALIGN_FLOATS;
+      if (next + bytes > end) {
+        throw new RangeError(
+          `allocate(${n}) needs ${bytes / 4} floats but only ${(end - next) / 4} of the ${floats} this WasmLinear was created with are left; ` +
+          `hint: createWasmLinear(floats) must cover all allocations, each rounded up to a multiple of ${ALIGN_FLOATS} floats`,
+        );
+      }
+      const view = new Float32Array(buffer, next, n);
+      next += bytes;
+      view.fill(0);
+      return view;
+    },
+    forward(out, inp, weight, bias, B, C, OC) {
+      checkSizes(B, C, OC);
+      k.linear_forward(
+        check('out', out, B * OC), check('inp', inp, B * C), check('weight', weight, OC * C), check('bias', bias, OC),
+        B, C, OC,
+      );
+    },
+    backwardWeight(dweight, dbias, dout, inp, B, C, OC) {
+      checkSizes(B, C, OC);
+      k.linear_backward_weight(
+        check('dweight', dweight, OC * C), check('dbias', dbias, OC), check('dout', dout, B * OC), check('inp', inp, B * C),
+        B, C, OC,
+      );
+    },
+    backwardInput(dinp, dout, weight, B, C, OC) {
+      checkSizes(B, C, OC);
+      k.linear_backward_input(
+        check('dinp', dinp, B * C), check('dout', dout, B * OC), check('weight', weight, OC * C),
+        B, C, OC,
+      );
+    },
+  };
+}
