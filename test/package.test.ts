@@ -11,7 +11,8 @@ const root = resolve('.');
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-pkg-'));
 
 beforeAll(() => {
-  execFileSync(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: root });
+  // The package's own build: TypeScript to dist/ and the WebAssembly kernels beside it.
+  execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
 }, 120_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
