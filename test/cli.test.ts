@@ -77,7 +77,7 @@ describe('training script', () => {
   it('refuses layers that do not fit the data before training, exit code 2', async () => {
     const r = await runCli(['--layers', '784,16,5', '--out', join(dir, 'never.safetensors')]);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/^gradpool: training data: y\[\d+\] = 5 is not a class index in \[0, 5\)/);
+    expect(r.err).toMatch(/^gradpool: training data: y\[\d+\] \(mnist\/src\/digits\/5\.json image \d+\) = 5 is not a class index in \[0, 5\)/);
     expect(r.out).not.toMatch(/^epoch/m);
     expect(existsSync(join(dir, 'never.safetensors'))).toBe(false);
   });

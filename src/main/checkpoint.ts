@@ -268,6 +268,18 @@ export async function saveCheckpoint(
   }
 }
 
+/**
+ * A value as a metadata string (safetensors metadata is string to string): JSON, with Infinity (a norm
+ * type, say) written as the string "Infinity", which JSON has no number for. parseMetadataJson undoes it.
+ */
+export function metadataJson(value: unknown): string {
+  return JSON.stringify(value, (_, v: unknown) => (v === Infinity ? 'Infinity' : v));
+}
+
+export function parseMetadataJson(text: string): unknown {
+  return JSON.parse(text, (_, v: unknown) => (v === 'Infinity' ? Infinity : v));
+}
+
 /** Reads and decodes the checkpoint at `path`; a missing file is a CheckpointError saying so. */
 export async function loadCheckpoint(path: string): Promise<Checkpoint> {
   let bytes: Uint8Array;

@@ -7,7 +7,6 @@ import {
   applyNormalization, fitNormalization, loadCsv, loadIdx, splitValidation,
   type LoadedData, type NormalizeMode, type Normalization,
 } from './loaders/index.js';
-import type { Dataset } from './data.js';
 import type { ScheduleSpec } from '../shared/schedule.js';
 
 /** The data flags, saved in a checkpoint's metadata so that --resume reloads the same data. */
@@ -25,12 +24,12 @@ export interface DataFlags {
 }
 
 export interface RunData {
-  train: Dataset;
+  train: LoadedData;
   /** Evaluated after every epoch: the validation split if asked for, else the test set, if any. */
-  validation?: Dataset;
+  validation?: LoadedData;
   validationName: string;
   /** Evaluated at the end, with the confusion matrix and per-class report. */
-  test?: Dataset;
+  test?: LoadedData;
   description: string;
   normalization: Normalization | null;
 }
@@ -76,8 +75,8 @@ export class UsageError extends Error {}
 
 /** Loads the data the flags name, validated as it is read; softmax losses take class indices. */
 export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed: number): Promise<RunData> {
-  let train: LoadedData | Dataset;
-  let test: LoadedData | Dataset | undefined;
+  let train: LoadedData;
+  let test: LoadedData | undefined;
   let description: string;
   if (f.data === 'mnist') {
     const m = loadMnist();
@@ -87,17 +86,17 @@ export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed
   } else if (f.data === 'idx') {
     train = await loadIdx(f.trainImages as string, f.trainLabels as string);
     test = f.testImages === undefined ? undefined : await loadIdx(f.testImages, f.testLabels as string);
-    description = `IDX ${f.trainImages}, ${(train as LoadedData).rows} train` + (test === undefined ? '' : ` / ${(test as LoadedData).rows} test`);
+    description = `IDX ${f.trainImages}, ${train.rows} train` + (test === undefined ? '' : ` / ${test.rows} test`);
   } else {
     const labelColumns = (f.labelColumn as string).split(',').map((c) => (/^\d+$/.test(c.trim()) ? Number(c) : c.trim()));
     const targets = classIndexTargets && labelColumns.length === 1 ? 'index' : 'values';
     train = await loadCsv(f.train as string, { labelColumns, targets });
     test = f.test === undefined ? undefined : await loadCsv(f.test, { labelColumns, targets });
-    description = `CSV ${f.train}, ${(train as LoadedData).rows} train` + (test === undefined ? '' : ` / ${(test as LoadedData).rows} test`);
+    description = `CSV ${f.train}, ${train.rows} train` + (test === undefined ? '' : ` / ${test.rows} test`);
   }
   let validation: LoadedData | undefined;
   if (f.validationSplit !== undefined) {
-    const split = splitValidation(asLoaded(train), f.validationSplit, seed);
+    const split = splitValidation(train, f.validationSplit, seed);
     train = split.train;
     validation = split.validation;
     description += `; ${validation.rows} of the training rows held out for validation (seed ${seed})`;
@@ -106,8 +105,8 @@ export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed
   let normalization: Normalization | null = null;
   if (mode !== 'none') {
     // Statistics from the training split only, applied to every split.
-    normalization = fitNormalization(asLoaded(train), mode);
-    for (const d of [train, validation, test]) if (d !== undefined) applyNormalization(asLoaded(d), normalization);
+    normalization = fitNormalization(train, mode);
+    for (const d of [train, validation, test]) if (d !== undefined) applyNormalization(d, normalization);
     description += `; features normalised (${mode}, training statistics)`;
   }
   return {
@@ -118,14 +117,6 @@ export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed
     description,
     normalization,
   };
-}
-
-/** MNIST's split as LoadedData, so that the same preparation code serves every source. */
-function asLoaded(d: Dataset | LoadedData): LoadedData {
-  if ('features' in d) return d;
-  const x = d.x as Float32Array;
-  const y = d.y as Int32Array;
-  return { x, y, rows: y.length, features: x.length / y.length, targetColumns: 1, rowName: (r) => `image ${r}` };
 }
 
 /** The schedule flags. Lengths are in scheduler steps: optimizer steps, or epochs with --schedule-interval epoch. */

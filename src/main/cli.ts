@@ -7,7 +7,7 @@ import { closeSync, existsSync, openSync, statSync, writeSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import cliProgress from 'cli-progress';
-import { CheckpointError, loadCheckpoint } from './checkpoint.js';
+import { CheckpointError, loadCheckpoint, metadataJson, parseMetadataJson } from './checkpoint.js';
 import { cpuLimit } from './cpus.js';
 import {
   buildSchedule, checkDataFlags, loadRunData, UsageError, type DataFlags, type ScheduleFlags,
@@ -189,7 +189,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     const softmax = isSoftmaxLoss(flags.loss ?? (flags.layers[flags.layers.length - 1] === 1 ? 'bce-with-logits' : 'cross-entropy'));
     const data = await loadRunData(flags, softmax, flags.seed);
     if (trainer === null) {
-      const options = trainerOptions(flags, data.train.y as ArrayLike<number>, Math.ceil(rowsOf(data.train) / flags.batchSize));
+      const options = trainerOptions(flags, data.train.y, Math.ceil(data.train.rows / flags.batchSize));
       trainer = await Trainer.create(options);
       if (flags.init !== undefined) await trainer.loadParameters(flags.init);
     }
@@ -218,7 +218,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     }, cliProgress.Presets.shades_classic) : null;
     let epochStart = performance.now();
     let seen = 0;
-    const runMeta = { 'gradpool.run': JSON.stringify(savedRun(flags)) };
+    const runMeta = { 'gradpool.run': metadataJson(savedRun(flags)) };
     const t = trainer;
     await t.fit(data.train, {
       epochs: flags.epochs - done,
@@ -274,7 +274,7 @@ async function resolveRun(program: Command, flags: Flags): Promise<{ flags: Flag
   if (text === undefined) {
     throw new UsageError(`--resume ${flags.resume}: this checkpoint has no saved run (it was not written by the training script); use --init to start from its weights`);
   }
-  const saved = JSON.parse(text, (_, v: unknown) => (v === 'Infinity' ? Infinity : v)) as Partial<Flags>;
+  const saved = parseMetadataJson(text) as Partial<Flags>;
   const explicit = (k: keyof Flags): boolean => program.getOptionValueSource(k) === 'cli';
   const merged: Flags = {
     ...flags,
@@ -293,14 +293,10 @@ async function resolveRun(program: Command, flags: Flags): Promise<{ flags: Flag
 /** What a checkpoint records of the run, for --resume: every flag but the per-invocation ones. */
 function savedRun(flags: Flags): Partial<Flags> {
   const { workers: _w, out: _o, metrics: _m, progress: _p, resume: _r, init: _i, ...run } = flags;
-  return JSON.parse(JSON.stringify(run, (_, v: unknown) => (v === Infinity ? 'Infinity' : v))) as Partial<Flags>;
+  return run;
 }
 
-function rowsOf(d: { y: ArrayLike<number> | readonly ArrayLike<number>[]; rows?: number }): number {
-  return d.rows ?? d.y.length;
-}
-
-function trainerOptions(f: Flags, labels: ArrayLike<number>, stepsPerEpoch: number): TrainerOptions {
+function trainerOptions(f: Flags, labels: Int32Array | Float32Array, stepsPerEpoch: number): TrainerOptions {
   const K = f.layers[f.layers.length - 1];
   if (f.classWeight === 'balanced' && !(labels instanceof Int32Array)) {
     throw new UsageError("--class-weight balanced needs class-index targets; for a sigmoid loss, weigh positives with --pos-weight (negatives / positives per output)");

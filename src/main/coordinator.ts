@@ -237,8 +237,8 @@ export class Coordinator {
   }
 
   /** Applies SGD to the parameters with the gradient of the last 'grad' batch. */
-  update(sgd: SGDOptions, lr: number): void {
-    sgdStep(this.params, this.grad, this.sgdState, sgd, lr);
+  update(sgd: SGDOptions, lr: number, momentum: number): void {
+    sgdStep(this.params, this.grad, this.sgdState, sgd, lr, momentum);
   }
 
   /** Clips the last batch's gradient as clip_grad_norm_; returns its total norm before clipping. */

@@ -4,11 +4,12 @@
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { Dataset } from './data.js';
+import type { LoadedData } from './loaders/index.js';
 
+/** Each split is loaded data like a file's: class indices, and rows named after the package's files. */
 export interface MnistSplit {
-  train: Dataset & { x: Float32Array; y: Int32Array };
-  test: Dataset & { x: Float32Array; y: Int32Array };
+  train: LoadedData & { y: Int32Array };
+  test: LoadedData & { y: Int32Array };
 }
 
 export const MNIST_FEATURES = 784;
@@ -36,15 +37,20 @@ export function loadMnist(): MnistSplit {
     const n = count(test);
     const x = new Float32Array(n * MNIST_FEATURES);
     const y = new Int32Array(n);
+    const image = new Int32Array(n); // the row's index in its digit's file, for error messages
     let row = 0;
     perDigit.forEach((data, digit) => {
       for (let i = 0; i < data.length / MNIST_FEATURES; i++) {
         if ((i % 5 === 4) !== test) continue;
         for (let c = 0; c < MNIST_FEATURES; c++) x[row * MNIST_FEATURES + c] = data[i * MNIST_FEATURES + c];
+        image[row] = i;
         y[row++] = digit;
       }
     });
-    return { x, y };
+    return {
+      x, y, rows: n, features: MNIST_FEATURES, targetColumns: 1,
+      rowName: (r) => `mnist/src/digits/${y[r]}.json image ${image[r]}`,
+    };
   };
   return { train: make(false), test: make(true) };
 }

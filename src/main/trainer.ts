@@ -5,7 +5,9 @@
 
 import { addSums, Coordinator, emptySums, type BatchSums, type BatchTiming } from './coordinator.js';
 import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset } from './data.js';
-import { assignParameters, CheckpointError, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
+import {
+  assignParameters, CheckpointError, loadCheckpoint, metadataJson, parseMetadataJson, saveCheckpoint, type Checkpoint,
+} from './checkpoint.js';
 import { classReport, type ClassReport } from './report.js';
 import {
   lossSpec, modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions,
@@ -237,7 +239,7 @@ export class Trainer {
         let gradNorm: number | undefined;
         if (sums.weightSum > 0) {
           if (o.clipGradNorm !== null) gradNorm = this.core.clip(o.clipGradNorm, o.clipNormType, o.errorIfNonfinite);
-          this.core.update({ ...o, momentum: h.momentum }, h.lr);
+          this.core.update(o, h.lr, h.momentum);
         } else {
           skipped++;
         }
@@ -311,7 +313,7 @@ export class Trainer {
     const tensors = state.hasMomentumBuffer ? { [MOMENTUM_TENSOR]: new Float32Array(this.core.sgdState.momentumBuffer) } : undefined;
     await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {
       ...metadata,
-      'gradpool.options': encodeOptions(this.options),
+      'gradpool.options': metadataJson(this.options),
       'gradpool.state': JSON.stringify(state),
     }, tensors);
   }
@@ -444,17 +446,12 @@ function confusionMatrices(data: SharedDataset, model: ModelConfig, loss: LossSp
   return ms;
 }
 
-/** Options as JSON; Infinity (a norm type) is written as a string, which JSON has no number for. */
-function encodeOptions(o: ResolvedOptions): string {
-  return JSON.stringify(o, (_, v: unknown) => (v === Infinity ? 'Infinity' : v));
-}
-
 function savedOptions(ckpt: Checkpoint, path: string): Partial<TrainerOptions> {
   const text = ckpt.metadata['gradpool.options'];
   if (text === undefined) return {};
   try {
     // The worker count is the machine's, not the run's: results do not depend on it (shards do).
-    const { workers: _, ...options } = JSON.parse(text, (_, v: unknown) => (v === 'Infinity' ? Infinity : v)) as TrainerOptions;
+    const { workers: _, ...options } = parseMetadataJson(text) as TrainerOptions;
     return options;
   } catch {
     throw new CheckpointError(path, `metadata "gradpool.options" is not valid JSON: ${text.slice(0, 80)}`);

@@ -97,7 +97,8 @@ export async function chooseWorkers(options: TrainerOptions, tuneFile = TUNE_FIL
     const m = await measure({ ...options, workers, shards: options.shards }, data, { windows: 2, windowSeconds: 0.2, maxSteps: 50 });
     rates.push({ workers, samplesPerSec: m.samplesPerSec });
   }
-  return { ...recommend(rates), reason: `quick probe (run npm run tune for a full measurement): ${recommend(rates).reason}` };
+  const choice = recommend(rates);
+  return { workers: choice.workers, reason: `quick probe (run npm run tune for a full measurement): ${choice.reason}` };
 }
 
 /** Random inputs in [0, 1) and random targets of the loss's kind: enough to time the arithmetic. */

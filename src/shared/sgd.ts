@@ -59,13 +59,16 @@ const f32 = Math.fround;
 
 /**
  * params (P) -= lr * direction, where direction is built from grads (P) as torch.optim.SGD builds it.
+ * lr and momentum are given apart from `o` because a schedule may set them step by step.
  * Each tensor op of torch rounds to float32; here each is computed in double and rounded once, which is
  * what torch's fused multiply-add kernels give. Scalars are rounded to float32 first, as torch does.
  */
-export function sgdStep(params: Float32Array, grads: Float32Array, state: SGDState, o: SGDOptions, lr: number): void {
+export function sgdStep(
+  params: Float32Array, grads: Float32Array, state: SGDState, o: SGDOptions, lr: number, momentum = o.momentum,
+): void {
   const P = params.length;
   const wd = f32(o.weightDecay);
-  const mom = f32(o.momentum);
+  const mom = f32(momentum);
   const damp = f32(1 - o.dampening);
   const step = f32(-lr);
   const buf = state.momentumBuffer;
