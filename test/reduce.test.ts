@@ -1,8 +1,8 @@
-// The coordinator's gradient reduction: its fused loops must give, bit for bit, what adding the slots
+// The workers' gradient reduction: its fused loops must give, bit for bit, what adding the slots
 // one pass at a time in slot order gives (the definition the determinism promise rests on).
 
 import { describe, expect, it } from 'vitest';
-import { sumSlots } from '../src/main/coordinator.js';
+import { sumSlots } from '../src/shared/step.js';
 import { Rng } from '../src/shared/rng.js';
 import { sameBits } from './helpers.js';
 
@@ -20,6 +20,10 @@ describe('sumSlots', () => {
       const out = new Float32Array(P);
       sumSlots(out, slots, n, 37, new Float64Array(P));
       expect(sameBits(out, reference)).toBe(true);
+      // and by ranges, as the workers do it, with a scratch only as long as a range
+      const pieces = new Float32Array(P);
+      for (let from = 0; from < P; from += 300) sumSlots(pieces, slots, n, 37, new Float64Array(300), from, Math.min(from + 300, P));
+      expect(sameBits(pieces, reference)).toBe(true);
     });
   }
 });

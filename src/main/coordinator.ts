@@ -1,57 +1,50 @@
 // The step protocol on the coordinator's side: one fixed piscina pool whose workers each run one loop
-// task, the shared parameter, gradient, stats and control buffers they were started with, and
-// runBatch(), which posts a batch as a command, waits for the workers, and sums the shards' results in
-// slot order. The update is applied between batches, while the workers sleep.
+// task, the shared parameter, gradient, stats and control buffers they were started with; step(), which
+// posts a batch and its hyperparameters as one command that the workers carry through to the updated
+// parameters, and forward(), which posts a batch to evaluate. Between commands the workers sleep.
 
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import {
-  CONTROL_FIELDS, kCmdForward, kCmdGrad, kCmdStop, kCtlCommand, kCtlDataset, kCtlDone, kCtlEnd, kCtlFailed,
-  kCtlGeneration, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks, kStatComputeMs, kStatCorrect, kStatCounted,
-  kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS, taskShards, type LoopTask, type WorkerInit,
+  CONTROL_FIELDS, HYPER_FIELDS, kCmdForward, kCmdStep, kCmdStop, kCtlCommand, kCtlDataset, kCtlDecided, kCtlDone,
+  kCtlEnd, kCtlFailed, kCtlGeneration, kCtlParity, kCtlReduced, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks,
+  kHypFirst, kHypLr, kHypMaxNorm, kHypMomentum, kHypNormType, kStatComputeMs, kTimeReduceMs, kTimeUpdateMs,
+  STAT_FIELDS, stateLayout, stateViews, taskShards, TIME_FIELDS, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
+import { createSharedMemory } from '../shared/wasm.js';
+import { NORM_FIELDS, normChunks } from '../shared/clip.js';
 import { paramLayout, type ModelConfig } from '../shared/model.js';
-import { clipGradNorm } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
-import { sgdStep, type SGDOptions, type SGDState } from '../shared/sgd.js';
+import type { SGDOptions } from '../shared/sgd.js';
+import { decideStep, readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
 import type { SharedDataset } from './data.js';
 import type { Reduction } from './options.js';
 
-/** A batch's totals, summed over its shards in slot order. */
-export interface BatchSums {
-  lossSum: number;
-  /** The 'mean' divisor: see ShardSums.weightSum. */
-  weightSum: number;
-  correct: number;
-  counted: number;
-  rows: number;
+export { addSums, emptySums, type BatchSums } from '../shared/step.js';
+
+/** A step's hyperparameters: the schedule's lr and momentum, and clipping (maxNorm null: none). */
+export interface StepHyper {
+  lr: number;
+  momentum: number;
+  maxNorm: number | null;
+  normType: number;
 }
 
 /** Where a batch's time went on the coordinator's clock, in milliseconds. */
 export interface BatchTiming {
-  /** From posting the tasks to the last result: the workers' compute plus messaging. */
+  /** From posting the command to the last worker done: compute, barriers, reduction and update. */
   parallelMs: number;
   /** The slowest task's compute: the critical path of the parallel part. */
   computeMaxMs: number;
   /** Compute summed over every task (worker-milliseconds). */
   computeSumMs: number;
-  /** Adding the gradient slots and dividing (the coordinator's own work). */
+  /** The slowest worker's share of summing the gradient slots (a step only). */
   reduceMs: number;
+  /** The slowest worker's share of clipping and SGD (a step only). */
+  updateMs: number;
   tasks: number;
-}
-
-export function emptySums(): BatchSums {
-  return { lossSum: 0, weightSum: 0, correct: 0, counted: 0, rows: 0 };
-}
-
-export function addSums(total: BatchSums, s: BatchSums): void {
-  total.lossSum += s.lossSum;
-  total.weightSum += s.weightSum;
-  total.correct += s.correct;
-  total.counted += s.counted;
-  total.rows += s.rows;
 }
 
 // The worker is TypeScript when gradpool runs from source (tests, `npm run train`) and JavaScript when
@@ -65,47 +58,23 @@ function workerEntry(): { filename: string; execArgv: string[] | undefined } {
   return { filename, execArgv: ['--import', pathToFileURL(tsx).href] };
 }
 
-/**
- * out[i] = (((g0[i] + g1[i]) + g2[i]) + ...) / divisor, the sum in double precision in slot order. One
- * fused pass for up to four slots (the usual case) instead of a pass per slot: the same additions in the
- * same order, so the same bits. More slots go through `acc` (P doubles), still in order.
- */
-export function sumSlots(out: Float32Array, g: Float32Array[], n: number, divisor: number, acc: Float64Array): void {
-  const P = out.length;
-  if (n === 1) {
-    const a = g[0];
-    for (let i = 0; i < P; i++) out[i] = a[i] / divisor;
-  } else if (n === 2) {
-    const [a, b] = g;
-    for (let i = 0; i < P; i++) out[i] = (a[i] + b[i]) / divisor;
-  } else if (n === 3) {
-    const [a, b, c] = g;
-    for (let i = 0; i < P; i++) out[i] = (a[i] + b[i] + c[i]) / divisor;
-  } else {
-    const [a, b, c, d] = g;
-    for (let i = 0; i < P; i++) acc[i] = a[i] + b[i] + c[i] + d[i];
-    for (let k = 4; k < n; k++) {
-      const e = g[k];
-      for (let i = 0; i < P; i++) acc[i] += e[i];
-    }
-    for (let i = 0; i < P; i++) out[i] = acc[i] / divisor;
-  }
-}
-
 export class Coordinator {
   readonly model: ModelConfig;
   readonly P: number;
-  /** (P) the parameters every worker reads; written here only between steps. */
-  readonly params: Float32Array;
-  /** (P) the averaged gradient of the last step. */
+  /** (P) the batch gradient of the last step (after clipping). */
   readonly grad: Float32Array;
-  readonly sgdState: SGDState;
+  /** True once SGD's momentum buffer has started (torch's first step with momentum is done). */
+  hasMomentumBuffer = false;
   readonly workers: number;
   readonly slots: number;
   readonly maxShardRows: number;
-  private readonly slotGrads: Float32Array[];
+  private readonly paramHalves: [Float32Array, Float32Array];
+  private readonly momentumHalves: [Float32Array, Float32Array];
   private readonly stats: Float64Array;
-  private readonly acc: Float64Array;
+  private readonly times: Float64Array;
+  private readonly partials: Float64Array;
+  private readonly hyper: Float64Array;
+  private readonly chunks: number;
   private readonly pool: Piscina;
   private readonly control: Int32Array;
   private readonly ports: MessagePort[] = [];
@@ -118,26 +87,38 @@ export class Coordinator {
 
   constructor(
     model: ModelConfig, loss: LossSpec, workers: number, slots: number, batchSize: number,
-    private readonly reduction: Reduction, kernels: 'wasm' | 'js',
+    reduction: Reduction, kernels: 'wasm' | 'js', sgd: SGDOptions,
   ) {
     this.model = model;
     this.workers = workers;
     this.slots = slots;
     this.maxShardRows = Math.ceil(batchSize / slots);
     this.P = paramLayout(model.layers).total;
-    const params = new SharedArrayBuffer(this.P * 4);
-    const grads = new SharedArrayBuffer(slots * this.P * 4);
-    const stats = new SharedArrayBuffer(slots * STAT_FIELDS * 8);
-    this.params = new Float32Array(params);
-    this.slotGrads = Array.from({ length: slots }, (_, s) => new Float32Array(grads, s * this.P * 4, this.P));
-    this.stats = new Float64Array(stats);
-    this.grad = new Float32Array(this.P);
-    this.acc = new Float64Array(this.P);
-    // Optimizer state is shared memory too, so that the update can later be split across workers.
-    this.sgdState = { momentumBuffer: new Float32Array(new SharedArrayBuffer(this.P * 4)), hasMomentumBuffer: false };
-    this.control = new Int32Array(new SharedArrayBuffer(CONTROL_FIELDS * 4));
+    this.chunks = normChunks(this.P);
+    const sab = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(bytes);
+    const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS);
+    // With the WebAssembly kernels the state is a shared WebAssembly memory, so that every worker can
+    // run step.wasm's loops on it in place.
+    const shared = kernels === 'wasm' ? createSharedMemory(layout.bytes) : null;
+    const state = shared?.buffer ?? sab(layout.bytes);
+    const views = stateViews(state, layout, slots);
+    this.paramHalves = views.params;
+    this.momentumHalves = views.momentum;
+    this.grad = views.grad;
+    this.partials = views.partials;
+    const init = {
+      hyper: sab(HYPER_FIELDS * 8),
+      stats: sab(slots * STAT_FIELDS * 8),
+      times: sab(workers * TIME_FIELDS * 8),
+      control: sab(CONTROL_FIELDS * 4),
+    };
+    this.hyper = new Float64Array(init.hyper);
+    this.stats = new Float64Array(init.stats);
+    this.times = new Float64Array(init.times);
+    this.control = new Int32Array(init.control);
     const workerData: WorkerInit = {
-      model, loss, params, grads, stats, slots, maxShardRows: this.maxShardRows, control: this.control.buffer as SharedArrayBuffer, workers, kernels,
+      model, loss, state, stateMemory: shared?.memory ?? null, layout, ...init, slots, maxShardRows: this.maxShardRows,
+      workers, kernels, sgd: { ...sgd }, mean: reduction === 'mean',
     };
     const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({
@@ -161,15 +142,60 @@ export class Coordinator {
     }
   }
 
-  /** The timing of the last runBatch(). */
-  readonly timing: BatchTiming = { parallelMs: 0, computeMaxMs: 0, computeSumMs: 0, reduceMs: 0, tasks: 0 };
+  private get parity(): 0 | 1 {
+    return this.control[kCtlParity] === 0 ? 0 : 1;
+  }
+
+  /** (P) the current parameters. A view: the workers write the next step's into the other half, so
+   *  read it again after a step rather than keeping it. Write it only between commands. */
+  get params(): Float32Array {
+    return this.paramHalves[this.parity];
+  }
+
+  /** (P) SGD's current momentum buffer (meaningful once hasMomentumBuffer); same rules as params. */
+  get momentumBuffer(): Float32Array {
+    return this.momentumHalves[this.parity];
+  }
+
+  /** The timing of the last command. */
+  readonly timing: BatchTiming = { parallelMs: 0, computeMaxMs: 0, computeSumMs: 0, reduceMs: 0, updateMs: 0, tasks: 0 };
 
   /**
-   * Runs the rows at positions [start, end) of the dataset's order as one batch: cut into at most
-   * `slots` shards of equal size (the last may be shorter), contiguous runs of shards per worker.
-   * The cut depends only on the batch, so each slot holds the same sums whatever the worker count.
+   * One optimizer step on the rows at positions [start, end) of the dataset's order: the workers compute
+   * the shards' gradients, reduce them, and apply clipping and SGD (see step.ts). Returns the batch's sums
+   * and what was done; the new parameters are current when it returns, unless the decision was not
+   * 'update' (then the parameters and momentum are as before).
    */
-  async runBatch(kind: 'grad' | 'forward', data: SharedDataset, start: number, end: number): Promise<BatchSums> {
+  async step(data: SharedDataset, start: number, end: number, h: StepHyper): Promise<{ sums: BatchSums; decision: StepDecision }> {
+    const y = this.hyper;
+    y[kHypLr] = h.lr;
+    y[kHypMomentum] = h.momentum;
+    y[kHypMaxNorm] = h.maxNorm ?? 0;
+    y[kHypNormType] = h.normType;
+    y[kHypFirst] = this.hasMomentumBuffer ? 0 : 1;
+    const sums = await this.command(kCmdStep, data, start, end);
+    const decision = decideStep(sums, this.partials, this.chunks, y);
+    if (decision.outcome === 'update') {
+      // The workers wrote the other half: it becomes current.
+      Atomics.store(this.control, kCtlParity, 1 - this.parity);
+      if (Math.fround(h.momentum) !== 0) this.hasMomentumBuffer = true;
+    }
+    return { sums, decision };
+  }
+
+  /** Loss stats (when the data has targets) and probabilities or per-sample losses (when the dataset
+   *  has room for them) of the rows at positions [start, end), with the current parameters. */
+  async forward(data: SharedDataset, start: number, end: number): Promise<BatchSums> {
+    return this.command(kCmdForward, data, start, end);
+  }
+
+  /**
+   * Posts a command over positions [start, end) of the dataset's order, cut into at most `slots`
+   * shards of equal size (the last may be shorter), contiguous runs of shards per worker, and waits for
+   * every worker. The cut depends only on the batch, so each slot holds the same sums whatever the
+   * worker count.
+   */
+  private async command(command: number, data: SharedDataset, start: number, end: number): Promise<BatchSums> {
     if (this.closed) throw new Error('this Trainer is closed; create a new one');
     if (this.failure !== null) throw this.failure;
     const t0 = performance.now();
@@ -183,38 +209,28 @@ export class Coordinator {
       this.posted.add(id);
     }
     const c = this.control;
-    c[kCtlCommand] = kind === 'grad' ? kCmdGrad : kCmdForward;
+    c[kCtlCommand] = command;
     c[kCtlDataset] = id;
     c[kCtlStart] = start;
     c[kCtlEnd] = end;
     c[kCtlShardRows] = shardRows;
     c[kCtlShards] = shards;
     c[kCtlTasks] = tasks;
+    c[kCtlReduced] = 0;
+    c[kCtlDecided] = 0;
     Atomics.store(c, kCtlDone, 0);
     // The bump is the release: everything written above is visible to a worker that sees it.
     Atomics.add(c, kCtlGeneration, 1);
     Atomics.notify(c, kCtlGeneration);
     await this.waitDone();
-    const t1 = performance.now();
-    const sums = emptySums();
-    for (let s = 0; s < shards; s++) {
-      const r = s * STAT_FIELDS;
-      sums.lossSum += this.stats[r + kStatLossSum];
-      sums.weightSum += this.stats[r + kStatWeightSum];
-      sums.correct += this.stats[r + kStatCorrect];
-      sums.counted += this.stats[r + kStatCounted];
-      sums.rows += this.stats[r + kStatRows];
-    }
-    // A batch whose every target is ignored has no gradient (PyTorch's mean would be 0/0 = NaN).
-    if (kind === 'grad' && sums.weightSum > 0) this.reduceGradients(shards, sums);
-    this.time(tasks, shards, t1 - t0, performance.now() - t1);
-    return sums;
+    const parallelMs = performance.now() - t0;
+    this.time(command === kCmdStep, tasks, shards, parallelMs);
+    return readBatchSums(this.stats, shards);
   }
 
-  private time(tasks: number, shards: number, parallelMs: number, reduceMs: number): void {
+  private time(step: boolean, tasks: number, shards: number, parallelMs: number): void {
     const t = this.timing;
     t.parallelMs = parallelMs;
-    t.reduceMs = reduceMs;
     t.tasks = tasks;
     t.computeMaxMs = 0;
     t.computeSumMs = 0;
@@ -225,25 +241,13 @@ export class Coordinator {
       t.computeMaxMs = Math.max(t.computeMaxMs, ms);
       t.computeSumMs += ms;
     }
-  }
-
-  /**
-   * grad = (sum of the first `shards` gradient slots, in slot order) / divisor. Shards hold sums, so
-   * dividing once here by the batch's total weight (mean) or by 1 (sum) gives the batch's gradient
-   * for any split of the batch; the fixed order keeps it bit-identical across worker counts.
-   */
-  private reduceGradients(shards: number, sums: BatchSums): void {
-    sumSlots(this.grad, this.slotGrads, shards, this.reduction === 'mean' ? sums.weightSum : 1, this.acc);
-  }
-
-  /** Applies SGD to the parameters with the gradient of the last 'grad' batch. */
-  update(sgd: SGDOptions, lr: number, momentum: number): void {
-    sgdStep(this.params, this.grad, this.sgdState, sgd, lr, momentum);
-  }
-
-  /** Clips the last batch's gradient as clip_grad_norm_; returns its total norm before clipping. */
-  clip(maxNorm: number, normType: number, errorIfNonfinite: boolean): number {
-    return clipGradNorm(this.grad, maxNorm, normType, errorIfNonfinite);
+    t.reduceMs = 0;
+    t.updateMs = 0;
+    if (!step) return;
+    for (let w = 0; w < this.workers; w++) {
+      t.reduceMs = Math.max(t.reduceMs, this.times[w * TIME_FIELDS + kTimeReduceMs]);
+      t.updateMs = Math.max(t.updateMs, this.times[w * TIME_FIELDS + kTimeUpdateMs]);
+    }
   }
 
   /**

@@ -16,6 +16,7 @@ import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, linearViews, type ModelConfig } from '../shared/model.js';
 import { Rng } from '../shared/rng.js';
 import { scheduleAt } from '../shared/schedule.js';
+import { checkNormFinite } from '../shared/clip.js';
 
 export interface FitOptions {
   /** Passes over the training data. Default 1. Continues from the Trainer's epoch count. */
@@ -63,11 +64,12 @@ export interface StepTiming {
   /** Shard compute summed over the workers (worker-milliseconds). */
   computeTotalMs: number;
   barrierMs: number;
-  /** Posting tasks, waking workers and returning results: the parallel part beyond the compute. */
+  /** Posting the command, waking the workers, their barriers and the coordinator's bookkeeping: the
+   *  step beyond the compute, the reduction and the update. */
   dispatchMs: number;
-  /** Summing the gradient slots. */
+  /** Summing the gradient slots: the slowest worker's share. */
   reduceMs: number;
-  /** Clipping and the SGD update. */
+  /** Clipping and the SGD update: the slowest worker's share. */
   updateMs: number;
   /** Tasks the step was spread over (min(workers, shards)). */
   tasks: number;
@@ -146,7 +148,7 @@ export class Trainer {
     this.config = modelConfig(this.options);
     this.loss = lossSpec(this.options);
     const o = this.options;
-    this.core = new Coordinator(this.config, this.loss, o.workers, o.shards, o.batchSize, o.reduction, o.kernels);
+    this.core = new Coordinator(this.config, this.loss, o.workers, o.shards, o.batchSize, o.reduction, o.kernels, o);
     initParameters(this.core.params, o.layers, o.seed);
   }
 
@@ -164,7 +166,9 @@ export class Trainer {
     return trainer;
   }
 
-  /** The flat parameter buffer (P) in PyTorch's order: layers.0.weight (out, in), layers.0.bias, ... */
+  /** The flat parameter buffer (P) in PyTorch's order: layers.0.weight (out, in), layers.0.bias, ...
+   *  A view of the current parameters: each step writes the next ones elsewhere, so read this again
+   *  after fit() rather than keeping an old view (copy it with .slice() to keep values). */
   get parameters(): Float32Array {
     return this.core.params;
   }
@@ -232,18 +236,16 @@ export class Trainer {
         if (fit.signal?.aborted) throw fit.signal.reason;
         const start = b * o.batchSize;
         const tStep = performance.now();
-        const sums = await this.core.runBatch('grad', data, start, Math.min(start + o.batchSize, data.rows));
-        const tUpdate = performance.now();
         const h = this.hyper();
         lr = h.lr;
-        let gradNorm: number | undefined;
-        if (sums.weightSum > 0) {
-          if (o.clipGradNorm !== null) gradNorm = this.core.clip(o.clipGradNorm, o.clipNormType, o.errorIfNonfinite);
-          this.core.update(o, h.lr, h.momentum);
-        } else {
-          skipped++;
-        }
-        const timing = stepTiming(this.core.timing, tUpdate - tStep, performance.now() - tUpdate);
+        const { sums, decision } = await this.core.step(data, start, Math.min(start + o.batchSize, data.rows), {
+          ...h, maxNorm: o.clipGradNorm, normType: o.clipNormType,
+        });
+        if (decision.outcome === 'nonfinite' && o.clipGradNorm !== null && o.errorIfNonfinite) checkNormFinite(decision.gradNorm, o.clipNormType);
+        if (decision.outcome === 'nonfinite') throw new Error(`step ${this.state.step + 1}: the loss or the gradient is not finite (loss sum ${sums.lossSum}, gradient norm ${decision.gradNorm})`);
+        const gradNorm = o.clipGradNorm === null ? undefined : decision.gradNorm;
+        if (decision.outcome === 'no-targets') skipped++;
+        const timing = stepTiming(this.core.timing, performance.now() - tStep);
         this.state.step++;
         if (o.schedule !== null && o.scheduleInterval === 'step') this.state.schedulerSteps++;
         addSums(total, sums);
@@ -254,7 +256,7 @@ export class Trainer {
       }
       const seconds = (performance.now() - t0) / 1000;
       this.state.epoch = epoch;
-      this.state.hasMomentumBuffer = this.core.sgdState.hasMomentumBuffer;
+      this.state.hasMomentumBuffer = this.core.hasMomentumBuffer;
       if (o.schedule !== null && o.scheduleInterval === 'epoch') this.state.schedulerSteps++;
       const record: EpochRecord = {
         epoch,
@@ -310,7 +312,7 @@ export class Trainer {
     // Everything is copied now, synchronously, so the file is the model between two steps even if
     // fit() goes on while it is written (as when save() is called from onEpoch).
     const state: TrainingState = { ...this.state };
-    const tensors = state.hasMomentumBuffer ? { [MOMENTUM_TENSOR]: new Float32Array(this.core.sgdState.momentumBuffer) } : undefined;
+    const tensors = state.hasMomentumBuffer ? { [MOMENTUM_TENSOR]: new Float32Array(this.core.momentumBuffer) } : undefined;
     await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {
       ...metadata,
       'gradpool.options': metadataJson(this.options),
@@ -344,9 +346,9 @@ export class Trainer {
       if (m === undefined || m.length !== this.core.P) {
         throw new CheckpointError(path, `tensor '${MOMENTUM_TENSOR}' is missing or not ${this.core.P} floats, but the state says SGD momentum had started`);
       }
-      this.core.sgdState.momentumBuffer.set(m);
+      this.core.momentumBuffer.set(m);
     }
-    this.core.sgdState.hasMomentumBuffer = s.hasMomentumBuffer;
+    this.core.hasMomentumBuffer = s.hasMomentumBuffer;
     this.state = { epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, hasMomentumBuffer: s.hasMomentumBuffer };
   }
 
@@ -368,7 +370,7 @@ export class Trainer {
     const chunk = this.core.slots * this.core.maxShardRows;
     const total = emptySums();
     for (let start = 0; start < data.rows; start += chunk) {
-      addSums(total, await this.core.runBatch('forward', data, start, Math.min(start + chunk, data.rows)));
+      addSums(total, await this.core.forward(data, start, Math.min(start + chunk, data.rows)));
     }
     return total;
   }
@@ -387,15 +389,15 @@ export class Trainer {
   }
 }
 
-function stepTiming(t: BatchTiming, batchMs: number, updateMs: number): StepTiming {
+function stepTiming(t: BatchTiming, stepMs: number): StepTiming {
   return {
-    stepMs: batchMs + updateMs,
+    stepMs,
     computeMs: t.computeMaxMs,
     computeTotalMs: t.computeSumMs,
     barrierMs: t.computeMaxMs - t.computeSumMs / t.tasks,
-    dispatchMs: batchMs - t.reduceMs - t.computeMaxMs,
+    dispatchMs: stepMs - t.computeMaxMs - t.reduceMs - t.updateMs,
     reduceMs: t.reduceMs,
-    updateMs,
+    updateMs: t.updateMs,
     tasks: t.tasks,
   };
 }

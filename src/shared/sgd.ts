@@ -57,14 +57,24 @@ export interface SGDState {
 
 const f32 = Math.fround;
 
+/** Where a step reads the parameters and momentum buffer from, when not from where it writes them. */
+export interface SGDSource {
+  params: Float32Array;
+  momentumBuffer: Float32Array;
+}
+
 /**
- * params (P) -= lr * direction, where direction is built from grads (P) as torch.optim.SGD builds it.
- * lr and momentum are given apart from `o` because a schedule may set them step by step.
+ * params (P) = source params - lr * direction, where direction is built from grads (P) as
+ * torch.optim.SGD builds it, and the momentum buffer likewise from the source's. Without a source the
+ * step is in place, as torch's; with one, a step can be repeated from the same source (the workers'
+ * double-buffered parameters, see contract.ts). lr and momentum are given apart from `o` because a
+ * schedule may set them step by step.
  * Each tensor op of torch rounds to float32; here each is computed in double and rounded once, which is
  * what torch's fused multiply-add kernels give. Scalars are rounded to float32 first, as torch does.
  */
 export function sgdStep(
   params: Float32Array, grads: Float32Array, state: SGDState, o: SGDOptions, lr: number, momentum = o.momentum,
+  source: SGDSource = { params, momentumBuffer: state.momentumBuffer },
 ): void {
   const P = params.length;
   const wd = f32(o.weightDecay);
@@ -72,29 +82,32 @@ export function sgdStep(
   const damp = f32(1 - o.dampening);
   const step = f32(-lr);
   const buf = state.momentumBuffer;
+  const src = source.params;
+  const srcBuf = source.momentumBuffer;
   const first = !state.hasMomentumBuffer;
   // The two common settings get loops without per-element branches: the same operations, so the same bits.
   if (wd === 0 && !o.maximize && !o.nesterov && damp === 1 && (mom === 0 || !first)) {
     if (mom === 0) {
-      for (let i = 0; i < P; i++) params[i] = params[i] + step * grads[i];
+      for (let i = 0; i < P; i++) params[i] = src[i] + step * grads[i];
       return;
     }
     for (let i = 0; i < P; i++) {
-      const b = f32(f32(buf[i] * mom) + grads[i]);
+      const b = f32(f32(srcBuf[i] * mom) + grads[i]);
       buf[i] = b;
-      params[i] = params[i] + step * b;
+      params[i] = src[i] + step * b;
     }
     return;
   }
   for (let i = 0; i < P; i++) {
+    const p = src[i];
     let g = o.maximize ? -grads[i] : grads[i];
-    if (wd !== 0) g = f32(g + wd * params[i]);
+    if (wd !== 0) g = f32(g + wd * p);
     if (mom !== 0) {
-      const b = first ? g : f32(f32(buf[i] * mom) + damp * g);
+      const b = first ? g : f32(f32(srcBuf[i] * mom) + damp * g);
       buf[i] = b;
       g = o.nesterov ? f32(g + mom * b) : b;
     }
-    params[i] = params[i] + step * g;
+    params[i] = p + step * g;
   }
   if (mom !== 0) state.hasMomentumBuffer = true;
 }

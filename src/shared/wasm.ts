@@ -18,11 +18,14 @@ declare namespace WebAssembly {
   interface Instance {
     readonly exports: Record<string, unknown>;
   }
-  const Memory: new (descriptor: { initial: number; maximum?: number }) => Memory;
+  const Memory: new (descriptor: { initial: number; maximum?: number; shared?: boolean }) => Memory;
   const Module: new (bytes: Uint8Array) => Module;
   const Instance: new (module: Module, imports: Record<string, Record<string, unknown>>) => Instance;
   function validate(bytes: Uint8Array): boolean;
 }
+
+/** A WebAssembly.Memory (opaque outside this module). */
+export type WasmMemory = WebAssembly.Memory;
 
 /** The three linear-layer products on WebAssembly SIMD, over arrays that live in the module's memory. */
 export interface WasmLinear {
@@ -67,16 +70,21 @@ export function wasmSimdSupported(): boolean {
   return simd;
 }
 
+/** Compiles a module built by `npm run build:wasm`, saying so when it has not been built. */
+function compileBuilt(url: URL, what: string): WebAssembly.Module {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(url);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    throw new Error(`${what} not found at ${fileURLToPath(url)}; hint: run \`npm run build:wasm\``);
+  }
+  return new WebAssembly.Module(bytes);
+}
+
 function kernelsModule(): { module: WebAssembly.Module; heapBase: number } {
   if (compiled === undefined) {
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(KERNELS_URL);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-      throw new Error(`WebAssembly kernels not found at ${fileURLToPath(KERNELS_URL)}; hint: run \`npm run build:wasm\``);
-    }
-    const module = new WebAssembly.Module(bytes);
+    const module = compileBuilt(KERNELS_URL, 'WebAssembly kernels');
     // heap_base() reads no memory, so an instance over an empty one can answer it.
     const probe = new WebAssembly.Instance(module, { env: { memory: new WebAssembly.Memory({ initial: 0 }) } });
     compiled = { module, heapBase: (probe.exports as unknown as KernelExports).heap_base() };
@@ -159,4 +167,40 @@ export function createWasmLinear(floats: number): WasmLinear | null {
       );
     },
   };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The optimizer step's loops (wasm/step.ts, built to step.wasm), over one *shared* memory that the
+// coordinator creates and every worker instantiates the module on: see contract.ts stateLayout.
+
+const STEP_URL = new URL('./step.wasm', import.meta.url);
+/** The largest memory step.wasm's import accepts, in pages (4 GiB). */
+const STEP_MAX_PAGES = 65536;
+
+/** step.wasm's exports; pointers are byte offsets into the shared memory. */
+export interface WasmStepExports {
+  sum_slots(out: number, slots: number, stride: number, n: number, divisor: number, from: number, to: number): void;
+  norm_partials(grad: number, from: number, to: number, partials: number): void;
+  scale(grad: number, coef: number, from: number, to: number): void;
+  sgd(
+    params: number, grads: number, buf: number, src: number, srcBuf: number, n: number,
+    wd: number, mom: number, damp: number, step: number, first: number, nesterov: number, maximize: number,
+  ): void;
+}
+
+let stepModule: WebAssembly.Module | undefined;
+
+/** A shared memory of at least `bytes` bytes that step.wasm can run on, or null without WebAssembly SIMD. */
+export function createSharedMemory(bytes: number): { memory: WasmMemory; buffer: SharedArrayBuffer } | null {
+  if (!wasmSimdSupported()) return null;
+  const pages = Math.max(1, Math.ceil(bytes / PAGE_BYTES));
+  if (pages > STEP_MAX_PAGES) return null;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  return { memory, buffer: memory.buffer as unknown as SharedArrayBuffer };
+}
+
+/** step.wasm instantiated on `memory` (from createSharedMemory, possibly in another thread). */
+export function instantiateStep(memory: WasmMemory): WasmStepExports {
+  stepModule ??= compileBuilt(STEP_URL, 'WebAssembly step kernels');
+  return new WebAssembly.Instance(stepModule, { env: { memory } }).exports as unknown as WasmStepExports;
 }

@@ -1,16 +1,22 @@
 // The pool's worker: maps the shared parameters, gradient slots and stats once at start-up, then runs
 // the step protocol's loop (see contract.ts) as its one piscina task: sleep on the control block, map any
-// dataset that has arrived on its port, compute its share of the command's shards into their slots,
-// count itself done, sleep again.
+// dataset that has arrived on its port, compute its share of the command's shards into their slots, and
+// for a step, meet the other workers at two barriers to reduce and apply its share of the update
+// (step.ts); count itself done, sleep again.
 
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import {
-  kCmdGrad, kCmdStop, kCtlCommand, kCtlDataset, kCtlDone, kCtlEnd, kCtlFailed, kCtlGeneration, kCtlShardRows, kCtlShards,
-  kCtlStart, kCtlTasks, kStatComputeMs, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum,
-  STAT_FIELDS, taskShards, type DatasetBuffers, type LoopTask, type WorkerInit,
+  kCmdStep, kCmdStop, kCtlCommand, kCtlDataset, kCtlDecided, kCtlDone, kCtlEnd, kCtlFailed, kCtlGeneration, kCtlParity,
+  kCtlReduced, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks, kStatComputeMs, kStatCorrect, kStatCounted,
+  kStatLossSum, kStatRows, kStatWeightSum, kTimeReduceMs, kTimeUpdateMs, STAT_FIELDS, stateViews, taskShards, TIME_FIELDS,
+  type DatasetBuffers, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
+import { NORM_CHUNK, normChunks } from '../shared/clip.js';
 import { isSoftmaxLoss, linearViews, paramLayout } from '../shared/model.js';
-import { createWasmLinear } from '../shared/wasm.js';
+import {
+  decideStep, jsStepKernels, readBatchSums, reduceShare, updateShare, wasmStepKernels, type StepBuffers,
+} from '../shared/step.js';
+import { createWasmLinear, instantiateStep } from '../shared/wasm.js';
 import { createScratch, forward, jsKernels, lossAndBackward, probabilities, type LinearKernels } from './shard.js';
 
 const init = workerData as WorkerInit;
@@ -19,21 +25,25 @@ const loss = init.loss;
 const perRowLoss = isSoftmaxLoss(loss.name);
 const P = paramLayout(model.layers).total;
 const K = model.layers[model.layers.length - 1];
-const sharedParams = new Float32Array(init.params);
-const gradSlots = Array.from({ length: init.slots }, (_, s) => {
-  const flat = new Float32Array(init.grads, s * P * 4, P);
-  return { flat, views: linearViews(flat, model.layers) };
-});
+const state = stateViews(init.state, init.layout, init.slots);
+const sharedParams = state.params;
+const gradSlots = state.slots.map((flat) => ({ flat, views: linearViews(flat, model.layers) }));
 const stats = new Float64Array(init.stats);
 const control = new Int32Array(init.control);
+const times = new Float64Array(init.times);
+const chunks = normChunks(P);
+const step: StepBuffers = { ...state, hyper: new Float64Array(init.hyper), acc: new Float64Array(NORM_CHUNK) };
+const stepKernels = init.stateMemory === null ? jsStepKernels : wasmStepKernels(instantiateStep(init.stateMemory));
 
 // With the WebAssembly kernels, everything they touch lives in their memory: the scratch, a copy of the
-// parameters (refreshed at each command; they change only between commands) and the gradient of the
-// shard being computed (copied to its slot when done). With the TS kernels the shared buffers serve.
+// current parameters (refreshed at each command; they change only between commands) and the gradient of
+// the shard being computed (copied to its slot when done). With the TS kernels the shared buffers serve.
 const wasm = init.kernels === 'wasm' ? createWasmLinear(wasmFloats()) : null;
 if (init.kernels === 'wasm' && wasm === null) throw new Error('worker: WebAssembly SIMD is not available in this thread');
 const local = wasm === null ? null : { params: wasm.allocate(P), grad: wasm.allocate(P) };
-const params = linearViews(local?.params ?? sharedParams, model.layers);
+/** The parameters' views the kernels read, by the parity of the current half. */
+const paramViews = local !== null ? [linearViews(local.params, model.layers), linearViews(local.params, model.layers)]
+  : sharedParams.map((half) => linearViews(half, model.layers));
 const localGrad = local === null ? null : linearViews(local.grad, model.layers);
 const kernels: LinearKernels = wasm === null ? jsKernels : {
   forward: (out, inp, weight, bias, B, C, OC) => wasm.forward(out, inp, weight, bias, B, C, OC),
@@ -107,23 +117,73 @@ export default function loop(task: LoopTask): number {
     seen = Atomics.load(control, kCtlGeneration);
     const command = control[kCtlCommand];
     if (command === kCmdStop) return 0;
-    const tasks = control[kCtlTasks];
+    const barriers = { reduced: false, decided: false };
     try {
-      if (task.worker < tasks) {
-        const d = dataset(task.port, control[kCtlDataset]);
-        const [s0, s1] = taskShards(task.worker, tasks, control[kCtlShards]);
-        const start = control[kCtlStart];
-        const shardRows = control[kCtlShardRows];
-        runShards(d, command === kCmdGrad, start + s0 * shardRows, Math.min(start + s1 * shardRows, control[kCtlEnd]), shardRows, s0);
-      }
+      runCommand(task, command, barriers);
     } catch (err) {
+      // The others must not wait for this worker: it passes the barriers it has not reached, and the
+      // flag tells them (and the coordinator) to apply nothing.
       Atomics.store(control, kCtlFailed, 1);
+      if (command === kCmdStep) {
+        if (!barriers.reduced) arrive(kCtlReduced);
+        if (!barriers.decided) arrive(kCtlDecided);
+      }
       throw err;
     } finally {
       // The last worker in wakes the coordinator; a worker that failed counts in too (then its task
       // rejects with the error), so the coordinator never waits on it.
       if (Atomics.add(control, kCtlDone, 1) + 1 === init.workers) Atomics.notify(control, kCtlDone);
     }
+  }
+}
+
+function runCommand(task: LoopTask, command: number, barriers: { reduced: boolean; decided: boolean }): void {
+  const tasks = control[kCtlTasks];
+  const shards = control[kCtlShards];
+  const parity = control[kCtlParity] === 0 ? 0 : 1;
+  if (task.worker < tasks) {
+    const d = dataset(task.port, control[kCtlDataset]);
+    const [s0, s1] = taskShards(task.worker, tasks, shards);
+    const start = control[kCtlStart];
+    const shardRows = control[kCtlShardRows];
+    runShards(d, command === kCmdStep, parity, start + s0 * shardRows, Math.min(start + s1 * shardRows, control[kCtlEnd]), shardRows, s0);
+  }
+  if (command !== kCmdStep) return;
+  // Every worker, with shards or not, takes its chunks of the reduction and of the update.
+  const [c0, c1] = taskShards(task.worker, init.workers, chunks);
+  const row = task.worker * TIME_FIELDS;
+  times[row + kTimeReduceMs] = 0;
+  times[row + kTimeUpdateMs] = 0;
+  barriers.reduced = true;
+  arrive(kCtlReduced);
+  if (Atomics.load(control, kCtlFailed) !== 0) return;
+  const t0 = performance.now();
+  const sums = readBatchSums(stats, shards);
+  if (sums.weightSum > 0) reduceShare(stepKernels, step, sums, shards, init.mean, c0, c1);
+  const t1 = performance.now();
+  barriers.decided = true;
+  arrive(kCtlDecided);
+  if (Atomics.load(control, kCtlFailed) !== 0) return;
+  const t2 = performance.now();
+  const decision = decideStep(sums, step.partials, chunks, step.hyper);
+  if (decision.outcome === 'update') updateShare(stepKernels, step, decision, init.sgd, parity, c0, c1);
+  times[row + kTimeReduceMs] = t1 - t0;
+  times[row + kTimeUpdateMs] = performance.now() - t2;
+}
+
+/** A barrier of `init.workers` threads on the control field (reset to 0 by the coordinator). */
+function arrive(field: number): void {
+  const n = init.workers;
+  let seen = Atomics.add(control, field, 1) + 1;
+  if (seen === n) {
+    Atomics.notify(control, field);
+    return;
+  }
+  // No spinning: measured, a spin of up to 100,000 polls before the wait gained nothing beyond this
+  // shared machine's run-to-run noise, and a spinning thread takes a core from whoever needs it.
+  while (seen < n) {
+    Atomics.wait(control, field, seen);
+    seen = Atomics.load(control, field);
   }
 }
 
@@ -141,8 +201,11 @@ function dataset(port: MessagePort, id: number): MappedDataset {
 }
 
 /** Computes the shards of positions [start, end), shard j into slot firstSlot + j. */
-function runShards(d: MappedDataset, grad: boolean, start: number, end: number, shardRows: number, firstSlot: number): void {
-  local?.params.set(sharedParams);
+function runShards(
+  d: MappedDataset, grad: boolean, parity: 0 | 1, start: number, end: number, shardRows: number, firstSlot: number,
+): void {
+  local?.params.set(sharedParams[parity]);
+  const params = paramViews[parity];
   const hasTargets = d.yIndex !== null || d.yValue !== null;
   const indexTargets = d.yIndex !== null;
   for (let p = start, slot = firstSlot; p < end; p += shardRows, slot++) {

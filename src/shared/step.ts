@@ -1,0 +1,202 @@
+// The optimizer step that follows a batch's gradient, done by the workers themselves, split by parameter
+// range: once every shard's gradient is in its slot, each worker sums the slots over its chunks of the
+// flat buffer and writes the chunks' norm partials; after a second barrier every worker makes the same
+// decision from the shards' stats and all the partials (update, clip by how much, or no update) and
+// applies SGD to its chunks. Chunks are fixed (NORM_CHUNK floats), not per worker, and the slots are
+// always added in slot order, so the gradient, its norm and the update are the same bits for any
+// worker count. The coordinator reads the same decision back with decideStep().
+
+import { clipCoefficient, combineNorm, NORM_CHUNK, NORM_FIELDS, normPartials, scaleRange } from './clip.js';
+import {
+  kHypFirst, kHypLr, kHypMaxNorm, kHypMomentum, kHypNormType, kStatCorrect, kStatCounted, kStatLossSum, kStatRows,
+  kStatWeightSum, STAT_FIELDS,
+} from './contract.js';
+import { sgdStep, type SGDOptions, type SGDSource, type SGDState } from './sgd.js';
+import type { WasmStepExports } from './wasm.js';
+
+/** A batch's totals, summed over its shards in slot order. */
+export interface BatchSums {
+  lossSum: number;
+  /** The 'mean' divisor: the total weight of the targets counted (rows, class weights, ...). */
+  weightSum: number;
+  correct: number;
+  counted: number;
+  rows: number;
+}
+
+export function emptySums(): BatchSums {
+  return { lossSum: 0, weightSum: 0, correct: 0, counted: 0, rows: 0 };
+}
+
+export function addSums(total: BatchSums, s: BatchSums): void {
+  total.lossSum += s.lossSum;
+  total.weightSum += s.weightSum;
+  total.correct += s.correct;
+  total.counted += s.counted;
+  total.rows += s.rows;
+}
+
+/** The sums of the first `shards` rows of the stats buffer (S, STAT_FIELDS), in slot order. */
+export function readBatchSums(stats: Float64Array, shards: number): BatchSums {
+  const sums = emptySums();
+  for (let s = 0; s < shards; s++) {
+    const r = s * STAT_FIELDS;
+    sums.lossSum += stats[r + kStatLossSum];
+    sums.weightSum += stats[r + kStatWeightSum];
+    sums.correct += stats[r + kStatCorrect];
+    sums.counted += stats[r + kStatCounted];
+    sums.rows += stats[r + kStatRows];
+  }
+  return sums;
+}
+
+/**
+ * out[i] = (((g0[i] + g1[i]) + g2[i]) + ...) / divisor for i in [from, to), the sum in double precision
+ * in slot order. One fused pass for up to four slots (the usual case) instead of a pass per slot: the
+ * same additions in the same order, so the same bits. More slots go through `acc` (a scratch of at least
+ * to - from doubles), still in order.
+ */
+export function sumSlots(
+  out: Float32Array, g: Float32Array[], n: number, divisor: number, acc: Float64Array, from = 0, to = out.length,
+): void {
+  if (n === 1) {
+    const a = g[0];
+    for (let i = from; i < to; i++) out[i] = a[i] / divisor;
+  } else if (n === 2) {
+    const [a, b] = g;
+    for (let i = from; i < to; i++) out[i] = (a[i] + b[i]) / divisor;
+  } else if (n === 3) {
+    const [a, b, c] = g;
+    for (let i = from; i < to; i++) out[i] = (a[i] + b[i] + c[i]) / divisor;
+  } else {
+    const [a, b, c, d] = g;
+    for (let i = from; i < to; i++) acc[i - from] = a[i] + b[i] + c[i] + d[i];
+    for (let k = 4; k < n; k++) {
+      const e = g[k];
+      for (let i = from; i < to; i++) acc[i - from] += e[i];
+    }
+    for (let i = from; i < to; i++) out[i] = acc[i - from] / divisor;
+  }
+}
+
+/** The floats [from, to) of chunks [c0, c1) of a P-float buffer. */
+export function chunkFloats(c0: number, c1: number, P: number): [number, number] {
+  return [Math.min(c0 * NORM_CHUNK, P), Math.min(c1 * NORM_CHUNK, P)];
+}
+
+/** What the step does with the batch's gradient, as every worker and the coordinator work it out. */
+export interface StepDecision {
+  /** 'update': SGD applied; 'no-targets': every target ignored (torch's mean would be 0/0), no update;
+   *  'nonfinite': the loss or a gradient is NaN or infinite, no update. */
+  outcome: 'update' | 'no-targets' | 'nonfinite';
+  /** The gradient's total norm of order normType (clipping on), else its 2-norm; NaN when not reduced. */
+  gradNorm: number;
+  /** The factor the gradient is scaled by before the update (1: not clipped). */
+  coef: number;
+}
+
+/** The per-step hyperparameters the coordinator writes for the workers (contract.ts kHyp*). */
+export function decideStep(sums: BatchSums, partials: Float64Array, chunks: number, hyper: Float64Array): StepDecision {
+  if (!(sums.weightSum > 0)) return { outcome: 'no-targets', gradNorm: NaN, coef: 1 };
+  const maxNorm = hyper[kHypMaxNorm];
+  const gradNorm = combineNorm(partials, chunks, maxNorm > 0 ? hyper[kHypNormType] : 2);
+  // The sum of squares is finite exactly when every gradient entry is, whatever the norm's order.
+  const squares = maxNorm > 0 ? combineNorm(partials, chunks, 2) : gradNorm;
+  if (!Number.isFinite(sums.lossSum) || !Number.isFinite(squares) || !Number.isFinite(gradNorm)) {
+    return { outcome: 'nonfinite', gradNorm, coef: 1 };
+  }
+  return { outcome: 'update', gradNorm, coef: maxNorm > 0 ? clipCoefficient(gradNorm, maxNorm) : 1 };
+}
+
+/** The loops of a share of the step: the TypeScript references, or wasm/step.ts's SIMD versions. */
+export interface StepKernels {
+  sumSlots(out: Float32Array, g: Float32Array[], n: number, divisor: number, acc: Float64Array, from: number, to: number): void;
+  normPartials(grad: Float32Array, p: number, c0: number, c1: number, partials: Float64Array): void;
+  scale(grad: Float32Array, coef: number, from: number, to: number): void;
+  sgd(params: Float32Array, grads: Float32Array, state: SGDState, o: SGDOptions, lr: number, momentum: number, source: SGDSource): void;
+}
+
+export const jsStepKernels: StepKernels = { sumSlots, normPartials, scale: scaleRange, sgd: sgdStep };
+
+/**
+ * The SIMD loops over views of the shared memory step.wasm was instantiated on (every array passed must
+ * be one; the gradient slots evenly spaced). Same bits as jsStepKernels, tested in test/step.test.ts.
+ */
+export function wasmStepKernels(k: WasmStepExports): StepKernels {
+  const f32 = Math.fround;
+  return {
+    sumSlots(out, g, n, divisor, _acc, from, to) {
+      const stride = n > 1 ? g[1].byteOffset - g[0].byteOffset : 0;
+      k.sum_slots(out.byteOffset, g[0].byteOffset, stride, n, divisor, from, to);
+    },
+    normPartials(grad, p, c0, c1, partials) {
+      // Orders other than 1, 2 and Infinity need a power per element: the reference serves them.
+      if (p !== 1 && p !== 2 && p !== Infinity) return normPartials(grad, p, c0, c1, partials);
+      for (let c = c0; c < c1; c++) {
+        const [from, to] = chunkFloats(c, c + 1, grad.length);
+        k.norm_partials(grad.byteOffset, from, to, partials.byteOffset + c * NORM_FIELDS * 8);
+      }
+      if (p !== 1) for (let c = c0; c < c1; c++) partials[c * NORM_FIELDS + 2] = 0;
+    },
+    scale(grad, coef, from, to) {
+      k.scale(grad.byteOffset, coef, from, to);
+    },
+    sgd(params, grads, state, o, lr, momentum, source) {
+      const mom = f32(momentum);
+      k.sgd(
+        params.byteOffset, grads.byteOffset, state.momentumBuffer.byteOffset, source.params.byteOffset,
+        source.momentumBuffer.byteOffset, params.length, f32(o.weightDecay), mom, f32(1 - o.dampening), f32(-lr),
+        state.hasMomentumBuffer ? 0 : 1, o.nesterov ? 1 : 0, o.maximize ? 1 : 0,
+      );
+      if (mom !== 0) state.hasMomentumBuffer = true;
+    },
+  };
+}
+
+/** The buffers a worker's share of the step works on. Parameters and momentum are double-buffered. */
+export interface StepBuffers {
+  /** [current, next] (P) parameters: the step reads one and writes the other, so it can be repeated. */
+  params: [Float32Array, Float32Array];
+  momentum: [Float32Array, Float32Array];
+  /** (S, P) gradient sums per shard. */
+  slots: Float32Array[];
+  /** (P) the batch's gradient. */
+  grad: Float32Array;
+  /** (chunks, NORM_FIELDS) norm partials. */
+  partials: Float64Array;
+  hyper: Float64Array;
+  /** Scratch for sumSlots beyond four slots: NORM_CHUNK doubles, reused chunk by chunk. */
+  acc: Float64Array;
+}
+
+/** Phase 1, after every shard is in: grad[chunks c0..c1) = sum of the slots / divisor, and its partials. */
+export function reduceShare(
+  k: StepKernels, b: StepBuffers, sums: BatchSums, shards: number, mean: boolean, c0: number, c1: number,
+): void {
+  const P = b.grad.length;
+  const divisor = mean ? sums.weightSum : 1;
+  for (let c = c0; c < c1; c++) {
+    const [from, to] = chunkFloats(c, c + 1, P);
+    k.sumSlots(b.grad, b.slots, shards, divisor, b.acc, from, to);
+  }
+  const maxNorm = b.hyper[kHypMaxNorm];
+  k.normPartials(b.grad, maxNorm > 0 ? b.hyper[kHypNormType] : 2, c0, c1, b.partials);
+}
+
+/** Phase 2, after every share is reduced: clip and update chunks [c0, c1), reading `current`, writing
+ *  the other buffers. The caller makes the other buffers current once every share is done. */
+export function updateShare(
+  k: StepKernels, b: StepBuffers, d: StepDecision, sgd: SGDOptions, current: 0 | 1, c0: number, c1: number,
+): void {
+  const [from, to] = chunkFloats(c0, c1, b.grad.length);
+  const next = 1 - current;
+  if (d.coef !== 1) k.scale(b.grad, d.coef, from, to);
+  const h = b.hyper;
+  const momentum = h[kHypMomentum];
+  const first = h[kHypFirst] !== 0;
+  const source = { params: b.params[current].subarray(from, to), momentumBuffer: b.momentum[current].subarray(from, to) };
+  const state = { momentumBuffer: b.momentum[next].subarray(from, to), hasMomentumBuffer: !first };
+  k.sgd(b.params[next].subarray(from, to), b.grad.subarray(from, to), state, sgd, h[kHypLr], momentum, source);
+  // A step without momentum (a schedule may set it to 0) leaves torch's buffer as it was: carry it over.
+  if (Math.fround(momentum) === 0 && !first) state.momentumBuffer.set(source.momentumBuffer);
+}
