@@ -3,11 +3,12 @@
 // one test per kind of bad file. Bad files are assembled by hand here, never by encodeCheckpoint.
 
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import {
   assignParameters,
   CheckpointError,
@@ -19,6 +20,59 @@ import {
 } from '../src/main/checkpoint.js';
 import type { ModelConfig } from '../src/shared/model.js';
 import { Rng } from '../src/shared/rng.js';
+import { assemble } from './files.js';
+
+// File system calls go through this wrapper so that the atomic-save tests can record their order and make
+// one of them fail (a full disk half-way through the write, say). With no fault set it only passes through.
+type SaveStep = 'open' | 'write' | 'sync' | 'close' | 'rename';
+const fsFaults = vi.hoisted(() => ({
+  fail: null as null | 'open' | 'write' | 'sync' | 'close' | 'rename',
+  calls: [] as string[],
+}));
+vi.mock('node:fs/promises', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs/promises')>();
+  const fault = (step: SaveStep, code: string): void => {
+    if (fsFaults.fail === step) throw Object.assign(new Error(`${code}: injected ${step} failure`), { code });
+  };
+  const name = (p: unknown): string => (String(p).includes('.tmp-') ? 'temp' : String(p).endsWith('.safetensors') ? 'target' : 'dir');
+  return {
+    ...fs,
+    open: async (path: string, flags?: string, mode?: number) => {
+      fsFaults.calls.push(`open ${name(path)}`);
+      if (name(path) === 'temp') fault('open', 'EACCES');
+      const handle = await fs.open(path, flags, mode);
+      return new Proxy(handle, {
+        get(target, prop) {
+          const value = Reflect.get(target, prop, target);
+          if (prop === 'writeFile') {
+            return async (data: Uint8Array) => {
+              fsFaults.calls.push(`write ${name(path)}`);
+              if (fsFaults.fail === 'write') {
+                await target.write(data.subarray(0, data.length >> 1)); // half the file, then the disk is full
+                fault('write', 'ENOSPC');
+              }
+              return target.writeFile(data);
+            };
+          }
+          if (prop === 'sync' || prop === 'close') {
+            return async () => {
+              fsFaults.calls.push(`${prop} ${name(path)}`);
+              if (prop === 'sync' && name(path) === 'temp') fault(prop, 'EIO');
+              await (value as () => Promise<void>).call(target);
+              if (prop === 'close' && name(path) === 'temp') fault(prop, 'EIO'); // as close(2): the descriptor is gone
+            };
+          }
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+    },
+    rename: async (from: string, to: string) => {
+      fsFaults.calls.push(`rename ${name(from)} ${name(to)}`);
+      fault('rename', 'EXDEV');
+      return fs.rename(from, to);
+    },
+  };
+});
 
 const PYTHON = '/usr/bin/python3';
 const FIXTURE = fileURLToPath(new URL('./fixtures/tiny.safetensors', import.meta.url));
@@ -38,6 +92,8 @@ const TINY_PARAMS = new Float32Array(TINY_TENSORS.flatMap(([, , values]) => valu
 let dir: string;
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'gradpool-checkpoint-'));
+  fsFaults.fail = null;
+  fsFaults.calls = [];
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -57,17 +113,6 @@ function bytesOf(a: Float32Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** A safetensors file from a header and data, written here by hand so bad files do not go through encode. */
-function assemble(header: unknown, data: Uint8Array): Uint8Array {
-  let text = typeof header === 'string' ? header : JSON.stringify(header);
-  while ((8 + Buffer.byteLength(text)) % 8 !== 0) text += ' ';
-  const json = Buffer.from(text, 'utf8');
-  const out = new Uint8Array(8 + json.length + data.length);
-  new DataView(out.buffer).setBigUint64(0, BigInt(json.length), true);
-  out.set(json, 8);
-  out.set(data, 8 + json.length);
-  return out;
-}
 
 /** A fresh, valid header for the tiny model, to break one field at a time. */
 function tinyHeader(): Record<string, any> {
@@ -164,7 +209,9 @@ describe('safetensors byte format', () => {
     const header = JSON.parse(json);
     const { config: configJson, ...rest } = header.__metadata__;
     expect(JSON.parse(configJson)).toEqual(config);
-    expect(rest).toEqual({ format: 'gradpool', 'gradpool.version': '1', step: '12' });
+    // gradpool.sha256: the SHA-256 of every byte after the header (the data section checked below).
+    const sha256 = createHash('sha256').update(bytes.subarray(8 + N)).digest('hex');
+    expect(rest).toEqual({ format: 'gradpool', 'gradpool.version': '1', 'gradpool.sha256': sha256, step: '12' });
     const expectedShapes = [
       ['layers.0.weight', [4, 5]],
       ['layers.0.bias', [4]],
@@ -254,11 +301,74 @@ describe('atomic save', () => {
     expect(await readdir(dir)).toEqual([]);
   });
 
+  it('writes a temp file in the same directory, fsyncs it, renames it over the target, then fsyncs the directory', async () => {
+    const path = join(dir, 'model.safetensors');
+    await saveCheckpoint(path, TINY, TINY_PARAMS);
+    expect(fsFaults.calls).toEqual([
+      'open temp', 'write temp', 'sync temp', 'close temp', 'rename temp target', 'open dir', 'sync dir', 'close dir',
+    ]);
+  });
+
+  it.each([
+    ['the temp file cannot be created (a directory that is not writable)', 'open', /EACCES: injected open failure/],
+    ['the disk fills half-way through the write', 'write', /ENOSPC: injected write failure/],
+    ['fsync fails', 'sync', /EIO: injected sync failure/],
+    ['close fails', 'close', /EIO: injected close failure/],
+    ['the rename fails', 'rename', /EXDEV: injected rename failure/],
+  ] as const)('keeps the previous checkpoint byte-identical, and no temp file, when %s', async (_, step, error) => {
+    const path = join(dir, 'model.safetensors');
+    await saveCheckpoint(path, TINY, TINY_PARAMS, { epoch: '1' });
+    const before = await readFile(path);
+    fsFaults.fail = step;
+    const next = TINY_PARAMS.map((v) => v + 1);
+    await expect(saveCheckpoint(path, TINY, next, { epoch: '2' })).rejects.toThrow(error);
+    fsFaults.fail = null;
+    expect(Buffer.compare(await readFile(path), before)).toBe(0);
+    expect(await tempFiles()).toEqual([]);
+    const kept = await loadCheckpoint(path);
+    expect(Array.from(kept.params)).toEqual(Array.from(TINY_PARAMS));
+    expect(kept.metadata.epoch).toBe('1');
+  });
+
   it('replaces a larger checkpoint completely with a smaller one', async () => {
     const path = join(dir, 'model.safetensors');
     await saveCheckpoint(path, { ...TINY, layers: [30, 20, 2] }, new Float32Array(30 * 20 + 20 + 2 * 20 + 2));
     await saveCheckpoint(path, TINY, TINY_PARAMS);
     expect(Buffer.compare(await readFile(path), Buffer.from(encodeCheckpoint(TINY, TINY_PARAMS)))).toBe(0);
+  });
+});
+
+describe('checksum', () => {
+  it('records the SHA-256 of the data section, as Python hashlib computes it for the tiny model', () => {
+    // hashlib.sha256(b''.join(struct.pack('<f', v) for v in TINY values)).hexdigest()
+    const ckpt = decodeCheckpoint(encodeCheckpoint(TINY, TINY_PARAMS), 'tiny.safetensors');
+    expect(ckpt.metadata['gradpool.sha256']).toBe('ea733e05d98d7719c9e3622a6b07719883d566c020f64330ebbdb92e8948c4e7');
+  });
+
+  it('refuses a file whose data no longer matches its checksum, naming the file and the way out', () => {
+    const bytes = encodeCheckpoint(TINY, TINY_PARAMS);
+    bytes[bytes.length - 3] ^= 0x01; // one bit of layers.2.bias[1]
+    expect(() => decodeCheckpoint(bytes, 'edited.safetensors')).toThrow(
+      /^edited\.safetensors: the tensor data does not match its checksum \(metadata "gradpool\.sha256" ea733e05.*, but the 56 data bytes hash to [0-9a-f]{64}\): the file is torn or was edited\nhint: load the previous checkpoint instead/,
+    );
+  });
+
+  it('refuses a checksum that is not 64 lowercase hex digits', () => {
+    expect(decodeTiny((h) => (h.__metadata__['gradpool.sha256'] = 'abc'))).toThrow(
+      /^bad\.safetensors: metadata "gradpool\.sha256" is 'abc'; expected the SHA-256 of the tensor data as 64 lowercase hex digits/,
+    );
+  });
+
+  it('loads a file without a checksum, as PyTorch and the safetensors tools write them', () => {
+    // tinyHeader() has no gradpool.sha256, like test/fixtures/tiny.safetensors
+    const ckpt = decodeTiny(() => undefined)();
+    expect(Array.from(ckpt.params)).toEqual(Array.from(TINY_PARAMS));
+  });
+
+  it('refuses extra metadata that would set the checksum', () => {
+    expect(() => encodeCheckpoint(TINY, TINY_PARAMS, { 'gradpool.sha256': '0'.repeat(64) })).toThrow(
+      /reserved key 'gradpool\.sha256'/,
+    );
   });
 });
 

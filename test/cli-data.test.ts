@@ -162,6 +162,49 @@ describe('resume', () => {
     expect(steps.every((l) => typeof l.loss === 'number' && typeof l.lr === 'number' && typeof l.gradNorm === 'number')).toBe(true);
   }, 120_000);
 
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    it(`on ${signal} mid-epoch saves, says how to resume, exits ${signal === 'SIGINT' ? 130 : 143}, and resumes bit-identically`, async () => {
+      // Small batches, so that the first epoch is long enough to be interrupted in.
+      const slow = [...flags, '--batch-size', '8'];
+      const whole = join(dir, 'whole-b8.safetensors');
+      if (!existsSync(whole)) expect((await runCli([...slow, '--out', whole])).code).toBe(0);
+      const out = join(dir, `${signal}.safetensors`);
+      const metrics = join(dir, `${signal}.jsonl`);
+      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/train.ts', ...slow, '--out', out, '--metrics', metrics], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+      // Signalled once it has taken some steps of its first epoch.
+      const code = await new Promise<number | null>((resolve, reject) => {
+        const poll = setInterval(() => {
+          if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 20) {
+            clearInterval(poll);
+            child.kill(signal);
+          }
+        }, 5);
+        child.on('exit', (c) => {
+          clearInterval(poll);
+          resolve(c);
+        });
+        child.on('error', reject);
+      });
+      expect(code).toBe(signal === 'SIGINT' ? 130 : 143);
+      expect(err).toMatch(new RegExp(`^gradpool: interrupted by ${signal} after step (\\d+) \\(epoch 1, batch \\1\\); saved .*${signal}\\.safetensors\\n`));
+      expect(err).toContain(`to go on from there: npm run train -- --resume ${out}`);
+      const state = JSON.parse((await loadCheckpoint(out)).metadata['gradpool.state']);
+      expect(state.epoch).toBe(0);
+      expect(state.batch).toBeGreaterThan(0);
+
+      const r = await runCli(['--resume', out]);
+      expect(r.err).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.out).toContain(`resuming after epoch 0 and ${state.batch} batches of epoch 1 (step ${state.step})`);
+      const a = await loadCheckpoint(whole);
+      const b = await loadCheckpoint(out);
+      expect(Buffer.from(b.params.buffer).equals(Buffer.from(a.params.buffer))).toBe(true);
+      expect(b.metadata['gradpool.state']).toBe(a.metadata['gradpool.state']);
+    }, 120_000);
+  }
+
   it('refuses flags that would change the resumed run', async () => {
     const r = await runCli(['--resume', join(dir, 'whole.safetensors'), '--lr', '0.1', '--batch-size', '32']);
     expect(r.code).toBe(2);

@@ -19,6 +19,7 @@ import {
   type LoadedData,
 } from '../src/main/loaders/index.js';
 import { Rng } from '../src/shared/rng.js';
+import { idx } from './files.js';
 
 const FIXTURE_IMAGES = fileURLToPath(new URL('./fixtures/tiny-images-idx3-ubyte.gz', import.meta.url));
 const FIXTURE_LABELS = fileURLToPath(new URL('./fixtures/tiny-labels-idx1-ubyte', import.meta.url));
@@ -33,26 +34,6 @@ afterEach(async () => {
 
 // ---- helpers: files written by hand ----
 
-/** An IDX file: the header and values written big-endian with DataView, independent of decodeIdx. */
-function idx(type: number, dims: number[], values: number[], extraBytes = 0): Uint8Array {
-  const size = { 0x08: 1, 0x09: 1, 0x0b: 2, 0x0c: 4, 0x0d: 4, 0x0e: 8 }[type] ?? 1;
-  const header = 4 + 4 * dims.length;
-  const out = new Uint8Array(header + size * values.length + extraBytes);
-  const view = new DataView(out.buffer);
-  view.setUint8(2, type);
-  view.setUint8(3, dims.length);
-  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
-  values.forEach((v, i) => {
-    const at = header + size * i;
-    if (type === 0x08) view.setUint8(at, v);
-    else if (type === 0x09) view.setInt8(at, v);
-    else if (type === 0x0b) view.setInt16(at, v, false);
-    else if (type === 0x0c) view.setInt32(at, v, false);
-    else if (type === 0x0d) view.setFloat32(at, v, false);
-    else view.setFloat64(at, v, false);
-  });
-  return out;
-}
 
 async function file(name: string, contents: string | Uint8Array): Promise<string> {
   const path = join(dir, name);

@@ -173,7 +173,7 @@ describe('resume', () => {
     await first.save(join(dir, 'half.safetensors'));
     const resumed = await Trainer.load(join(dir, 'half.safetensors'), { workers: 1 });
     keep(resumed);
-    expect(resumed.progress).toEqual({ epoch: 2, step: 10 });
+    expect(resumed.progress).toEqual({ epoch: 2, step: 10, batch: 0 });
     const rest = await resumed.fit(data, { epochs: 2 });
 
     expect(sameBits(resumed.parameters, whole.parameters), `max |diff| ${maxAbsDiff(resumed.parameters, whole.parameters)}`).toBe(true);

@@ -1,20 +1,32 @@
 // Checkpoints as safetensors files: an 8-byte little-endian header length, a JSON header naming each
 // float32 tensor by its PyTorch state_dict key, then the raw little-endian data. The model config
-// travels in the header's string-only __metadata__, so a file alone is enough to rebuild the model.
-// Reading treats the file as untrusted data: every length and offset is checked before any allocation.
+// travels in the header's string-only __metadata__, so a file alone is enough to rebuild the model, and
+// so does a SHA-256 of the whole data section ("gradpool.sha256"), so that a torn or edited file is
+// refused rather than half-loaded. Reading treats the file as untrusted data: it only parses JSON and
+// bytes, checks every length and offset against the file before any allocation, and ignores what it
+// does not know (metadata keys, fields of a tensor entry, tensors the model does not use).
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { dirname } from 'node:path';
-import { ACTIVATIONS, LOSSES, paramLayout, type ModelConfig, type ParamEntry } from '../shared/model.js';
+import { ACTIVATIONS, LOSSES, paramLayout, sequentialIndex, type ModelConfig, type ParamEntry } from '../shared/model.js';
 
 const FORMAT = 'gradpool';
 const VERSION = '1';
-const RESERVED_KEYS: readonly string[] = ['format', 'gradpool.version', 'config'];
-/** A header this large is not a header: refuse it before decoding it. */
+/** Metadata key of the hex SHA-256 of the data section (every byte after the header). */
+export const CHECKSUM_KEY = 'gradpool.sha256';
+const RESERVED_KEYS: readonly string[] = ['format', 'gradpool.version', 'config', CHECKSUM_KEY];
+/** A header this large is not a header: refuse it before decoding it (the safetensors reference's limit). */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** A safetensors header nests 3 levels (tensors, their entries, their shapes); far deeper is not one. */
+const MAX_JSON_DEPTH = 64;
 const LITTLE_ENDIAN = endianness() === 'LE';
+/** Bytes per element of the safetensors dtypes. The model's tensors must be F32; others may be any. */
+const DTYPE_BYTES = new Map<string, number>([
+  ['BOOL', 1], ['U8', 1], ['I8', 1], ['F8_E5M2', 1], ['F8_E4M3', 1], ['I16', 2], ['U16', 2], ['F16', 2], ['BF16', 2],
+  ['I32', 4], ['U32', 4], ['F32', 4], ['I64', 8], ['U64', 8], ['F64', 8],
+]);
 
 export class CheckpointError extends Error {
   readonly path: string;
@@ -40,6 +52,7 @@ export interface Checkpoint {
 
 interface TensorInfo {
   name: string;
+  dtype: string;
   shape: number[];
   begin: number;
   end: number;
@@ -71,26 +84,32 @@ export function encodeCheckpoint(
   }
 
   const { layers, activation, loss } = config;
-  const header: Record<string, unknown> = {
-    __metadata__: {
-      ...extra,
-      format: FORMAT,
-      'gradpool.version': VERSION,
-      config: JSON.stringify({ layers, activation, loss }),
-    },
-  };
+  const tensorHeader: Record<string, unknown> = Object.create(null); // a tensor named '__proto__' stays a key
   for (const e of layout.entries) {
-    header[e.name] = { dtype: 'F32', shape: e.shape, data_offsets: [4 * e.offset, 4 * (e.offset + e.size)] };
+    tensorHeader[e.name] = { dtype: 'F32', shape: e.shape, data_offsets: [4 * e.offset, 4 * (e.offset + e.size)] };
   }
   // Extra tensors follow the model's, in the order given.
   const blocks: Float32Array[] = [params];
   let floats = layout.total;
   for (const [name, t] of Object.entries(tensors)) {
     if (name.startsWith('layers.') || name === '__metadata__') throw new TypeError(`extra tensor name '${name}' is reserved`);
-    header[name] = { dtype: 'F32', shape: [t.length], data_offsets: [4 * floats, 4 * (floats + t.length)] };
+    tensorHeader[name] = { dtype: 'F32', shape: [t.length], data_offsets: [4 * floats, 4 * (floats + t.length)] };
     blocks.push(t);
     floats += t.length;
   }
+  // The checksum covers the data section exactly as written: the blocks' little-endian bytes in order.
+  const hash = createHash('sha256');
+  for (const t of blocks) hash.update(littleEndianBytes(t));
+  const header: Record<string, unknown> = {
+    __metadata__: {
+      ...extra,
+      format: FORMAT,
+      'gradpool.version': VERSION,
+      config: JSON.stringify({ layers, activation, loss }),
+      [CHECKSUM_KEY]: hash.digest('hex'),
+    },
+    ...tensorHeader,
+  };
   const json = new TextEncoder().encode(JSON.stringify(header));
   // Pad with spaces so the data section starts 8-byte aligned, as the safetensors reference writer does.
   const N = json.length + ((8 - ((8 + json.length) % 8)) % 8);
@@ -101,20 +120,27 @@ export function encodeCheckpoint(
   out.fill(0x20, 8 + json.length, 8 + N);
   let at = 8 + N;
   for (const t of blocks) {
-    if (LITTLE_ENDIAN) {
-      out.set(new Uint8Array(t.buffer, t.byteOffset, t.byteLength), at);
-    } else {
-      for (let i = 0; i < t.length; i++) view.setFloat32(at + 4 * i, t[i], true);
-    }
+    out.set(littleEndianBytes(t), at);
     at += t.byteLength;
   }
   return out;
 }
 
+/** The bytes of `t` as little-endian float32: a view of it on little-endian machines, else a copy. */
+function littleEndianBytes(t: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
+  const out = new Uint8Array(t.byteLength);
+  const view = new DataView(out.buffer);
+  for (let i = 0; i < t.length; i++) view.setFloat32(4 * i, t[i], true);
+  return out;
+}
+
 /**
  * Parses safetensors bytes into a Checkpoint, checking every length, offset, dtype and shape against
- * the file and its own config first. `path` only names the file in errors. Every tensor entry must be
- * well-formed float32; tensors the config does not need are then ignored.
+ * the file, the checksum against the data, and the tensors against the file's own config, before
+ * allocating anything. `path` only names the file in errors, which are all CheckpointErrors. Every
+ * tensor entry must be well-formed; tensors the config does not need are ignored (and returned in
+ * `tensors` when they are float32), as are metadata keys and tensor-entry fields gradpool does not know.
  */
 export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
   const fail = (message: string, hint?: string): never => {
@@ -145,8 +171,10 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
   try {
     header = JSON.parse(text);
   } catch (err) {
-    return fail(`header is not valid JSON (${(err as Error).message})`, truncated);
+    return fail(`header is not valid JSON (${clip((err as Error).message, 200)})`, truncated);
   }
+  const structure = jsonStructureProblem(text);
+  if (structure !== undefined) fail(structure, 'the file is damaged or was not written by a safetensors writer');
   if (!isObject(header)) {
     return fail(
       `header is ${describe(header)}; expected a JSON object mapping tensor names to {dtype, shape, data_offsets}`,
@@ -165,8 +193,23 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
     const [a, b] = [sorted[i - 1], sorted[i]];
     if (b.begin < a.end) {
       fail(
-        `tensors '${a.name}' and '${b.name}' overlap ` +
+        `tensors ${quote(a.name)} and ${quote(b.name)} overlap ` +
           `(data_offsets [${a.begin},${a.end}] and [${b.begin},${b.end}])`,
+      );
+    }
+  }
+  const checksum = metadata[CHECKSUM_KEY];
+  if (checksum !== undefined) {
+    const edited = 'the file was damaged or edited after it was written; load the previous checkpoint instead';
+    if (!/^[0-9a-f]{64}$/.test(checksum)) {
+      fail(`metadata "${CHECKSUM_KEY}" is ${quote(checksum)}; expected the SHA-256 of the tensor data as 64 lowercase hex digits`, edited);
+    }
+    const actual = createHash('sha256').update(bytes.subarray(8 + N)).digest('hex');
+    if (actual !== checksum) {
+      fail(
+        `the tensor data does not match its checksum (metadata "${CHECKSUM_KEY}" ${checksum}, ` +
+          `but the ${dataLength} data bytes hash to ${actual}): the file is torn or was edited`,
+        'load the previous checkpoint instead; this one cannot be trusted',
       );
     }
   }
@@ -174,7 +217,7 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
   const version = metadata['gradpool.version'];
   if (version !== undefined && version !== VERSION) {
     fail(
-      `metadata "gradpool.version" is "${version}"; this gradpool reads version ${VERSION}`,
+      `metadata "gradpool.version" is ${quote(version, '"')}; this gradpool reads version ${VERSION}`,
       'upgrade gradpool to read it',
     );
   }
@@ -189,27 +232,50 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
   try {
     config = JSON.parse(metadata.config);
   } catch (err) {
-    return fail(`metadata "config" is not valid JSON (${(err as Error).message})`);
+    return fail(`metadata "config" is not valid JSON (${clip((err as Error).message, 200)})`);
   }
   const problem = configProblem(config);
   if (problem !== undefined) fail(`metadata "config": ${problem}`);
   const { layers, activation, loss } = config as ModelConfig;
 
-  const layout = paramLayout(layers);
-  for (const e of layout.entries) {
-    const t = tensors.get(e.name);
-    if (t === undefined) {
-      fail(
-        `has no tensor '${e.name}'; the model config in this file ` +
-          `(layers ${JSON.stringify(layers)}) needs it with shape ${fmtShape(e.shape)}`,
-      );
-    } else if (!sameShape(t.shape, e.shape)) {
-      const needs = fmtShape(e.shape);
-      fail(`tensor '${e.name}' has shape ${fmtShape(t.shape)}; the model config in this file needs ${needs}`);
+  // Each layer's tensors are looked up before the layout is built, so a config naming a million layers
+  // fails at the first missing tensor instead of first building a million entries.
+  for (let l = 0; l + 1 < layers.length; l++) {
+    const i = sequentialIndex(l);
+    for (const [name, shape] of [[`layers.${i}.weight`, [layers[l + 1], layers[l]]], [`layers.${i}.bias`, [layers[l + 1]]]] as const) {
+      const t = tensors.get(name);
+      if (t === undefined) {
+        fail(
+          `has no tensor '${name}'; the model config in this file ` +
+            `(layers ${preview(layers)}) needs it with shape ${fmtShape(shape)}`,
+        );
+      } else if (!sameShape(t.shape, shape)) {
+        fail(`tensor '${name}' has shape ${fmtShape(t.shape)}; the model config in this file needs ${fmtShape(shape)}`);
+      }
     }
   }
+  const layout = paramLayout(layers);
+  // Like the spec's reference reader, refuse gaps between tensors and bytes after the last: the tensors
+  // tile the data section exactly. (Checked after the model's tensors, which name a missing one better.)
+  let covered = 0;
+  for (const t of sorted) {
+    if (t.begin > covered) {
+      fail(
+        `data bytes [${covered}, ${t.begin}) belong to no tensor (the next is ${quote(t.name)} at ${t.begin}); ` +
+          'expected the tensors to cover the data section without gaps',
+      );
+    }
+    covered = t.end;
+  }
+  if (covered < dataLength) {
+    fail(
+      `${dataLength - covered} bytes follow the last tensor's data (the tensors end at byte ${covered} ` +
+        `of a ${dataLength}-byte data section); expected the file to end there`,
+      'the file was appended to, or its header was edited',
+    );
+  }
 
-  const params = new Float32Array(layout.total); // (P)
+  const params = new Float32Array(layout.total); // (P), at most the data section's size
   const dataStart = 8 + N;
   const read = (t: TensorInfo, target: Float32Array, offset: number): void => {
     if (LITTLE_ENDIAN) {
@@ -222,9 +288,11 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
   for (const e of layout.entries) read(tensors.get(e.name) as TensorInfo, params, e.offset);
   const extra: Record<string, Float32Array> = {};
   for (const t of tensors.values()) {
-    if (inLayout.has(t.name)) continue;
-    extra[t.name] = new Float32Array((t.end - t.begin) / 4);
-    read(t, extra[t.name], 0);
+    if (inLayout.has(t.name) || t.dtype !== 'F32') continue;
+    const values = new Float32Array((t.end - t.begin) / 4);
+    read(t, values, 0);
+    // defineProperty, not assignment: a tensor named '__proto__' must stay a tensor.
+    Object.defineProperty(extra, t.name, { value: values, enumerable: true, writable: true, configurable: true });
   }
   return { config: { layers, activation, loss }, params, metadata, tensors: extra };
 }
@@ -291,7 +359,7 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
       throw new CheckpointError(path, 'no such file', 'check the path, or train without loading a checkpoint');
     }
     if (code === 'EISDIR') throw new CheckpointError(path, 'is a directory, not a checkpoint file');
-    throw err;
+    throw new CheckpointError(path, `cannot read the file (${(err as Error).message})`);
   }
   return decodeCheckpoint(bytes, path);
 }
@@ -343,13 +411,13 @@ function configProblem(value: unknown): string | undefined {
   if (!isObject(value)) return `expected an object {layers, activation, loss}, found ${describe(value)}`;
   const { layers, activation, loss } = value;
   if (!Array.isArray(layers) || layers.length < 2 || !layers.every((n) => Number.isSafeInteger(n) && n > 0)) {
-    return `layers must be an array of at least 2 positive integers, found ${JSON.stringify(layers)}`;
+    return `layers must be an array of at least 2 positive integers, found ${preview(layers)}`;
   }
   if (!ACTIVATIONS.includes(activation as never)) {
-    return `activation must be one of ${ACTIVATIONS.join(', ')}, found ${JSON.stringify(activation)}`;
+    return `activation must be one of ${ACTIVATIONS.join(', ')}, found ${preview(activation)}`;
   }
   if (!LOSSES.includes(loss as never)) {
-    return `loss must be one of ${LOSSES.join(', ')}, found ${JSON.stringify(loss)}`;
+    return `loss must be one of ${LOSSES.join(', ')}, found ${preview(loss)}`;
   }
   return undefined;
 }
@@ -359,7 +427,7 @@ function readMetadata(value: unknown, fail: (message: string) => never): Record<
   if (!isObject(value)) return fail(`__metadata__ is ${describe(value)}; expected an object of strings`);
   for (const [key, v] of Object.entries(value)) {
     if (typeof v !== 'string') {
-      fail(`__metadata__ entry '${key}' is ${describe(v)}; safetensors metadata values must be strings`);
+      fail(`__metadata__ entry ${quote(key)} is ${describe(v)}; safetensors metadata values must be strings`);
     }
   }
   return value as Record<string, string>;
@@ -371,36 +439,98 @@ function readTensor(
   dataLength: number,
   fail: (message: string, hint?: string) => never,
 ): TensorInfo {
+  const q = quote(name);
   if (!isObject(entry)) {
-    return fail(`tensor '${name}' is ${describe(entry)}; expected {dtype, shape, data_offsets}`);
+    return fail(`tensor ${q} is ${describe(entry)}; expected {dtype, shape, data_offsets}`);
   }
+  // Other fields of the entry are ignored, as the spec's reference reader does.
   const { dtype, shape, data_offsets: offsets } = entry;
-  if (dtype !== 'F32') {
-    const found = typeof dtype === 'string' ? dtype : describe(dtype);
+  const found = typeof dtype === 'string' ? clip(dtype, 40) : describe(dtype);
+  if (name.startsWith('layers.') && dtype !== 'F32') {
     fail(
-      `only float32 (F32) tensors are supported; tensor '${name}' has dtype ${found}`,
+      `only float32 (F32) tensors are supported; tensor ${q} has dtype ${found}`,
       'convert the weights to float32 before saving',
     );
   }
-  if (!Array.isArray(shape) || !shape.every((n) => Number.isSafeInteger(n) && n >= 0)) {
-    fail(`tensor '${name}' has shape ${JSON.stringify(shape)}; expected an array of non-negative integers`);
+  const width = typeof dtype === 'string' ? DTYPE_BYTES.get(dtype) : undefined;
+  if (width === undefined) {
+    fail(`tensor ${q} has dtype ${found}; expected a safetensors dtype (${[...DTYPE_BYTES.keys()].join(', ')})`);
   }
-  const inBounds =
+  if (!Array.isArray(shape) || !shape.every((n) => Number.isSafeInteger(n) && n >= 0)) {
+    fail(`tensor ${q} has shape ${preview(shape)}; expected an array of non-negative integers`);
+  }
+  const wellFormed =
     Array.isArray(offsets) && offsets.length === 2 && offsets.every((n) => Number.isSafeInteger(n)) &&
-    0 <= offsets[0] && offsets[0] <= offsets[1] && offsets[1] <= dataLength;
-  if (!inBounds) {
+    0 <= offsets[0] && offsets[0] <= offsets[1];
+  if (!wellFormed || (offsets as number[])[1] > dataLength) {
     fail(
-      `tensor '${name}' has data_offsets ${JSON.stringify(offsets)}; expected [begin, end] with ` +
+      `tensor ${q} has data_offsets ${preview(offsets)}; expected [begin, end] with ` +
         `0 <= begin <= end <= ${dataLength} (the data section's length in bytes)`,
+      wellFormed ? 'the file is truncated, or its header was edited' : undefined,
     );
   }
   const [begin, end] = offsets as number[];
   const dims = shape as number[];
-  const need = 4 * dims.reduce((p, n) => p * n, 1);
+  // A product past 2^53 is inexact, but then far beyond any data section, so it cannot match.
+  const need = (width as number) * dims.reduce((p, n) => p * n, 1);
   if (end - begin !== need) {
-    fail(`tensor '${name}' has ${end - begin} bytes of data but F32 shape ${fmtShape(dims)} needs ${need}`);
+    fail(`tensor ${q} has ${end - begin} bytes of data but ${dtype as string} shape ${fmtShape(dims)} needs ${need}`);
   }
-  return { name, shape: dims, begin, end };
+  return { name, dtype: dtype as string, shape: dims, begin, end };
+}
+
+/**
+ * Why a header's JSON text (which JSON.parse accepted) is not a header: nested deeper than
+ * MAX_JSON_DEPTH, or an object with a key twice, of which JSON.parse would silently keep the last (two
+ * entries for one tensor, say). Scans the text once; only valid JSON reaches it.
+ */
+function jsonStructureProblem(text: string): string | undefined {
+  interface Frame {
+    keys: Set<string> | null; // null for an array
+    expectKey: boolean;
+    lastKey: string | undefined;
+  }
+  const stack: Frame[] = [];
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // a string: skip to its closing quote, stepping over escapes
+      let j = i + 1;
+      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
+      const top = stack[stack.length - 1];
+      if (top !== undefined && top.keys !== null && top.expectKey) {
+        const key = JSON.parse(text.slice(i, j + 1)) as string;
+        if (top.keys.has(key)) {
+          if (stack.length === 1) {
+            return key === '__metadata__'
+              ? 'header has two __metadata__ entries; expected one'
+              : `header lists tensor ${quote(key)} twice; expected each tensor once`;
+          }
+          const parent = stack[stack.length - 2].lastKey;
+          if (stack.length === 2 && parent === '__metadata__') return `__metadata__ has the key ${quote(key)} twice; expected each key once`;
+          const where = parent === undefined ? 'one object' : `the entry of ${quote(parent)}`;
+          return `header has the key ${quote(key)} twice in ${where}; expected each key once`;
+        }
+        top.keys.add(key);
+        top.expectKey = false;
+        top.lastKey = key;
+      }
+      i = j;
+    } else if (c === 0x7b || c === 0x5b) {
+      // { or [
+      if (stack.length === MAX_JSON_DEPTH) {
+        return `header nests JSON more than ${MAX_JSON_DEPTH} levels deep; a safetensors header has 3 ` +
+          '(tensors, their entries, their shapes)';
+      }
+      stack.push({ keys: c === 0x7b ? new Set() : null, expectKey: c === 0x7b, lastKey: undefined });
+    } else if (c === 0x7d || c === 0x5d) {
+      stack.pop();
+    } else if (c === 0x2c) {
+      const top = stack[stack.length - 1];
+      if (top !== undefined && top.keys !== null) top.expectKey = true;
+    }
+  }
+  return undefined;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
@@ -408,9 +538,49 @@ function isObject(value: unknown): value is Record<string, unknown> {
 }
 
 function describe(value: unknown): string {
+  if (value === undefined) return 'missing';
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value} (${JSON.stringify(value)})`;
+  return typeof value === 'object' ? 'an object' : `a ${typeof value} (${preview(value)})`;
+}
+
+/** A JSON value shown in a message, bounded in length and depth whatever the file holds. */
+function preview(value: unknown, max = 80): string {
+  const text = render(value, 0);
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
+}
+
+function render(value: unknown, depth: number): string {
+  if (typeof value === 'string') return JSON.stringify(clip(value, 80));
+  if (Array.isArray(value) || isObject(value)) {
+    if (depth === 3) return Array.isArray(value) ? '[...]' : '{...}';
+    const parts: string[] = [];
+    let length = 0;
+    const keys = Array.isArray(value) ? null : Object.keys(value);
+    const count = keys === null ? (value as unknown[]).length : keys.length;
+    for (let i = 0; i < count; i++) {
+      if (length > 80) {
+        parts.push('...');
+        break;
+      }
+      const part = keys === null
+        ? render((value as unknown[])[i], depth + 1)
+        : `${JSON.stringify(clip(keys[i], 40))}:${render((value as Record<string, unknown>)[keys[i]], depth + 1)}`;
+      parts.push(part);
+      length += part.length + 1;
+    }
+    return Array.isArray(value) ? `[${parts.join(',')}]` : `{${parts.join(',')}}`;
+  }
+  return String(value);
+}
+
+/** A name from the file, quoted and clipped for a message. */
+function quote(text: string, mark = "'"): string {
+  return `${mark}${clip(text, 80)}${mark}`;
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
@@ -418,5 +588,5 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 function fmtShape(shape: readonly number[]): string {
-  return `(${shape.join(', ')})`;
+  return shape.length > 8 ? `(${shape.slice(0, 8).join(', ')}, ... ${shape.length} dimensions)` : `(${shape.join(', ')})`;
 }

@@ -44,6 +44,7 @@ interface Flags extends DataFlags, ScheduleFlags {
   clipGradNorm?: number;
   clipNormType: number;
   errorIfNonfinite: boolean;
+  onNonfinite: 'stop' | 'skip';
   batchSize: number;
   epochs: number;
   workers: number | 'auto';
@@ -128,6 +129,7 @@ export function buildProgram(): Command {
     .addOption(o('--clip-norm-type <p>', "the norm's order: a number >= 1, or inf").default(2)
       .argParser((t) => (/^inf(inity)?$/i.test(t.trim()) ? Infinity : finite((v) => v >= 1, 'a number >= 1, or inf')(t))))
     .addOption(o('--error-if-nonfinite', 'stop when the gradient norm is NaN or infinite').default(false))
+    .addOption(o('--on-nonfinite <what>', 'a step with a NaN or infinite loss or gradient is never applied; then stop (naming its samples) or skip it').choices(['stop', 'skip']).default('stop'))
     // data
     .addOption(o('--data <source>', 'mnist (bundled), idx (MNIST-format files) or csv').choices(['mnist', 'idx', 'csv']).default('mnist'))
     .addOption(o('--train <file.csv>', 'csv: training data'))
@@ -184,6 +186,8 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
 
   let trainer: Trainer | null = run.resumed;
   let metrics: number | null = null;
+  let stopListening = (): void => {};
+  let bar: cliProgress.SingleBar | null = null;
   try {
     checkDataFlags(flags);
     const softmax = isSoftmaxLoss(flags.loss ?? (flags.layers[flags.layers.length - 1] === 1 ? 'bce-with-logits' : 'cross-entropy'));
@@ -205,14 +209,16 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
         (trainer.workersChoice === undefined ? '' : `workers: auto chose ${trainer.workersChoice.workers}: ${trainer.workersChoice.reason}\n`) +
         (o.schedule === null ? '' : `schedule: ${JSON.stringify(o.schedule)} per ${o.scheduleInterval}\n`) +
         `data: ${data.description}\n` +
-        (done > 0 ? `resuming after epoch ${done} (step ${trainer.progress.step}) from ${flags.resume}\n` : ''),
+        (done > 0 || trainer.progress.batch > 0
+          ? `resuming after epoch ${done}${trainer.progress.batch > 0 ? ` and ${trainer.progress.batch} batches of epoch ${done + 1}` : ''} (step ${trainer.progress.step}) from ${flags.resume}\n`
+          : ''),
     );
     if (flags.metrics !== undefined) metrics = openSync(flags.metrics, 'a');
     const record = (line: object): void => {
       // One write per line, appended: a crash can lose the last line, never garble an earlier one.
       if (metrics !== null) writeSync(metrics, JSON.stringify(line) + '\n');
     };
-    const bar = flags.progress && out.isTTY ? new cliProgress.SingleBar({
+    bar = flags.progress && out.isTTY ? new cliProgress.SingleBar({
       format: 'epoch {epoch} |{bar}| {value}/{total} batches, loss {loss}, {rate} samples/s',
       stream: out, hideCursor: true, clearOnComplete: true,
     }, cliProgress.Presets.shades_classic) : null;
@@ -220,7 +226,18 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     let seen = 0;
     const runMeta = { 'gradpool.run': metadataJson(savedRun(flags)) };
     const t = trainer;
+    // Ctrl-C or SIGTERM: the step under way finishes, the run is saved, and the message says how to go
+    // on. A second signal ends the process at once (the checkpoint file is replaced atomically).
+    const interrupt = new AbortController();
+    const onSignal = (signal: NodeJS.Signals): void => interrupt.abort(new Interrupted(signal));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
+    stopListening = () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    };
     await t.fit(data.train, {
+      signal: interrupt.signal,
       epochs: flags.epochs - done,
       validation: data.validation,
       onStep: (s) => {
@@ -251,13 +268,32 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     out.write(`saved ${outPath}` + (evaluation === null ? '' : ` (test accuracy ${(100 * evaluation.accuracy).toFixed(2)}%)`) + '\n');
     return 0;
   } catch (err) {
+    if (err instanceof Interrupted && trainer !== null) {
+      bar?.stop();
+      const p = trainer.progress;
+      await trainer.save(outPath, { 'gradpool.run': metadataJson(savedRun(flags)) });
+      process.stderr.write(
+        `gradpool: interrupted by ${err.signal} after step ${p.step} (epoch ${p.epoch + (p.batch > 0 ? 1 : 0)}` +
+        `${p.batch > 0 ? `, batch ${p.batch}` : ''}); saved ${outPath}\n` +
+        `to go on from there: npm run train -- --resume ${flags.out} (or: gradpool --resume ${flags.out})\n`,
+      );
+      return err.signal === 'SIGINT' ? 130 : 143;
+    }
     // Data that does not fit the model is a usage error like a bad flag; anything else is a failure.
     const usage = err instanceof DataError || err instanceof UsageError || err instanceof CheckpointError ||
       err instanceof TypeError || err instanceof RangeError;
     return fail((err as Error).message, usage ? 2 : 1);
   } finally {
+    stopListening();
     if (metrics !== null) closeSync(metrics);
     await trainer?.close();
+  }
+}
+
+/** fit()'s abort reason when a signal interrupts training. */
+class Interrupted extends Error {
+  constructor(readonly signal: NodeJS.Signals) {
+    super(`interrupted by ${signal}`);
   }
 }
 
@@ -309,7 +345,7 @@ function trainerOptions(f: Flags, labels: Int32Array | Float32Array, stepsPerEpo
     weight, ignoreIndex: f.ignoreIndex, labelSmoothing: f.labelSmoothing, posWeight: f.posWeight, focalGamma: f.focalGamma,
     focalAlpha: f.focalAlpha === undefined ? undefined : f.loss === 'sigmoid-focal' ? f.focalAlpha[0] : f.focalAlpha,
     schedule: buildSchedule(f, f.lr, total), scheduleInterval: f.scheduleInterval,
-    clipGradNorm: f.clipGradNorm, clipNormType: f.clipNormType, errorIfNonfinite: f.errorIfNonfinite,
+    clipGradNorm: f.clipGradNorm, clipNormType: f.clipNormType, errorIfNonfinite: f.errorIfNonfinite, onNonfinite: f.onNonfinite,
     batchSize: f.batchSize, shuffle: f.shuffle, seed: f.seed, workers: f.workers, shards: f.shards, kernels: f.kernels,
   };
 }

@@ -5,12 +5,14 @@
 
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { MessageChannel, type MessagePort } from 'node:worker_threads';
+import { once } from 'node:events';
+import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import {
-  CONTROL_FIELDS, HYPER_FIELDS, kCmdForward, kCmdStep, kCmdStop, kCtlCommand, kCtlDataset, kCtlDecided, kCtlDone,
-  kCtlEnd, kCtlFailed, kCtlGeneration, kCtlParity, kCtlReduced, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks,
-  kHypFirst, kHypLr, kHypMaxNorm, kHypMomentum, kHypNormType, kStatComputeMs, kTimeReduceMs, kTimeUpdateMs,
+  allStamped, CONTROL_FIELDS, controlFields, HYPER_FIELDS, kCmdForward, kCmdStep, kCmdStop, kCtlArrivals, kCtlCommand,
+  kCtlDataset, kCtlEnd, kCtlFailed, kCtlGeneration, kCtlParity, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks,
+  kPhaseDone, kWorkShard, kWorkThread, stamp, stampOf, WORK_FIELDS,
+  kHypFirst, kHypLr, kHypMaxNorm, kHypMomentum, kHypNormType, kStatComputeMs, kStatLossSum, kTimeReduceMs, kTimeUpdateMs,
   STAT_FIELDS, stateLayout, stateViews, taskShards, TIME_FIELDS, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
 import { createSharedMemory } from '../shared/wasm.js';
@@ -20,7 +22,40 @@ import type { LossSpec } from '../shared/losses.js';
 import type { SGDOptions } from '../shared/sgd.js';
 import { decideStep, readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
 import type { SharedDataset } from './data.js';
+import { checkLength, checkMemory } from './memory.js';
 import type { Reduction } from './options.js';
+
+/** What the pool is built with (a subset of the Trainer's resolved options). */
+export interface PoolOptions {
+  workers: number;
+  /** Shard slots: a batch is cut into at most this many shards. */
+  shards: number;
+  batchSize: number;
+  reduction: Reduction;
+  kernels: 'wasm' | 'js';
+  /** Re-runs of a shard whose worker failed before the command gives up. */
+  shardRetries: number;
+  /** Milliseconds a command may go without any worker making progress before the stuck ones are stopped. */
+  workerTimeout: number;
+  /** V8 old-generation heap limit per worker in MB (piscina's resourceLimits), or null for Node's default. */
+  workerHeapMb: number | null;
+}
+
+/** A shard (or the update) whose workers failed more often than shardRetries allows. */
+export class ShardFailure extends Error {
+  constructor(
+    /** The shard, or -1 for the reduction and update after the shards. */
+    readonly shard: number,
+    /** Positions [start, end) of the dataset's order the shard covers (the whole batch for -1). */
+    readonly positions: [number, number],
+    readonly attempts: number,
+    /** The last worker error. */
+    readonly cause: Error,
+  ) {
+    super(`${shard >= 0 ? `shard ${shard}` : 'the gradient reduction and update'} failed ${attempts} times: ${cause.message}`);
+    this.name = 'ShardFailure';
+  }
+}
 
 export { addSums, emptySums, type BatchSums } from '../shared/step.js';
 
@@ -69,6 +104,7 @@ export class Coordinator {
   readonly slots: number;
   readonly maxShardRows: number;
   private readonly paramHalves: [Float32Array, Float32Array];
+  private readonly slotViews: Float32Array[];
   private readonly momentumHalves: [Float32Array, Float32Array];
   private readonly stats: Float64Array;
   private readonly times: Float64Array;
@@ -77,40 +113,47 @@ export class Coordinator {
   private readonly chunks: number;
   private readonly pool: Piscina;
   private readonly control: Int32Array;
+  private readonly options: PoolOptions;
+  /** Per worker: the port its datasets go to, its loop task's abort controller, and whether it runs. */
   private readonly ports: MessagePort[] = [];
-  private readonly loops: Promise<void>[] = [];
-  /** Datasets posted to the workers and not yet released. */
-  private readonly posted = new Set<number>();
-  /** The first error a worker's loop ended with; the pool cannot take commands after it. */
-  private failure: Error | null = null;
+  private readonly stops: AbortController[] = [];
+  private readonly loops: (Promise<void> | null)[] = [];
+  /** Workers whose loop ended with an error during the current command, and what they were doing. */
+  private deaths: { worker: number; shard: number; error: Error }[] = [];
+  /** Datasets posted to the workers and not yet released (posted again to a replacement worker). */
+  private readonly posted = new Map<number, SharedDataset['buffers']>();
   private closed = false;
 
-  constructor(
-    model: ModelConfig, loss: LossSpec, workers: number, slots: number, batchSize: number,
-    reduction: Reduction, kernels: 'wasm' | 'js', sgd: SGDOptions,
-  ) {
+  constructor(model: ModelConfig, loss: LossSpec, o: PoolOptions, sgd: SGDOptions) {
+    const { workers, shards: slots } = o;
+    this.options = o;
     this.model = model;
     this.workers = workers;
     this.slots = slots;
-    this.maxShardRows = Math.ceil(batchSize / slots);
+    this.maxShardRows = Math.ceil(o.batchSize / slots);
     this.P = paramLayout(model.layers).total;
     this.chunks = normChunks(this.P);
     const sab = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(bytes);
     const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS);
+    // Refused up front, with the size and the limit, rather than by a failed allocation.
+    checkLength(`model: ${this.P} parameters`, this.P, 4, 'float32');
+    checkMemory(`model: ${this.P} parameters in ${slots + 5} float32 buffers (parameters, momentum, gradient, ${slots} shard slots)`, layout.bytes,
+      'fewer or smaller layers, or fewer shards (options.shards), need less');
     // With the WebAssembly kernels the state is a shared WebAssembly memory, so that every worker can
     // run step.wasm's loops on it in place.
-    const shared = kernels === 'wasm' ? createSharedMemory(layout.bytes) : null;
+    const shared = o.kernels === 'wasm' ? createSharedMemory(layout.bytes) : null;
     const state = shared?.buffer ?? sab(layout.bytes);
     const views = stateViews(state, layout, slots);
     this.paramHalves = views.params;
     this.momentumHalves = views.momentum;
     this.grad = views.grad;
     this.partials = views.partials;
+    this.slotViews = views.slots;
     const init = {
       hyper: sab(HYPER_FIELDS * 8),
       stats: sab(slots * STAT_FIELDS * 8),
       times: sab(workers * TIME_FIELDS * 8),
-      control: sab(CONTROL_FIELDS * 4),
+      control: sab(controlFields(workers) * 4),
     };
     this.hyper = new Float64Array(init.hyper);
     this.stats = new Float64Array(init.stats);
@@ -118,7 +161,7 @@ export class Coordinator {
     this.control = new Int32Array(init.control);
     const workerData: WorkerInit = {
       model, loss, state, stateMemory: shared?.memory ?? null, layout, ...init, slots, maxShardRows: this.maxShardRows,
-      workers, kernels, sgd: { ...sgd }, mean: reduction === 'mean',
+      workers, kernels: o.kernels, sgd: { ...sgd }, mean: o.reduction === 'mean',
     };
     const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({
@@ -129,17 +172,39 @@ export class Coordinator {
       maxThreads: workers,
       idleTimeout: Number.MAX_SAFE_INTEGER,
       concurrentTasksPerWorker: 1,
+      ...(o.workerHeapMb === null ? {} : { resourceLimits: { maxOldGenerationSizeMb: o.workerHeapMb } }),
     });
     // One loop task per worker for the pool's life (see contract.ts). With one task per worker at a
     // time, the `workers` tasks land on `workers` distinct threads.
-    for (let w = 0; w < workers; w++) {
-      const { port1, port2 } = new MessageChannel();
-      port1.unref();
-      this.ports.push(port1);
-      this.loops.push(this.pool.run({ worker: w, port: port2, generation: Atomics.load(this.control, kCtlGeneration) } satisfies LoopTask, { transferList: [port2] }).catch((err: unknown) => {
-        this.failure ??= err instanceof Error ? err : new Error(String(err));
-      }));
-    }
+    for (let w = 0; w < workers; w++) this.startLoop(w);
+  }
+
+  /** Posts worker w's loop task (again, after a failure: piscina has replaced a thread that died). */
+  private startLoop(w: number): void {
+    this.ports[w]?.close();
+    const { port1, port2 } = new MessageChannel();
+    port1.unref();
+    this.ports[w] = port1;
+    for (const buffers of this.posted.values()) port1.postMessage(buffers);
+    const stop = new AbortController();
+    this.stops[w] = stop;
+    Atomics.store(this.control, this.work(w) + kWorkThread, 0); // until the loop starts
+    const task: LoopTask = { worker: w, port: port2, generation: Atomics.load(this.control, kCtlGeneration) };
+    this.loops[w] = this.pool.run(task, { transferList: [port2], signal: stop.signal }).then(() => undefined, (err: unknown) => {
+      this.loops[w] = null;
+      if (this.closed) return;
+      // Stands in for the worker: its stamp passes every barrier of the command, the flag voids it.
+      let error = err instanceof Error ? err : new Error(String(err));
+      if (error.name === 'AbortError' && error.cause instanceof Error) error = error.cause; // stopped: say why
+      const shard = Atomics.load(this.control, this.work(w) + kWorkShard);
+      this.deaths.push({ worker: w, shard, error });
+      Atomics.store(this.control, kCtlFailed, 1);
+      stamp(this.control, w, stampOf(Atomics.load(this.control, kCtlGeneration), kPhaseDone));
+    });
+  }
+
+  private work(w: number): number {
+    return CONTROL_FIELDS + w * WORK_FIELDS;
   }
 
   private get parity(): 0 | 1 {
@@ -197,35 +262,78 @@ export class Coordinator {
    */
   private async command(command: number, data: SharedDataset, start: number, end: number): Promise<BatchSums> {
     if (this.closed) throw new Error('this Trainer is closed; create a new one');
-    if (this.failure !== null) throw this.failure;
-    const t0 = performance.now();
-    const n = end - start;
-    const shardRows = Math.ceil(n / this.slots);
-    const shards = Math.ceil(n / shardRows);
+    const { shardRows, shards } = this.cut(start, end);
     const tasks = Math.min(this.workers, shards);
     const id = data.buffers.id;
     if (!this.posted.has(id)) {
       for (const port of this.ports) port.postMessage(data.buffers);
-      this.posted.add(id);
+      this.posted.set(id, data.buffers);
     }
-    const c = this.control;
-    c[kCtlCommand] = command;
-    c[kCtlDataset] = id;
-    c[kCtlStart] = start;
-    c[kCtlEnd] = end;
-    c[kCtlShardRows] = shardRows;
-    c[kCtlShards] = shards;
-    c[kCtlTasks] = tasks;
-    c[kCtlReduced] = 0;
-    c[kCtlDecided] = 0;
-    Atomics.store(c, kCtlDone, 0);
-    // The bump is the release: everything written above is visible to a worker that sees it.
-    Atomics.add(c, kCtlGeneration, 1);
-    Atomics.notify(c, kCtlGeneration);
-    await this.waitDone();
-    const parallelMs = performance.now() - t0;
-    this.time(command === kCmdStep, tasks, shards, parallelMs);
-    return readBatchSums(this.stats, shards);
+    const failures = new Map<number, number>();
+    for (;;) {
+      const t0 = performance.now();
+      const c = this.control;
+      // Workers that died since the last command (or in the last attempt) start again first.
+      for (let w = 0; w < this.workers; w++) if (this.loops[w] === null) this.startLoop(w);
+      this.deaths = [];
+      Atomics.store(c, kCtlFailed, 0);
+      c[kCtlCommand] = command;
+      c[kCtlDataset] = id;
+      c[kCtlStart] = start;
+      c[kCtlEnd] = end;
+      c[kCtlShardRows] = shardRows;
+      c[kCtlShards] = shards;
+      c[kCtlTasks] = tasks;
+      // The bump is the release: everything written above is visible to a worker that sees it.
+      const g = Atomics.add(c, kCtlGeneration, 1) + 1;
+      Atomics.notify(c, kCtlGeneration);
+      await this.waitDone(g);
+      if (Atomics.load(c, kCtlFailed) === 0) {
+        this.time(command === kCmdStep, tasks, shards, performance.now() - t0);
+        return readBatchSums(this.stats, shards);
+      }
+      // A worker failed: nothing of this command was applied. Replace the workers that died and run
+      // it again, unless the same shard keeps failing.
+      await this.settleDeaths();
+      for (const d of this.deaths) {
+        const count = (failures.get(d.shard) ?? 0) + 1;
+        failures.set(d.shard, count);
+        if (count > this.options.shardRetries) {
+          const positions: [number, number] = d.shard < 0 ? [start, end] : [start + d.shard * shardRows, Math.min(start + (d.shard + 1) * shardRows, end)];
+          throw new ShardFailure(d.shard, positions, count, d.error);
+        }
+      }
+      this.retries += this.deaths.length;
+    }
+  }
+
+  /** How positions [start, end) are cut: `shards` shards of `shardRows` rows (the last may be shorter). */
+  private cut(start: number, end: number): { shardRows: number; shards: number } {
+    const shardRows = Math.ceil((end - start) / this.slots);
+    return { shardRows, shards: Math.ceil((end - start) / shardRows) };
+  }
+
+  /** After a step over [start, end) came out non-finite: its shards whose loss sum or gradient is. */
+  nonfiniteShards(start: number, end: number): { shard: number; positions: [number, number] }[] {
+    const { shardRows, shards } = this.cut(start, end);
+    const bad: { shard: number; positions: [number, number] }[] = [];
+    for (let sh = 0; sh < shards; sh++) {
+      const slot = this.slotViews[sh];
+      let finite = Number.isFinite(this.stats[sh * STAT_FIELDS + kStatLossSum]);
+      for (let i = 0; finite && i < slot.length; i++) finite = Number.isFinite(slot[i]);
+      if (!finite) bad.push({ shard: sh, positions: [start + sh * shardRows, Math.min(start + (sh + 1) * shardRows, end)] });
+    }
+    return bad;
+  }
+
+  /** Worker failures recovered from (shards re-run) in this pool's life. */
+  retries = 0;
+
+  /** A worker that threw stamps itself done before its task rejects: waits (bounded) for the rejection. */
+  private async settleDeaths(): Promise<void> {
+    const deadline = performance.now() + 10_000;
+    while (this.deaths.length === 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1));
+    if (this.deaths.length === 0) throw new Error('a worker reported a failure but its task did not end; the pool is unusable');
   }
 
   private time(step: boolean, tasks: number, shards: number, parallelMs: number): void {
@@ -251,25 +359,62 @@ export class Coordinator {
   }
 
   /**
-   * Waits until every worker has counted itself done. The main thread blocks on the control block in
+   * Waits until every worker has stamped command g done. The main thread blocks on the control block in
    * short slices (Node allows Atomics.wait there): a step's end wakes it within microseconds, where an
-   * event-loop round trip costs far more. Between slices it yields to the event loop, so that a worker
-   * whose loop died is reported by piscina rather than waited on forever.
+   * event-loop round trip costs far more. Between slices it yields to the event loop, so that piscina can
+   * report a worker that died (then its stamp is set for it). A command during which no worker makes
+   * progress for workerTimeout ms has its unfinished workers stopped, which ends it as a failure.
    */
-  private async waitDone(): Promise<void> {
+  private async waitDone(g: number): Promise<void> {
     const c = this.control;
+    const done = stampOf(g, kPhaseDone);
+    let progress = Atomics.load(c, kCtlArrivals);
+    let since = performance.now();
     for (;;) {
-      const done = Atomics.load(c, kCtlDone);
-      if (done >= this.workers) break;
-      if (Atomics.wait(c, kCtlDone, done, 20) === 'timed-out') {
+      const arrivals = Atomics.load(c, kCtlArrivals);
+      if (allStamped(c, this.workers, done)) return;
+      // Progress is any stamp; a worker still starting (a replacement loading its code) counts as busy.
+      if (arrivals !== progress || !this.allStarted()) {
+        progress = arrivals;
+        since = performance.now();
+      }
+      if (Atomics.wait(c, kCtlArrivals, arrivals, 20) === 'timed-out') {
         await new Promise((resolve) => setImmediate(resolve));
-        if (this.failure !== null) throw this.failure;
+        if (performance.now() - since > this.options.workerTimeout) {
+          await this.stopStuck(done);
+          since = performance.now();
+        }
       }
     }
-    if (Atomics.load(c, kCtlFailed) !== 0) {
-      await Promise.race(this.loops); // a failed loop settles with its error recorded
-      throw this.failure ?? new Error('a worker failed without an error');
+  }
+
+  private allStarted(): boolean {
+    for (let w = 0; w < this.workers; w++) if (Atomics.load(this.control, this.work(w) + kWorkThread) === 0) return false;
+    return true;
+  }
+
+  /** Stops the workers holding the command up: those furthest behind (the others wait for them at a
+   *  barrier), and waits for their threads to end. */
+  private async stopStuck(done: number): Promise<void> {
+    const stamps = Array.from({ length: this.workers }, (_, w) => Atomics.load(this.control, this.work(w)));
+    const behind = Math.min(...stamps);
+    if (behind >= done) return;
+    const exits: Promise<unknown>[] = [];
+    for (let w = 0; w < this.workers; w++) {
+      if (stamps[w] !== behind || this.loops[w] === null) continue;
+      const thread = this.thread(w);
+      if (thread !== undefined) exits.push(once(thread, 'exit'));
+      this.stops[w].abort(new Error(
+        `worker ${w} made no progress for ${this.options.workerTimeout} ms (options.workerTimeout) and was stopped`,
+      ));
     }
+    await Promise.all(exits);
+  }
+
+  /** The thread running worker w's loop, by the threadId it wrote at start. */
+  private thread(w: number): Worker | undefined {
+    const id = Atomics.load(this.control, this.work(w) + kWorkThread);
+    return this.pool.threads.find((t) => t.threadId === id);
   }
 
   /** Tells the workers to drop a dataset they will not be asked for again. */
@@ -286,7 +431,8 @@ export class Coordinator {
     c[kCtlCommand] = kCmdStop;
     Atomics.add(c, kCtlGeneration, 1);
     Atomics.notify(c, kCtlGeneration);
-    await Promise.all(this.loops);
+    // A worker stuck in a command would never read the stop: destroy() ends every thread regardless.
+    await Promise.race([Promise.all(this.loops), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     for (const port of this.ports) port.close();
     await this.pool.destroy();
   }

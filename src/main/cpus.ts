@@ -14,7 +14,8 @@ export interface CpuLimit {
 /** Reads a file's text, or null when it is missing or unreadable. */
 export type ReadText = (path: string) => string | null;
 
-const readText: ReadText = (path) => {
+/** Reads a file's text, or null; the default ReadText (memory.ts reads the cgroup's memory limit with it). */
+export const readText: ReadText = (path) => {
   try {
     return readFileSync(path, 'utf8');
   } catch {

@@ -1,5 +1,6 @@
 // User data into shared memory: validates a Dataset against the model (shapes, finiteness, class range)
-// before any work starts, and copies it once into the SharedArrayBuffers every worker maps.
+// before any work starts, and copies it once into the SharedArrayBuffers every worker maps. The size of
+// every shared buffer is checked against the typed-array and memory limits before the first is made.
 // Targets follow the loss: class indices (N,) or probabilities (N, K) for the softmax losses, values in
 // [0, 1] of shape (N, K) for the sigmoid ones.
 
@@ -7,6 +8,7 @@ import type { DatasetBuffers } from '../shared/contract.js';
 import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, type LossName, type ModelConfig } from '../shared/model.js';
 import { DataError, shapeText } from './errors.js';
+import { checkLength, checkMemory } from './memory.js';
 
 type Numbers = ArrayLike<number>;
 
@@ -55,8 +57,13 @@ export function shareDataset(
   if (typeof data !== 'object' || data === null || !('x' in data) || !('y' in data)) {
     throw new DataError(`${what} must be an object { x, y }; got ${describe(data)}`);
   }
-  const { x, rows } = copyFeatures(data.x, model, what, data.rowName);
   const K = model.layers[model.layers.length - 1];
+  // Class indices take one int32 per row, other targets K float32s; an unusable y is refused below.
+  const N = rowCount(data.x, model, what);
+  const flat = data.y as Numbers | null | undefined;
+  const yColumns = isSoftmaxLoss(loss.name) && typeof flat?.[0] === 'number' && flat.length === N ? 1 : K;
+  checkShared(what, N, model, yColumns, outputs);
+  const { x, rows } = copyFeatures(data.x, model, what, data.rowName);
   const shape = targetShape(data.y, `${what}: y`);
   const at = (r: number): string => from(data.rowName, r);
   if (isSoftmaxLoss(loss.name) && shape.length === 1 && shape[0] === rows) {
@@ -78,6 +85,7 @@ export function shareDataset(
 
 /** Features only, for prediction: validated and shared, with an output buffer. */
 export function shareFeatures(x: Features, model: ModelConfig, what: string): SharedDataset {
+  checkShared(what, rowCount(x, model, what), model, 0, { probabilities: true });
   const f = copyFeatures(x, model, what);
   return finish(f.x, null, null, f.rows, model, null, { probabilities: true });
 }
@@ -107,11 +115,11 @@ function finish(
   return { buffers, rows, labels, values, order, out, lossOut };
 }
 
-function copyFeatures(src: unknown, model: ModelConfig, what: string, rowName?: (r: number) => string): { x: SharedArrayBuffer; rows: number } {
+/** N, the rows of x, refusing an x that is not an array, not whole rows, or empty. */
+function rowCount(src: unknown, model: ModelConfig, what: string): number {
   const D = model.layers[0];
-  const nested = isNested(src, `${what}: x`);
   let rows: number;
-  if (nested) {
+  if (isNested(src, `${what}: x`)) {
     rows = (src as readonly Numbers[]).length;
   } else {
     const n = (src as Numbers).length;
@@ -124,6 +132,33 @@ function copyFeatures(src: unknown, model: ModelConfig, what: string, rowName?: 
     rows = n / D;
   }
   if (rows === 0) throw new DataError(`${what}: x has no rows`);
+  return rows;
+}
+
+/**
+ * Refuses, before any is allocated, shared buffers that a typed array cannot hold or that together do not
+ * fit in memory: the features (N, D), the targets (N, yColumns), the row order (N), and the outputs
+ * asked for. The message names the data, its shape and the limit.
+ */
+function checkShared(what: string, rows: number, model: ModelConfig, yColumns: number, outputs: ShareOutputs): void {
+  const D = model.layers[0];
+  const K = model.layers[model.layers.length - 1];
+  const hint = 'train on a part of the data (or predict in batches), or on a machine with more memory';
+  checkLength(`${what}: ${rows} x ${D} float32 features`, rows * D, 4, 'float32', hint);
+  if (yColumns > 1) checkLength(`${what}: ${rows} x ${K} float32 targets`, rows * yColumns, 4, 'float32', hint);
+  if (outputs.probabilities === true) checkLength(`${what}: ${rows} x ${K} float32 outputs`, rows * K, 4, 'float32', hint);
+  const perSample = isSoftmaxLoss(model.loss) ? 1 : K;
+  const columns = D + yColumns + 1 + (outputs.probabilities === true ? K : 0) + (outputs.losses === true ? perSample : 0);
+  const parts = [`${D} float32 features`, yColumns === 0 ? '' : yColumns === 1 ? '1 target' : `${yColumns} targets`,
+    'the row order', outputs.probabilities === true ? `${K} outputs` : '', outputs.losses === true ? 'the losses' : '']
+    .filter((p) => p !== '').join(', ');
+  checkMemory(`${what}: ${rows} rows in shared memory (${parts} per row)`, 4 * rows * columns, hint);
+}
+
+function copyFeatures(src: unknown, model: ModelConfig, what: string, rowName?: (r: number) => string): { x: SharedArrayBuffer; rows: number } {
+  const D = model.layers[0];
+  const nested = isNested(src, `${what}: x`);
+  const rows = rowCount(src, model, what);
   const buf = new SharedArrayBuffer(rows * D * 4);
   const x = new Float32Array(buf);
   for (let r = 0; r < rows; r++) {

@@ -73,6 +73,19 @@ export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, Schedu
    *  (default: 'wasm' where WebAssembly SIMD is available). The two round differently: results are
    *  bit-identical run to run for one choice, not across them. */
   kernels?: 'auto' | 'wasm' | 'js';
+  /** A step whose loss or gradient is NaN or infinite is never applied; then 'stop' (default) ends
+   *  fit() with an error naming the step, the shard and its samples, and 'skip' goes on to the next
+   *  batch and counts it in the epoch's skippedSteps. */
+  onNonfinite?: 'stop' | 'skip';
+  /** Times a shard is re-run on a live worker after its worker failed (threw, exited, ran out of memory,
+   *  or was stopped by workerTimeout) before fit() gives up with an error naming the shard. Default 3. */
+  shardRetries?: number;
+  /** Milliseconds a command may go without any worker making progress before the stuck workers are
+   *  stopped and their shards re-run (torch.distributed's timeout, in ms). Default 600000 (10 minutes). */
+  workerTimeout?: number;
+  /** Each worker's V8 heap limit in MB (piscina's resourceLimits.maxOldGenerationSizeMb): a worker that
+   *  exceeds it is ended and its shard re-run. Default: none (Node's own). Shared buffers do not count. */
+  workerHeapMb?: number | null;
 }
 
 export interface ResolvedOptions extends SGDOptions, LossOptions {
@@ -91,6 +104,10 @@ export interface ResolvedOptions extends SGDOptions, LossOptions {
   workers: number;
   shards: number;
   kernels: 'wasm' | 'js';
+  onNonfinite: 'stop' | 'skip';
+  shardRetries: number;
+  workerTimeout: number;
+  workerHeapMb: number | null;
 }
 
 const LOSS_OPTION_NAMES = ['weight', 'ignoreIndex', 'labelSmoothing', 'posWeight', 'focalGamma', 'focalAlpha'] as const;
@@ -99,6 +116,7 @@ const OPTION_NAMES = [
   ...(Object.keys(SGD_DEFAULTS) as (keyof SGDOptions)[]),
   ...LOSS_OPTION_NAMES,
   'schedule', 'scheduleInterval', 'clipGradNorm', 'clipNormType', 'errorIfNonfinite',
+  'onNonfinite', 'shardRetries', 'workerTimeout', 'workerHeapMb',
 ] as const;
 
 /** Which losses each loss option applies to. */
@@ -141,6 +159,10 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
     clipGradNorm: null,
     clipNormType: 2,
     errorIfNonfinite: false,
+    onNonfinite: 'stop',
+    shardRetries: 3,
+    workerTimeout: 600_000,
+    workerHeapMb: null,
     ...stripUndefined(options),
     layers,
     workers,
@@ -166,6 +188,14 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
   if (o.schedule !== null) validateSchedule(o.schedule, 'options.schedule');
   oneOf('scheduleInterval', o.scheduleInterval, ['epoch', 'step']);
   validateClip(o);
+  oneOf('onNonfinite', o.onNonfinite, ['stop', 'skip']);
+  if (!Number.isInteger(o.shardRetries) || o.shardRetries < 0) {
+    throw new RangeError(`options.shardRetries must be a non-negative integer; got ${String(o.shardRetries)}`);
+  }
+  if (typeof o.workerTimeout !== 'number' || !(o.workerTimeout > 0)) {
+    throw new RangeError(`options.workerTimeout must be a positive number of milliseconds (Infinity: no limit); got ${String(o.workerTimeout)}`);
+  }
+  if (o.workerHeapMb !== null) positiveInteger('workerHeapMb', o.workerHeapMb);
   return o;
 }
 

@@ -3,7 +3,7 @@
 // confusion matrix and per-class report, prediction, per-sample losses, and checkpoints that hold the
 // whole training state. The per-step work happens in the Coordinator; this file is the epoch loop.
 
-import { addSums, Coordinator, emptySums, type BatchSums, type BatchTiming } from './coordinator.js';
+import { addSums, Coordinator, emptySums, ShardFailure, type BatchSums, type BatchTiming } from './coordinator.js';
 import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset } from './data.js';
 import {
   assignParameters, CheckpointError, loadCheckpoint, metadataJson, parseMetadataJson, saveCheckpoint, type Checkpoint,
@@ -89,8 +89,11 @@ export interface EpochRecord {
   /** Wall time of the epoch's steps, in seconds (evaluation excluded). */
   seconds: number;
   steps: number;
-  /** Steps with no update because every target in the batch was ignored. */
+  /** Steps with no update: every target in the batch was ignored, or (onNonfinite 'skip') the loss or
+   *  gradient was not finite. */
   skippedSteps: number;
+  /** Of those, the steps skipped for a non-finite loss or gradient. */
+  nonfiniteSteps: number;
 }
 
 export interface Evaluation {
@@ -110,10 +113,36 @@ export interface Evaluation {
 
 /** The training state a checkpoint carries beyond the parameters, for resuming bit-identically. */
 interface TrainingState {
+  /** Epochs completed. */
   epoch: number;
   step: number;
   schedulerSteps: number;
   hasMomentumBuffer: boolean;
+  /** Batches done of the epoch in progress (0 between epochs: a checkpoint written mid-epoch, on an
+   *  interrupt, resumes at the next batch), and that epoch's sums and skipped steps so far. */
+  batch: number;
+  epochSums: BatchSums;
+  epochSkipped: number;
+  epochNonfinite: number;
+}
+
+function freshState(): TrainingState {
+  return { epoch: 0, step: 0, schedulerSteps: 0, hasMomentumBuffer: false, batch: 0, epochSums: emptySums(), epochSkipped: 0, epochNonfinite: 0 };
+}
+
+type RowName = (row: number) => string;
+
+/** A step whose loss or gradient was NaN or infinite, with onNonfinite 'stop': nothing was applied. */
+export class NonfiniteError extends Error {
+  constructor(
+    message: string,
+    readonly step: number,
+    /** The shards whose loss or gradient was not finite, with their positions in the epoch's order. */
+    readonly shards: { shard: number; positions: [number, number]; rows: number[] }[],
+  ) {
+    super(message);
+    this.name = 'NonfiniteError';
+  }
 }
 
 const MOMENTUM_TENSOR = 'optimizer.momentum_buffer';
@@ -123,7 +152,7 @@ export class Trainer {
   readonly config: Readonly<ModelConfig>;
   readonly loss: Readonly<LossSpec>;
   private readonly core: Coordinator;
-  private state: TrainingState = { epoch: 0, step: 0, schedulerSteps: 0, hasMomentumBuffer: false };
+  private state: TrainingState = freshState();
   /** The call running on the pool, if any: every shard slot is in use by it. */
   private running: string | null = null;
   /** How the worker count was chosen, when it was workers: 'auto'. */
@@ -148,7 +177,7 @@ export class Trainer {
     this.config = modelConfig(this.options);
     this.loss = lossSpec(this.options);
     const o = this.options;
-    this.core = new Coordinator(this.config, this.loss, o.workers, o.shards, o.batchSize, o.reduction, o.kernels, o);
+    this.core = new Coordinator(this.config, this.loss, o, o);
     initParameters(this.core.params, o.layers, o.seed);
   }
 
@@ -173,9 +202,16 @@ export class Trainer {
     return this.core.params;
   }
 
-  /** Epochs and optimizer steps taken so far (continued by load()). */
-  get progress(): { epoch: number; step: number } {
-    return { epoch: this.state.epoch, step: this.state.step };
+  /** Epochs completed and optimizer steps taken so far, and batches done of the epoch in progress (not 0
+   *  only after fit() was interrupted mid-epoch); continued by load(). */
+  get progress(): { epoch: number; step: number; batch: number } {
+    return { epoch: this.state.epoch, step: this.state.step, batch: this.state.batch };
+  }
+
+  /** Worker failures (a throw, an exit, running out of memory, a hang) recovered from by re-running
+   *  their shards, over this Trainer's life. */
+  get recoveredFailures(): number {
+    return this.core.retries;
   }
 
   /** Replaces the parameters (only) with a checkpoint's, refusing one whose tensors do not fit. */
@@ -210,64 +246,90 @@ export class Trainer {
       throw new TypeError(`fit options.epochs must be a positive integer; got ${String(epochs)}`);
     }
     // Everything is validated and copied before the first step, so bad data costs no training time.
-    const data = shareDataset(train, this.config, this.loss, 'training data');
+    // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
+    const data = shareDataset(train, this.config, this.loss, 'training data', { losses: true });
     const val = fit.validation === undefined ? undefined
       : shareDataset(fit.validation, this.config, this.loss, 'validation data', { probabilities: true });
     try {
-      return await this.epochs(data, val, epochs, fit);
+      return await this.epochs(data, val, epochs, fit, train.rowName ?? ((r) => `row ${r}`));
     } finally {
       this.core.release(data);
       if (val !== undefined) this.core.release(val);
     }
   }
 
-  private async epochs(data: SharedDataset, val: SharedDataset | undefined, epochs: number, fit: FitOptions): Promise<EpochRecord[]> {
+  private async epochs(
+    data: SharedDataset, val: SharedDataset | undefined, epochs: number, fit: FitOptions, rowName: RowName,
+  ): Promise<EpochRecord[]> {
     const o = this.options;
     const batches = Math.ceil(data.rows / o.batchSize);
     const history: EpochRecord[] = [];
+    const st = this.state;
+    if (st.batch >= batches) {
+      throw new RangeError(`this Trainer stopped after batch ${st.batch} of an epoch, but the training data has only ${batches} batches; resume with the same data`);
+    }
     for (let e = 0; e < epochs; e++) {
-      const epoch = this.state.epoch + 1;
+      const epoch = st.epoch + 1;
       setOrder(data.order, o.shuffle ? o.seed : null, epoch);
-      const total = emptySums();
-      let skipped = 0;
       let lr = o.lr;
       const t0 = performance.now();
-      for (let b = 0; b < batches; b++) {
+      const first = st.batch; // 0, or where an interrupted epoch stopped
+      let turn = performance.now();
+      for (let b = first; b < batches; b++) {
+        // A step that ends quickly never leaves the microtask queue: every few milliseconds the event loop
+        // gets a turn, so that signals, timers and abort() reach this loop within a step or so.
+        if (performance.now() - turn > 10) {
+          await new Promise((resolve) => setImmediate(resolve));
+          turn = performance.now();
+        }
         if (fit.signal?.aborted) throw fit.signal.reason;
         const start = b * o.batchSize;
+        const end = Math.min(start + o.batchSize, data.rows);
         const tStep = performance.now();
         const h = this.hyper();
         lr = h.lr;
-        const { sums, decision } = await this.core.step(data, start, Math.min(start + o.batchSize, data.rows), {
+        const { sums, decision } = await this.core.step(data, start, end, {
           ...h, maxNorm: o.clipGradNorm, normType: o.clipNormType,
+        }).catch((err: unknown) => {
+          throw err instanceof ShardFailure ? this.shardError(err, data, rowName, `step ${st.step + 1} (epoch ${epoch}, batch ${b + 1} of ${batches})`) : err;
         });
-        if (decision.outcome === 'nonfinite' && o.clipGradNorm !== null && o.errorIfNonfinite) checkNormFinite(decision.gradNorm, o.clipNormType);
-        if (decision.outcome === 'nonfinite') throw new Error(`step ${this.state.step + 1}: the loss or the gradient is not finite (loss sum ${sums.lossSum}, gradient norm ${decision.gradNorm})`);
-        const gradNorm = o.clipGradNorm === null ? undefined : decision.gradNorm;
-        if (decision.outcome === 'no-targets') skipped++;
+        if (decision.outcome === 'nonfinite') {
+          if (o.clipGradNorm !== null && o.errorIfNonfinite) checkNormFinite(decision.gradNorm, o.clipNormType);
+          if (o.onNonfinite === 'stop') throw this.nonfiniteError(data, rowName, start, end, sums, decision.gradNorm, epoch, b + 1, batches);
+          st.epochNonfinite++;
+        }
+        if (decision.outcome !== 'update') st.epochSkipped++;
+        else st.hasMomentumBuffer = this.core.hasMomentumBuffer;
         const timing = stepTiming(this.core.timing, performance.now() - tStep);
-        this.state.step++;
-        if (o.schedule !== null && o.scheduleInterval === 'step') this.state.schedulerSteps++;
-        addSums(total, sums);
+        st.step++;
+        st.batch = b + 1;
+        if (o.schedule !== null && o.scheduleInterval === 'step') st.schedulerSteps++;
+        if (decision.outcome !== 'nonfinite') addSums(st.epochSums, sums);
         fit.onStep?.({
-          epoch, batch: b + 1, batches, step: this.state.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
-          ...(gradNorm === undefined ? {} : { gradNorm }), ...(sums.weightSum > 0 ? {} : { skipped: true }), timing,
+          epoch, batch: b + 1, batches, step: st.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
+          ...(o.clipGradNorm === null ? {} : { gradNorm: decision.gradNorm }),
+          ...(decision.outcome === 'update' ? {} : { skipped: true }), timing,
         });
       }
       const seconds = (performance.now() - t0) / 1000;
-      this.state.epoch = epoch;
-      this.state.hasMomentumBuffer = this.core.hasMomentumBuffer;
-      if (o.schedule !== null && o.scheduleInterval === 'epoch') this.state.schedulerSteps++;
+      const total = st.epochSums;
       const record: EpochRecord = {
         epoch,
         trainLoss: total.lossSum / total.weightSum,
         trainAccuracy: total.correct / total.counted,
         lr,
-        samplesPerSec: data.rows / seconds,
+        samplesPerSec: (data.rows - first * o.batchSize) / seconds,
         seconds,
         steps: batches,
-        skippedSteps: skipped,
+        skippedSteps: st.epochSkipped,
+        nonfiniteSteps: st.epochNonfinite,
       };
+      st.epoch = epoch;
+      st.batch = 0;
+      st.epochSums = emptySums();
+      st.epochSkipped = 0;
+      st.epochNonfinite = 0;
+      if (o.schedule !== null && o.scheduleInterval === 'epoch') st.schedulerSteps++;
       if (val !== undefined) {
         const ev = await this.evaluateShared(val);
         record.valLoss = ev.loss;
@@ -277,6 +339,57 @@ export class Trainer {
       await fit.onEpoch?.(record);
     }
     return history;
+  }
+
+  /** The error for a step whose loss or gradient was not finite: which shards, which samples, why. */
+  private nonfiniteError(
+    data: SharedDataset, rowName: RowName, start: number, end: number, sums: BatchSums, gradNorm: number,
+    epoch: number, batch: number, batches: number,
+  ): NonfiniteError {
+    const step = this.state.step + 1;
+    const bad = this.core.nonfiniteShards(start, end).map((sh) => {
+      const rows = Array.from(data.order.subarray(sh.positions[0], sh.positions[1]));
+      const perSample = data.lossOut;
+      const K = perSample !== null && perSample.length > data.rows ? perSample.length / data.rows : 1;
+      const named: string[] = [];
+      for (let p = sh.positions[0]; p < sh.positions[1] && perSample !== null; p++) {
+        for (let k = 0; k < K; k++) {
+          const v = perSample[p * K + k];
+          if (!Number.isFinite(v)) named.push(`${rowName(data.order[p])} (loss ${v}${K > 1 ? ` at output ${k}` : ''})`);
+        }
+      }
+      const what = named.length > 0
+        ? `non-finite loss in ${named.length} sample${named.length > 1 ? 's' : ''}: ${named.slice(0, 5).join(', ')}${named.length > 5 ? ', ...' : ''}`
+        : `a finite loss but a non-finite gradient, over samples ${rows.slice(0, 5).map(rowName).join(', ')}${rows.length > 5 ? ', ...' : ''}`;
+      return { shard: sh.shard, positions: sh.positions, rows, text: `shard ${sh.shard} (positions ${sh.positions[0]}-${sh.positions[1] - 1} of the epoch's order): ${what}` };
+    });
+    const o = this.options;
+    const message =
+      `step ${step} (epoch ${epoch}, batch ${batch} of ${batches}) gave a non-finite ` +
+      `${Number.isFinite(sums.lossSum) ? 'gradient' : `loss (${sums.lossSum})`} (gradient norm ${gradNorm}); the update was not ` +
+      `applied, so the parameters keep their values from before this step\n` +
+      bad.map((b) => `  ${b.text}\n`).join('') +
+      `hint: the usual causes are a learning rate too high for this model (options.lr / --lr, now ${o.lr}), inputs ` +
+      `that are not normalised (--normalize standardize, or features scaled to about [-1, 1]), or an extreme class ` +
+      `or positive weight; options.clipGradNorm (--clip-grad-norm) bounds the steps. To skip such steps and go on, ` +
+      `set options.onNonfinite to 'skip' (--on-nonfinite skip)`;
+    return new NonfiniteError(message, step, bad.map(({ shard, positions, rows }) => ({ shard, positions, rows })));
+  }
+
+  /** A ShardFailure with its samples named. */
+  private shardError(err: ShardFailure, data: SharedDataset, rowName: RowName, where: string): Error {
+    const [p0, p1] = err.positions;
+    const rows = Array.from(data.order.subarray(p0, p1), rowName);
+    const what = err.shard >= 0 ? `shard ${err.shard} of ${where}` : `the gradient reduction and update of ${where}`;
+    const e = new Error(
+      `${what} failed on ${err.attempts} workers in a row (options.shardRetries is ${this.options.shardRetries}), so it ` +
+      `is not bad luck but something in the shard or the code; its samples: positions ${p0}-${p1 - 1} of the order, ` +
+      `${rows.slice(0, 8).join(', ')}${rows.length > 8 ? `, ... (${rows.length} in all)` : ''}. The last worker error: ` +
+      `${err.cause.stack ?? err.cause.message}`,
+      { cause: err.cause },
+    );
+    e.name = 'ShardFailure';
+    return e;
   }
 
   /** Loss, accuracy, confusion matrix and per-class report of the current parameters on `data`. */
@@ -337,6 +450,9 @@ export class Trainer {
     } catch {
       throw new CheckpointError(path, `metadata "gradpool.state" is not valid JSON: ${text.slice(0, 80)}`);
     }
+    if (typeof s !== 'object' || s === null) {
+      throw new CheckpointError(path, `metadata "gradpool.state" is not a training state: ${text.slice(0, 120)}`);
+    }
     const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
     if (!count(s.epoch) || !count(s.step) || !count(s.schedulerSteps) || typeof s.hasMomentumBuffer !== 'boolean') {
       throw new CheckpointError(path, `metadata "gradpool.state" is not a training state: ${text.slice(0, 120)}`);
@@ -349,7 +465,15 @@ export class Trainer {
       this.core.momentumBuffer.set(m);
     }
     this.core.hasMomentumBuffer = s.hasMomentumBuffer;
-    this.state = { epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, hasMomentumBuffer: s.hasMomentumBuffer };
+    const sums = s.epochSums;
+    const partial = s.batch === undefined ? { batch: 0 } : {
+      batch: s.batch, epochSums: sums, epochSkipped: s.epochSkipped, epochNonfinite: s.epochNonfinite,
+    };
+    if (!count(partial.batch) || (partial.batch > 0 && !(count(s.epochSkipped) && count(s.epochNonfinite) && typeof sums === 'object' && sums !== null &&
+      ['lossSum', 'weightSum', 'correct', 'counted', 'rows'].every((k) => typeof (sums as unknown as Record<string, unknown>)[k] === 'number')))) {
+      throw new CheckpointError(path, `metadata "gradpool.state" has no valid position within its epoch: ${text.slice(0, 160)}`);
+    }
+    this.state = { ...freshState(), epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, hasMomentumBuffer: s.hasMomentumBuffer, ...partial };
   }
 
   /** Runs one pool call at a time: the shard slots belong to the running call until it ends. */

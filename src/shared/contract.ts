@@ -38,7 +38,8 @@ export interface WorkerInit {
   maxShardRows: number;
   /** (workers, TIME_FIELDS) float64: where each worker's share of the last step's update went. */
   times: SharedArrayBuffer;
-  /** (CONTROL_FIELDS) int32: the step protocol's control block, laid out by the kCtl* indices below. */
+  /** (controlFields(workers)) int32: the step protocol's control block, laid out by the kCtl* and
+   *  kWork* indices below. */
   control: SharedArrayBuffer;
   /** Worker count: how many count themselves done for each command. */
   workers: number;
@@ -137,29 +138,67 @@ export interface DatasetBuffers {
 
 // ---------------------------------------------------------------------------------------------------
 // The step protocol. Each worker runs one long piscina task, a loop that sleeps on the control block
-// until the coordinator posts a command, computes its share of the command's shards, counts itself
-// done, and sleeps again. A step command goes on inside the workers: at barrier kCtlReduced every
-// shard's gradient is in its slot, each worker sums the slots over its chunks of the parameters (step.ts)
-// and writes their norm partials; at barrier kCtlDecided every worker reads all the partials, decides the
-// same (update, clip factor, or nothing for a non-finite or empty batch) and applies SGD to its chunks,
-// reading the current half of the parameters and momentum and writing the other. The coordinator makes
-// that half current when all are done. A step therefore costs two notifications to and from the
-// coordinator and two barriers, and the coordinator's thread does no per-parameter work at all.
+// until the coordinator posts a command (bumps the generation g), computes its share of the command's
+// shards, stamps itself done, and sleeps again. A step command goes on inside the workers: at barrier
+// kPhaseReduced every shard's gradient is in its slot, each worker sums the slots over its chunks of the
+// parameters (step.ts) and writes their norm partials; at barrier kPhaseDecided every worker reads all
+// the partials, decides the same (update, clip factor, or nothing for a non-finite or empty batch) and
+// applies SGD to its chunks, reading the current half of the parameters and momentum and writing the
+// other. The coordinator makes that half current when every worker is done. A step therefore costs two
+// notifications to and from the coordinator and two barriers, and the coordinator's thread does no
+// per-parameter work.
+//
+// Barriers are per-worker stamps, g * 4 + phase, not counters, so that the coordinator can stand in for
+// a worker that died: it stamps the dead worker done (which passes every barrier of g), sets kCtlFailed
+// so the others apply nothing, and re-runs the command once a replacement has started. Since a step
+// reads one half of the parameters and writes the other, a re-run gives the same bits.
 // Int32 fields of the control block:
 export const kCtlGeneration = 0; // bumped by the coordinator for each command; workers wait on it
-export const kCtlDone = 1; // workers that have finished the current command; the last one notifies
+export const kCtlArrivals = 1; // bumped (and notified) at every stamp; barrier waits sleep on it
 export const kCtlCommand = 2; // kCmdStep, kCmdForward or kCmdStop
 export const kCtlDataset = 3; // the dataset's id
 export const kCtlStart = 4; // positions [start, end) of the dataset's order
 export const kCtlEnd = 5;
 export const kCtlShardRows = 6; // rows per shard (the last may be shorter)
 export const kCtlShards = 7; // shards in the command: shard s goes to slot s
-export const kCtlTasks = 8; // workers with work: min(workers, shards); the others only count in
-export const kCtlFailed = 9; // set by a worker whose command threw, before it counts in; its task rejects
-export const kCtlReduced = 10; // barrier of a step: workers whose shards are in their slots
-export const kCtlDecided = 11; // barrier of a step: workers whose share of the gradient is reduced
-export const kCtlParity = 12; // which half of the parameter and momentum buffers is current
-export const CONTROL_FIELDS = 13;
+export const kCtlTasks = 8; // workers with work: min(workers, shards); the others only take part in the step
+export const kCtlFailed = 9; // set when a worker failed during the command: nothing is applied
+export const kCtlParity = 10; // which half of the parameter and momentum buffers is current
+export const CONTROL_FIELDS = 11;
+// Then WORK_FIELDS int32 per worker, at CONTROL_FIELDS + w * WORK_FIELDS:
+export const kWorkStamp = 0; // g * 4 + the last phase the worker reached in command g
+export const kWorkShard = 1; // the shard (slot) it is computing, or -1
+export const kWorkThread = 2; // its thread's threadId (so the coordinator can tell which thread to stop)
+export const WORK_FIELDS = 3;
+export const kPhaseReduced = 1; // its shards are in their slots
+export const kPhaseDecided = 2; // its share of the gradient is reduced and its norm partials written
+export const kPhaseDone = 3; // the command is done (or failed) for it
+
+/** Int32s of a control block for `workers` workers. */
+export function controlFields(workers: number): number {
+  return CONTROL_FIELDS + workers * WORK_FIELDS;
+}
+
+/** The stamp of phase `phase` of command generation g. */
+export function stampOf(g: number, phase: number): number {
+  return g * 4 + phase;
+}
+
+/** True when every one of `workers` workers has stamped `stamp` or later. */
+export function allStamped(control: Int32Array, workers: number, stamp: number): boolean {
+  for (let w = 0; w < workers; w++) {
+    if (Atomics.load(control, CONTROL_FIELDS + w * WORK_FIELDS + kWorkStamp) < stamp) return false;
+  }
+  return true;
+}
+
+/** Stamps worker w at `stamp` (never backwards) and wakes whoever waits on a barrier. */
+export function stamp(control: Int32Array, w: number, value: number): void {
+  const i = CONTROL_FIELDS + w * WORK_FIELDS + kWorkStamp;
+  if (Atomics.load(control, i) < value) Atomics.store(control, i, value);
+  Atomics.add(control, kCtlArrivals, 1);
+  Atomics.notify(control, kCtlArrivals);
+}
 
 // A kCmdStep's hyperparameters, float64, written by the coordinator before the command.
 export const kHypLr = 0;
@@ -174,7 +213,8 @@ export const kCmdForward = 2; // loss stats (when the data has targets) and prob
 export const kCmdStop = 3; // leave the loop: the pool is closing
 
 /** The one piscina task each worker runs: its index, a port on which datasets arrive, and the
- *  generation when the task was posted (a command may be posted before the worker has started). */
+ *  generation when the task was posted (a command may be posted before the worker has started; a
+ *  replacement worker starts after the command it replaces a worker in). */
 export interface LoopTask {
   worker: number;
   port: MessagePort;

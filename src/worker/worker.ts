@@ -4,10 +4,12 @@
 // for a step, meet the other workers at two barriers to reduce and apply its share of the update
 // (step.ts); count itself done, sleep again.
 
-import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
+import { parseFaults } from '../shared/faults.js';
 import {
-  kCmdStep, kCmdStop, kCtlCommand, kCtlDataset, kCtlDecided, kCtlDone, kCtlEnd, kCtlFailed, kCtlGeneration, kCtlParity,
-  kCtlReduced, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks, kStatComputeMs, kStatCorrect, kStatCounted,
+  allStamped, CONTROL_FIELDS, kCmdStep, kCmdStop, kCtlArrivals, kCtlCommand, kCtlDataset, kCtlEnd, kCtlFailed,
+  kCtlGeneration, kCtlParity, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks, kPhaseDecided, kPhaseDone,
+  kPhaseReduced, kStatComputeMs, kStatCorrect, kStatCounted, kWorkShard, kWorkThread, stamp, stampOf, WORK_FIELDS,
   kStatLossSum, kStatRows, kStatWeightSum, kTimeReduceMs, kTimeUpdateMs, STAT_FIELDS, stateViews, taskShards, TIME_FIELDS,
   type DatasetBuffers, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
@@ -110,6 +112,8 @@ function gather(d: MappedDataset, p: number, B: number): void {
 
 /** The loop: one piscina task per worker for the pool's whole life. Returns when told to stop. */
 export default function loop(task: LoopTask): number {
+  const me = CONTROL_FIELDS + task.worker * WORK_FIELDS;
+  Atomics.store(control, me + kWorkThread, threadId);
   let seen = task.generation;
   for (;;) {
     // Sleeps until the coordinator bumps the generation (a command) and notifies.
@@ -117,27 +121,22 @@ export default function loop(task: LoopTask): number {
     seen = Atomics.load(control, kCtlGeneration);
     const command = control[kCtlCommand];
     if (command === kCmdStop) return 0;
-    const barriers = { reduced: false, decided: false };
+    // The shard stays set if this command fails: the coordinator reads it to say which shard failed.
+    Atomics.store(control, me + kWorkShard, -1);
     try {
-      runCommand(task, command, barriers);
+      runCommand(task, command, seen);
     } catch (err) {
-      // The others must not wait for this worker: it passes the barriers it has not reached, and the
-      // flag tells them (and the coordinator) to apply nothing.
+      // The flag tells the others (and the coordinator) to apply nothing; the stamp below passes
+      // every barrier of this command, so nobody waits for this worker. Then its task rejects.
       Atomics.store(control, kCtlFailed, 1);
-      if (command === kCmdStep) {
-        if (!barriers.reduced) arrive(kCtlReduced);
-        if (!barriers.decided) arrive(kCtlDecided);
-      }
       throw err;
     } finally {
-      // The last worker in wakes the coordinator; a worker that failed counts in too (then its task
-      // rejects with the error), so the coordinator never waits on it.
-      if (Atomics.add(control, kCtlDone, 1) + 1 === init.workers) Atomics.notify(control, kCtlDone);
+      stamp(control, task.worker, stampOf(seen, kPhaseDone));
     }
   }
 }
 
-function runCommand(task: LoopTask, command: number, barriers: { reduced: boolean; decided: boolean }): void {
+function runCommand(task: LoopTask, command: number, g: number): void {
   const tasks = control[kCtlTasks];
   const shards = control[kCtlShards];
   const parity = control[kCtlParity] === 0 ? 0 : 1;
@@ -146,7 +145,7 @@ function runCommand(task: LoopTask, command: number, barriers: { reduced: boolea
     const [s0, s1] = taskShards(task.worker, tasks, shards);
     const start = control[kCtlStart];
     const shardRows = control[kCtlShardRows];
-    runShards(d, command === kCmdStep, parity, start + s0 * shardRows, Math.min(start + s1 * shardRows, control[kCtlEnd]), shardRows, s0);
+    runShards(task.worker, g, d, command === kCmdStep, parity, start + s0 * shardRows, Math.min(start + s1 * shardRows, control[kCtlEnd]), shardRows, s0);
   }
   if (command !== kCmdStep) return;
   // Every worker, with shards or not, takes its chunks of the reduction and of the update.
@@ -154,38 +153,39 @@ function runCommand(task: LoopTask, command: number, barriers: { reduced: boolea
   const row = task.worker * TIME_FIELDS;
   times[row + kTimeReduceMs] = 0;
   times[row + kTimeUpdateMs] = 0;
-  barriers.reduced = true;
-  arrive(kCtlReduced);
-  if (Atomics.load(control, kCtlFailed) !== 0) return;
+  Atomics.store(control, CONTROL_FIELDS + task.worker * WORK_FIELDS + kWorkShard, -1);
+  if (!barrier(task.worker, stampOf(g, kPhaseReduced))) return;
   const t0 = performance.now();
+  faults?.(g, task.worker, 'reduce', -1);
   const sums = readBatchSums(stats, shards);
   if (sums.weightSum > 0) reduceShare(stepKernels, step, sums, shards, init.mean, c0, c1);
   const t1 = performance.now();
-  barriers.decided = true;
-  arrive(kCtlDecided);
-  if (Atomics.load(control, kCtlFailed) !== 0) return;
+  if (!barrier(task.worker, stampOf(g, kPhaseDecided))) return;
   const t2 = performance.now();
+  faults?.(g, task.worker, 'update', -1);
   const decision = decideStep(sums, step.partials, chunks, step.hyper);
   if (decision.outcome === 'update') updateShare(stepKernels, step, decision, init.sgd, parity, c0, c1);
   times[row + kTimeReduceMs] = t1 - t0;
   times[row + kTimeUpdateMs] = performance.now() - t2;
 }
 
-/** A barrier of `init.workers` threads on the control field (reset to 0 by the coordinator). */
-function arrive(field: number): void {
-  const n = init.workers;
-  let seen = Atomics.add(control, field, 1) + 1;
-  if (seen === n) {
-    Atomics.notify(control, field);
-    return;
+/**
+ * Stamps this worker at `value` and waits until every worker has: a barrier of the step. False when a
+ * worker failed in this command (then there is nothing more to do). The wait has no time limit of its
+ * own: a worker that dies is stamped by the coordinator, and one that hangs is stopped by it.
+ */
+function barrier(worker: number, value: number): boolean {
+  stamp(control, worker, value);
+  for (;;) {
+    const arrivals = Atomics.load(control, kCtlArrivals);
+    if (allStamped(control, init.workers, value)) break;
+    Atomics.wait(control, kCtlArrivals, arrivals);
   }
-  // No spinning: measured, a spin of up to 100,000 polls before the wait gained nothing beyond this
-  // shared machine's run-to-run noise, and a spinning thread takes a core from whoever needs it.
-  while (seen < n) {
-    Atomics.wait(control, field, seen);
-    seen = Atomics.load(control, field);
-  }
+  return Atomics.load(control, kCtlFailed) === 0;
 }
+
+/** Faults to inject, for the fault-tolerance tests only (GRADPOOL_FAULTS, see faults.ts). */
+const faults = parseFaults(process.env.GRADPOOL_FAULTS);
 
 /** The dataset `id`, mapping whatever has arrived on the port first (messages are datasets to map, or
  *  { release: id } for one the coordinator no longer uses). */
@@ -202,14 +202,18 @@ function dataset(port: MessagePort, id: number): MappedDataset {
 
 /** Computes the shards of positions [start, end), shard j into slot firstSlot + j. */
 function runShards(
-  d: MappedDataset, grad: boolean, parity: 0 | 1, start: number, end: number, shardRows: number, firstSlot: number,
+  worker: number, g: number, d: MappedDataset, grad: boolean, parity: 0 | 1, start: number, end: number, shardRows: number,
+  firstSlot: number,
 ): void {
+  const me = CONTROL_FIELDS + worker * WORK_FIELDS;
   local?.params.set(sharedParams[parity]);
   const params = paramViews[parity];
   const hasTargets = d.yIndex !== null || d.yValue !== null;
   const indexTargets = d.yIndex !== null;
   for (let p = start, slot = firstSlot; p < end; p += shardRows, slot++) {
     const B = Math.min(shardRows, end - p);
+    Atomics.store(control, me + kWorkShard, slot);
+    faults?.(g, worker, 'compute', slot);
     const t0 = performance.now();
     gather(d, p, B);
     forward(scratch, model, params, B, kernels);

@@ -6,6 +6,7 @@
 import { createReadStream } from 'node:fs';
 import { CsvError, parse, type Info, type InfoRecord } from 'csv-parse';
 import { DataError } from '../errors.js';
+import { currentMemoryLimit, formatBytes, MAX_TYPED_ARRAY_LENGTH } from '../memory.js';
 import type { LoadedData } from './index.js';
 
 export interface CsvOptions {
@@ -19,11 +20,16 @@ export interface CsvOptions {
   header?: boolean | 'auto';
   /** Default ','. */
   delimiter?: string;
+  /** The longest line accepted, in characters; default MAX_LINE_CHARS (64 MiB). A longer one is refused
+   *  as soon as it is reached (a binary file, or a file without line breaks), not buffered whole. */
+  maxLineLength?: number;
 }
 
 const DEFAULTS = { header: 'auto', delimiter: ',' } as const;
 
 const INITIAL_ROWS = 1024;
+/** The default maxLineLength: a longer line is not a row of numbers. 1M features of 60 characters fit. */
+export const MAX_LINE_CHARS = 64 * 1024 * 1024;
 const NON_FINITE = /^[+-]?(nan|inf|infinity)$/i;
 
 /** Loads a CSV file; see CsvOptions. Rows keep the file's order. */
@@ -33,6 +39,7 @@ export async function loadCsv(path: string, options: CsvOptions): Promise<Loaded
     ...options,
     header: options.header ?? DEFAULTS.header,
     delimiter: options.delimiter ?? DEFAULTS.delimiter,
+    maxLineLength: options.maxLineLength ?? MAX_LINE_CHARS,
   };
   validateOptions(opts);
   const reader = new CsvReader(path, opts);
@@ -48,6 +55,7 @@ export async function loadCsv(path: string, options: CsvOptions): Promise<Loaded
       skip_empty_lines: true,
       relax_column_count: true, // counted here instead, for a message naming the header and both counts
       bom: true,
+      max_record_size: opts.maxLineLength,
       on_record: (record: string[], info: InfoRecord) => {
         reader.add(record, info);
         return null;
@@ -90,6 +98,9 @@ function validateOptions(opts: Required<CsvOptions>): void {
   }
   if (typeof opts.delimiter !== 'string' || opts.delimiter === '') {
     throw new TypeError(`options.delimiter must be a non-empty string; got ${JSON.stringify(opts.delimiter)}`);
+  }
+  if (!Number.isSafeInteger(opts.maxLineLength) || opts.maxLineLength < 1) {
+    throw new RangeError(`options.maxLineLength must be a positive integer (characters); got ${String(opts.maxLineLength)}`);
   }
 }
 
@@ -136,7 +147,7 @@ class CsvReader {
           : 'every row needs one cell per column; fill in the missing values',
       );
     }
-    if (this.rows === this.capacity) this.grow();
+    if (this.rows === this.capacity) this.grow(line);
     const r = this.rows;
     const D = this.featureColumns.length;
     for (let f = 0; f < D; f++) this.x[r * D + f] = this.number(record, this.featureColumns[f], line);
@@ -157,10 +168,12 @@ class CsvReader {
     }
     const D = this.featureColumns.length;
     const K = this.labelOrder.length;
-    const lines = this.lines.slice(0, rows);
+    // Trimmed copies, unless the copies would not fit beside the arrays: then views of them.
+    const copy = (this.capacity + rows) * 4 * (D + K + 1) <= currentMemoryLimit().bytes;
+    const lines = copy ? this.lines.slice(0, rows) : this.lines.subarray(0, rows);
     const data: LoadedData = {
-      x: this.x.slice(0, rows * D),
-      y: this.y.slice(0, rows * K),
+      x: copy ? this.x.slice(0, rows * D) : this.x.subarray(0, rows * D),
+      y: copy ? this.y.slice(0, rows * K) : this.y.subarray(0, rows * K),
       rows,
       features: D,
       targetColumns: K,
@@ -176,6 +189,20 @@ class CsvReader {
       return new DataError(
         `${this.path}: a quoted field is never closed; the file ends inside quotes (the last complete record ends on line ${this.lastLine})`,
         'close the quote, or double quotes inside a quoted field ("")',
+      );
+    }
+    if (err.code === 'CSV_INVALID_CLOSING_QUOTE' || err.code === 'CSV_NON_TRIMABLE_CHAR_AFTER_CLOSING_QUOTE') {
+      return new DataError(
+        `${this.path} line ${err.lines}, ${this.columnName(err.column as number)}: a closing quote is followed by more of the field; ` +
+          `expected the delimiter ${JSON.stringify(this.opts.delimiter)} or the end of the line after it`,
+        'quote the whole field and double the quotes inside it ("a ""b"" c")',
+      );
+    }
+    if (err.code === 'CSV_MAX_RECORD_SIZE') {
+      return new DataError(
+        `${this.path} line ${err.lines}: a row longer than ${this.opts.maxLineLength} characters (options.maxLineLength); expected lines of numbers ` +
+          `separated by ${JSON.stringify(this.opts.delimiter)}`,
+        'is this a CSV file? a binary file, or one without line breaks, looks like this',
       );
     }
     if (err.code === 'INVALID_OPENING_QUOTE') {
@@ -277,7 +304,7 @@ class CsvReader {
     }
     if (!Number.isFinite(v) || !Number.isFinite(Math.fround(v))) {
       throw new DataError(
-        Number.isFinite(v)
+        !NON_FINITE.test(cell.trim())
           ? `${this.where(line, c)}: '${clip(cell)}' is outside the float32 range (about ±3.4e38)`
           : `${this.where(line, c)}: '${clip(cell)}' is not a finite number; expected a finite number`,
         'features and targets must be finite; impute or drop the missing values before loading',
@@ -305,10 +332,34 @@ class CsvReader {
     return v;
   }
 
-  private grow(): void {
-    const capacity = Math.max(INITIAL_ROWS, 2 * this.capacity);
+  /**
+   * Makes room for more rows: twice as many, but never more than one typed array holds or than fits in
+   * memory beside the arrays being copied from. When not even one more row fits, refuses the file at
+   * `line`, with the rows read so far, the size they need and the limit, before allocating.
+   */
+  private grow(line: number): void {
     const D = this.featureColumns.length;
     const K = this.labelOrder.length;
+    const rowBytes = 4 * (D + K + 1); // x, y and the line number
+    const limit = currentMemoryLimit();
+    const maxRows = Math.min(
+      Math.floor(MAX_TYPED_ARRAY_LENGTH / Math.max(D, K)),
+      Math.floor(limit.bytes / rowBytes) - this.capacity, // the new arrays beside the old ones
+    );
+    const capacity = Math.min(Math.max(INITIAL_ROWS, 2 * this.capacity), maxRows);
+    if (capacity <= this.rows) {
+      const rows = this.rows + 1;
+      const byMemory = Math.floor(MAX_TYPED_ARRAY_LENGTH / Math.max(D, K)) >= rows;
+      throw new DataError(
+        `${this.path} line ${line}: ${rows} rows of ${D} float32 features and ${K} target${K === 1 ? '' : 's'} ` +
+          (byMemory
+            ? `need ${formatBytes((rows + this.capacity) * rowBytes)} while they are read, more than the ` +
+              `${formatBytes(limit.bytes)} memory limit (${limit.source})`
+            : `need ${rows * Math.max(D, K)} values in one array, more than the ${MAX_TYPED_ARRAY_LENGTH} one typed ` +
+              `array can hold in Node ${process.versions.node}`),
+        'train on a part of the file, or on a machine with more memory',
+      );
+    }
     const x = new Float32Array(capacity * D);
     x.set(this.x);
     const y = this.opts.targets === 'index' ? new Int32Array(capacity * K) : new Float32Array(capacity * K);

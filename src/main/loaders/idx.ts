@@ -1,10 +1,12 @@
 // IDX files, the format MNIST ships in: magic 0x00 0x00 <type> <ndims>, ndims big-endian uint32 sizes,
 // then the values big-endian. A gzip file (magic 1f 8b) is gunzipped first. decodeIdx checks the
-// header against the byte count before allocating anything; loadIdx pairs an images and a labels file.
+// header against the byte count, and the sizes it declares against memory, before allocating anything
+// (for a gzip file, before gunzipping more than its header); loadIdx pairs an images and a labels file.
 
 import { readFile } from 'node:fs/promises';
-import { gunzipSync } from 'node:zlib';
+import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { DataError, shapeText } from '../errors.js';
+import { checkArray, checkMemory, formatBytes, MAX_TYPED_ARRAY_LENGTH } from '../memory.js';
 import type { LoadedData } from './index.js';
 
 export type IdxArray = Float64Array | Float32Array | Uint8Array | Int8Array | Int16Array | Int32Array;
@@ -32,54 +34,126 @@ function fill<T extends IdxArray>(out: T, value: (i: number) => number): T {
 
 /** Decodes an IDX file (gzipped or not); `path` names it in errors. */
 export function decodeIdx(bytes: Uint8Array, path: string): { dims: number[]; data: IdxArray } {
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    try {
-      bytes = gunzipSync(bytes);
-    } catch (err) {
-      throw new DataError(`${path}: starts like a gzip file but cannot be gunzipped (${(err as Error).message})`,
-        'the download may be incomplete; fetch the file again');
-    }
-  }
-  if (bytes.length < 4) {
-    throw new DataError(`${path}: ${bytes.length} bytes is shorter than the 4-byte IDX header`,
+  const gzipped = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
+  // Of a gzip file, only enough is gunzipped at first to read the header; the rest once its size is known.
+  const head = gzipped ? gunzipHead(bytes, path) : bytes;
+  if (head.length < 4) {
+    throw new DataError(`${path}: ${head.length} bytes${gzipped ? ' once gunzipped' : ''} is shorter than the 4-byte IDX header`,
       'expected an IDX file such as train-images-idx3-ubyte(.gz)');
   }
-  if (bytes[0] !== 0 || bytes[1] !== 0) {
+  if (head[0] !== 0 || head[1] !== 0) {
     throw new DataError(
-      `${path}: not an IDX file: the first two bytes are ${hex(bytes[0])} ${hex(bytes[1])}; expected 0x00 0x00`,
+      `${path}: not an IDX file: the first two bytes${gzipped ? ' once gunzipped' : ''} are ${hex(head[0])} ${hex(head[1])}; expected 0x00 0x00`,
       'expected an IDX file such as train-images-idx3-ubyte(.gz); for CSV files use loadCsv',
     );
   }
-  const type = IDX_TYPES[bytes[2]];
+  const type = IDX_TYPES[head[2]];
   if (type === undefined) {
     throw new DataError(
-      `${path}: unknown IDX type code ${hex(bytes[2])} (byte 2); expected 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32 or 0x0E f64`,
+      `${path}: unknown IDX type code ${hex(head[2])} (byte 2); expected 0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32 or 0x0E f64`,
     );
   }
-  const ndims = bytes[3];
+  const ndims = head[3];
   if (ndims === 0) throw new DataError(`${path}: the IDX header declares 0 dimensions (byte 3); expected at least 1`);
   const headerBytes = 4 + 4 * ndims;
-  if (bytes.length < headerBytes) {
+  if (head.length < headerBytes) {
     throw new DataError(
-      `${path}: truncated header: ${ndims} dimensions need a ${headerBytes}-byte header; the file has ${bytes.length} bytes`,
+      `${path}: truncated header: ${ndims} dimensions need a ${headerBytes}-byte header; the file has ${head.length} bytes` +
+        (gzipped ? ' once gunzipped' : ''),
     );
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headView = new DataView(head.buffer, head.byteOffset, head.byteLength);
   const dims: number[] = [];
-  for (let d = 0; d < ndims; d++) dims.push(view.getUint32(4 + 4 * d, false));
-  // Sizes are checked against the bytes actually present before anything is allocated, so a corrupt
-  // header declaring billions of values fails here instead of in the allocator. The product is a double:
-  // past 2^53 it is inexact, but then it is far beyond any real file length and cannot match.
+  for (let d = 0; d < ndims; d++) dims.push(headView.getUint32(4 + 4 * d, false));
+  // Sizes are checked before anything is allocated, so a corrupt header declaring billions of values fails
+  // here instead of in the allocator. The product is a double: past 2^53 it is inexact, but then it is
+  // far beyond any real file length or memory limit, which is all it is compared with.
   const count = dims.reduce((a, b) => a * b, 1);
   const expected = count * type.size;
+  const what = `shape ${shapeText(dims)} of ${type.name} needs ${expected} bytes of data after the ${headerBytes}-byte header`;
+  if (gzipped) {
+    // The whole file, once gunzipped, is one Buffer; then the values are copied out of it.
+    const declared = `${path}: the IDX header declares shape ${shapeText(dims)} of ${type.name}, which`;
+    const total = headerBytes + expected;
+    if (total > MAX_TYPED_ARRAY_LENGTH) {
+      throw new DataError(
+        `${declared} gunzipped needs ${formatBytes(total)}, more than the ${formatBytes(MAX_TYPED_ARRAY_LENGTH)} ` +
+          `Node ${process.versions.node} can gunzip into one Buffer`,
+        'the header may be damaged; otherwise split the data into several files',
+      );
+    }
+    checkMemory(`${declared} gunzipped and decoded would`, total + expected, 'the header may be damaged; otherwise the data needs a machine with more memory');
+    bytes = gunzipAll(bytes, path, total);
+  } else if (bytes.length - headerBytes >= expected) {
+    checkArray(`${path}: shape ${shapeText(dims)} of ${type.name} values`, count, type.size, type.name);
+  }
   const found = bytes.length - headerBytes;
   if (found !== expected) {
-    const what = `shape ${shapeText(dims)} of ${type.name} needs ${expected} bytes of data after the ${headerBytes}-byte header; found ${found}`;
+    const message = `${what}; found ${found}${gzipped ? ' once gunzipped' : ''}`;
     throw found < expected
-      ? new DataError(`${path}: truncated: ${what}`, 'the file may be cut short; fetch it again')
-      : new DataError(`${path}: ${found - expected} trailing bytes: ${what}`);
+      ? new DataError(`${path}: truncated: ${message}`, 'the file may be cut short; fetch it again')
+      : new DataError(`${path}: ${found - expected} trailing bytes: ${message}`);
   }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   return { dims, data: type.read(view, headerBytes, count) };
+}
+
+/** The IDX header's bytes at most: 4 + 4 * 255. */
+const MAX_IDX_HEADER = 4 + 4 * 255;
+/** How much gunzipping a prefix may produce while looking for the header. */
+const HEAD_OUTPUT_LIMIT = 1 << 20;
+
+/**
+ * The start of a gzip file's contents, at least the IDX header when the file has one: prefixes of growing
+ * length are gunzipped with Z_SYNC_FLUSH (which returns what a cut stream holds instead of failing), each
+ * allowed at most HEAD_OUTPUT_LIMIT bytes of output, so a file that gunzips to terabytes costs nothing here.
+ */
+function gunzipHead(bytes: Uint8Array, path: string): Uint8Array {
+  let tooSmall = 0; // a prefix length known to give less than the header
+  let tooLarge = bytes.length + 1; // a prefix length known to give more than HEAD_OUTPUT_LIMIT
+  let n = Math.min(64, bytes.length);
+  for (let attempt = 0; attempt < 64; attempt++) {
+    let out: Uint8Array | null;
+    try {
+      out = gunzipSync(bytes.subarray(0, n), { finishFlush: zlibConstants.Z_SYNC_FLUSH, maxOutputLength: HEAD_OUTPUT_LIMIT });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_BUFFER_TOO_LARGE') throw gunzipError(path, err);
+      out = null;
+    }
+    if (out !== null && (out.length >= MAX_IDX_HEADER || (out.length >= 4 && out.length >= 4 + 4 * out[3]))) return out;
+    if (out !== null && n === bytes.length) {
+      // All of it gives less than a header: gunzip it strictly, so that a cut or corrupt stream says so.
+      try {
+        return gunzipSync(bytes, { maxOutputLength: HEAD_OUTPUT_LIMIT });
+      } catch (err) {
+        throw gunzipError(path, err);
+      }
+    }
+    if (out === null) tooLarge = n;
+    else tooSmall = n;
+    const next = out === null ? Math.floor((tooSmall + tooLarge) / 2) : Math.min(4 * n, tooLarge - 1, bytes.length);
+    if (next <= tooSmall || next >= tooLarge) break;
+    n = next;
+  }
+  // Only a stream built to defeat the search gets here (a byte that gunzips to over a megabyte).
+  throw new DataError(`${path}: the IDX header cannot be read from this gzip stream`, 'fetch the file again');
+}
+
+/** Gunzips a whole file whose header declares `size` bytes, allowing one byte more to detect extra data. */
+function gunzipAll(bytes: Uint8Array, path: string, size: number): Uint8Array {
+  try {
+    return gunzipSync(bytes, { maxOutputLength: Math.min(size + 1, MAX_TYPED_ARRAY_LENGTH) });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw new DataError(`${path}: trailing bytes: gunzipped, the file is longer than the ${size} bytes its IDX header declares`);
+    }
+    throw gunzipError(path, err);
+  }
+}
+
+function gunzipError(path: string, err: unknown): DataError {
+  return new DataError(`${path}: starts like a gzip file but cannot be gunzipped (${(err as Error).message})`,
+    'the download may be incomplete; fetch the file again');
 }
 
 /** Loads an images file (N, d1, d2, ...) and a labels file (N,) of class indices. Values stay raw
@@ -111,6 +185,9 @@ export async function loadIdx(imagesPath: string, labelsPath: string): Promise<L
   if (rows === 0) throw new DataError(`${imagesPath}: no images (shape ${shapeText(images.dims)})`);
   if (features === 0) throw new DataError(`${imagesPath}: images of shape ${shapeText(images.dims)} have no features`);
 
+  checkArray(`${imagesPath}: ${rows} x ${features} float32 features`, rows * features, 4, 'float32');
+  checkMemory(`${imagesPath}: ${rows} x ${features} float32 features beside the decoded file`,
+    4 * rows * features + images.data.byteLength + labels.data.byteLength);
   const x = new Float32Array(rows * features);
   const src = images.data;
   for (let i = 0; i < src.length; i++) {

@@ -1,0 +1,59 @@
+// Fault injection for the fault-tolerance tests: GRADPOOL_FAULTS, read by each worker at start-up, is a
+// JSON list of faults, each made to happen at a point of the step protocol. Unset (always, outside the
+// tests) it costs one null check per shard.
+//
+//   [{ "kind": "throw" | "exit" | "oom" | "hang",
+//      "phase": "compute" | "reduce" | "update",
+//      "generation"?: g,   // the command's generation (its number in the Trainer's life, from 1)
+//      "worker"?: w,       // the worker index
+//      "shard"?: s }]      // the shard being computed (compute phase only)
+//
+// A fault fires wherever every key it gives matches: with a generation, once (a re-run is a new
+// generation); without one, at every match (a shard that always fails).
+
+export type FaultKind = 'throw' | 'exit' | 'oom' | 'hang';
+export type FaultPhase = 'compute' | 'reduce' | 'update';
+
+export interface Fault {
+  kind: FaultKind;
+  phase: FaultPhase;
+  generation?: number;
+  worker?: number;
+  shard?: number;
+}
+
+const KINDS: readonly FaultKind[] = ['throw', 'exit', 'oom', 'hang'];
+const PHASES: readonly FaultPhase[] = ['compute', 'reduce', 'update'];
+
+/** The injector for GRADPOOL_FAULTS's value, or null when it is unset or empty. */
+export function parseFaults(text: string | undefined): ((g: number, worker: number, phase: FaultPhase, shard: number) => void) | null {
+  if (text === undefined || text === '') return null;
+  const list = JSON.parse(text) as Fault[];
+  if (!Array.isArray(list) || !list.every((f) => KINDS.includes(f.kind) && PHASES.includes(f.phase))) {
+    throw new TypeError(`GRADPOOL_FAULTS must be a JSON list of { kind: ${KINDS.join('|')}, phase: ${PHASES.join('|')}, ... }; got ${text}`);
+  }
+  return (g, worker, phase, shard) => {
+    for (const f of list) {
+      if (f.phase !== phase || (f.generation !== undefined && f.generation !== g)) continue;
+      if ((f.worker !== undefined && f.worker !== worker) || (f.shard !== undefined && f.shard !== shard)) continue;
+      inject(f, `injected ${f.kind} fault in the ${phase} phase of command ${g} on worker ${worker}${shard >= 0 ? `, shard ${shard}` : ''}`);
+    }
+  };
+}
+
+function inject(f: Fault, what: string): void {
+  switch (f.kind) {
+    case 'throw':
+      throw new Error(what);
+    case 'exit':
+      process.exit(7); // in a worker thread, ends the thread
+      break;
+    case 'oom': {
+      // Grows the heap until V8 stops the thread (piscina's resourceLimits make that quick).
+      const hoard: number[][] = [];
+      for (;;) hoard.push(new Array<number>(1 << 20).fill(hoard.length));
+    }
+    case 'hang':
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0); // forever
+  }
+}

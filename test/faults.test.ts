@@ -1,0 +1,160 @@
+// Fault tolerance, against the same run without faults as the reference: workers that throw, exit, run
+// out of memory or hang at random points of many steps (GRADPOOL_FAULTS, src/shared/faults.ts) must leave
+// the trained parameters bit-identical; a shard that always fails must stop training with an error that
+// names it; a non-finite step must never be applied; an interrupted run must resume bit-identically.
+
+import { afterEach, describe, expect, it } from 'vitest';
+import { Trainer, type TrainerOptions } from '../src/main/index.js';
+import type { Fault } from '../src/shared/faults.js';
+import { Rng } from '../src/shared/rng.js';
+import { sameBits, trainers } from './helpers.js';
+
+const { make } = trainers();
+
+// 256 rows of 12 features in 3 separable-ish classes; 8 batches of 32 per epoch, 4 shards each.
+const rng = new Rng(11);
+const N = 256;
+const D = 12;
+const x = new Float32Array(N * D);
+const y = new Int32Array(N);
+for (let i = 0; i < N; i++) {
+  y[i] = i % 3;
+  for (let d = 0; d < D; d++) x[i * D + d] = rng.uniform(1) + (d % 3 === y[i] ? 1 : 0);
+}
+const data = { x, y, rowName: (r: number) => `sample #${r}` };
+const base: TrainerOptions = { layers: [D, 16, 3], batchSize: 32, shards: 4, lr: 0.1, momentum: 0.9, seed: 3 };
+const EPOCHS = 3;
+const STEPS = EPOCHS * (N / 32);
+
+async function reference(workers: number): Promise<Float32Array> {
+  const t = make({ ...base, workers });
+  await t.fit(data, { epochs: EPOCHS });
+  return t.parameters.slice();
+}
+
+/** Runs with GRADPOOL_FAULTS set while the Trainer lives (replacement workers read it too). */
+async function withFaults<T>(faults: Fault[], run: () => Promise<T>): Promise<T> {
+  process.env.GRADPOOL_FAULTS = JSON.stringify(faults);
+  try {
+    return await run();
+  } finally {
+    delete process.env.GRADPOOL_FAULTS;
+  }
+}
+
+/** Trains the reference run's epochs with these faults injected; the parameters and failures recovered. */
+async function faultyRun(faults: Fault[], options: TrainerOptions = {} as TrainerOptions): Promise<{ got: Float32Array; recovered: number }> {
+  return withFaults(faults, async () => {
+    const t = make({ ...base, workers: 2, ...options });
+    await t.fit(data, { epochs: EPOCHS });
+    return { got: t.parameters.slice(), recovered: t.recoveredFailures };
+  });
+}
+
+afterEach(() => {
+  delete process.env.GRADPOOL_FAULTS;
+});
+
+describe('worker failures', () => {
+  it('survives workers that throw or exit at random points of many steps, with the same bits', async () => {
+    const want = await reference(2);
+    const pick = new Rng(5);
+    const phases = ['compute', 'reduce', 'update'] as const;
+    // One fault in each of 12 distinct commands, spread over the run (commands are numbered from 1; a
+    // re-run is a new command, so later faults land a little earlier in the run than their number).
+    const generations = new Set<number>();
+    while (generations.size < 12) generations.add(2 + pick.nextInt(STEPS - 2));
+    const faults: Fault[] = [...generations].map((generation, i) => ({
+      kind: i % 2 === 0 ? 'throw' : 'exit', phase: phases[pick.nextInt(3)], generation, worker: pick.nextInt(2),
+    }));
+    const { got, recovered } = await faultyRun(faults);
+    expect(recovered).toBe(12);
+    expect(sameBits(got, want)).toBe(true);
+  }, 60_000);
+
+  it('re-runs the shard of a worker that runs out of memory (piscina resourceLimits), with the same bits', async () => {
+    const want = await reference(2);
+    const { got, recovered } = await faultyRun([{ kind: 'oom', phase: 'compute', generation: 5, worker: 1 }], { workerHeapMb: 96 } as TrainerOptions);
+    expect(recovered).toBe(1);
+    expect(sameBits(got, want)).toBe(true);
+  }, 60_000);
+
+  it('stops a worker that hangs once workerTimeout passes without progress, and re-runs its shard', async () => {
+    const want = await reference(2);
+    const { got, recovered } = await faultyRun([{ kind: 'hang', phase: 'compute', generation: 7, worker: 0 }], { workerTimeout: 500 } as TrainerOptions);
+    expect(recovered).toBe(1);
+    expect(sameBits(got, want)).toBe(true);
+  }, 60_000);
+
+  it('gives up on a shard that fails on every worker, naming the shard, its samples and the error', async () => {
+    await withFaults([{ kind: 'throw', phase: 'compute', shard: 2 }], async () => {
+      const t = make({ ...base, workers: 2, shardRetries: 2, shuffle: false });
+      const before = t.parameters.slice();
+      const err = await t.fit(data, { epochs: 1 }).then(() => null, (e: unknown) => e as Error);
+      expect(err).toBeInstanceOf(Error);
+      // step 1's shard 2 is positions 16-23 of the (unshuffled) order: samples 16 to 23
+      expect(err!.message).toMatch(/^shard 2 of step 1 \(epoch 1, batch 1 of 8\) failed on 3 workers in a row \(options\.shardRetries is 2\)/);
+      expect(err!.message).toContain('positions 16-23 of the order, sample #16, sample #17');
+      expect(err!.message).toContain('injected throw fault in the compute phase');
+      expect(t.recoveredFailures).toBe(2);
+      // nothing of the failed step was applied
+      expect(sameBits(t.parameters, before)).toBe(true);
+    });
+  }, 60_000);
+});
+
+describe('non-finite steps', () => {
+  // A learning rate this large overflows the logits within a few steps.
+  const wild: TrainerOptions = { ...base, lr: 1e18, momentum: 0, workers: 2 };
+
+  it("stops with onNonfinite 'stop' (default), naming the step, the shard and samples, nothing applied", async () => {
+    const t = make(wild);
+    let last: Float32Array | null = null;
+    const err = await t.fit(data, { epochs: 2, onStep: () => (last = t.parameters.slice()) }).then(() => null, (e: unknown) => e as Error);
+    expect(err?.name).toBe('NonfiniteError');
+    expect(err!.message).toMatch(/^step \d+ \(epoch \d, batch \d of 8\) gave a non-finite (loss|gradient)/);
+    expect(err!.message).toMatch(/shard \d \(positions \d+-\d+ of the epoch's order\): /);
+    expect(err!.message).toMatch(/sample #\d+ \(loss (NaN|Infinity)\)|non-finite gradient, over samples sample #/);
+    expect(err!.message).toContain('a learning rate too high');
+    expect(last).not.toBeNull();
+    // the parameters are those after the last good step, and finite
+    expect(sameBits(t.parameters, last!)).toBe(true);
+    expect(t.parameters.every(Number.isFinite)).toBe(true);
+  }, 30_000);
+
+  it("skips and counts with onNonfinite 'skip'", async () => {
+    const t = make({ ...wild, onNonfinite: 'skip' });
+    const history = await t.fit(data, { epochs: 2 });
+    const nonfinite = history.reduce((n, r) => n + r.nonfiniteSteps, 0);
+    expect(nonfinite).toBeGreaterThan(0);
+    expect(history.every((r) => r.skippedSteps >= r.nonfiniteSteps)).toBe(true);
+    expect(t.parameters.every(Number.isFinite)).toBe(true);
+  }, 30_000);
+});
+
+describe('interrupts', () => {
+  it('an AbortSignal stops fit() after the current step; save, load and fit go on bit-identically', async () => {
+    const want = await reference(2);
+    const stop = new AbortController();
+    const t = make({ ...base, workers: 2 });
+    const reason = new Error('stop here');
+    const err = await t.fit(data, { epochs: EPOCHS, onStep: (s) => s.step === 11 && stop.abort(reason), signal: stop.signal })
+      .then(() => null, (e: unknown) => e);
+    expect(err).toBe(reason);
+    expect(t.progress).toEqual({ epoch: 1, step: 11, batch: 3 });
+    const { mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const path = join(mkdtempSync(join(tmpdir(), 'gradpool-faults-')), 'mid.safetensors');
+    await t.save(path);
+    const resumed = await Trainer.load(path, { workers: 1 });
+    try {
+      expect(resumed.progress).toEqual({ epoch: 1, step: 11, batch: 3 });
+      const history = await resumed.fit(data, { epochs: EPOCHS - 1 });
+      expect(history.map((r) => r.epoch)).toEqual([2, 3]);
+      expect(sameBits(resumed.parameters, want)).toBe(true);
+    } finally {
+      await resumed.close();
+    }
+  }, 60_000);
+});
