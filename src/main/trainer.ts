@@ -369,10 +369,9 @@ export class Trainer {
       `${Number.isFinite(sums.lossSum) ? 'gradient' : `loss (${sums.lossSum})`} (gradient norm ${gradNorm}); the update was not ` +
       `applied, so the parameters keep their values from before this step\n` +
       bad.map((b) => `  ${b.text}\n`).join('') +
-      `hint: the usual causes are a learning rate too high for this model (options.lr / --lr, now ${o.lr}), inputs ` +
-      `that are not normalised (--normalize standardize, or features scaled to about [-1, 1]), or an extreme class ` +
-      `or positive weight; options.clipGradNorm (--clip-grad-norm) bounds the steps. To skip such steps and go on, ` +
-      `set options.onNonfinite to 'skip' (--on-nonfinite skip)`;
+      `hint: the usual causes are a learning rate too high for this model (options.lr, now ${o.lr}), inputs ` +
+      `that are not normalised (standardize them, or scale them to about [-1, 1]), or an extreme class or positive ` +
+      `weight; options.clipGradNorm bounds the steps. To skip such steps and go on, set options.onNonfinite to 'skip'`;
     return new NonfiniteError(message, step, bad.map(({ shard, positions, rows }) => ({ shard, positions, rows })));
   }
 
