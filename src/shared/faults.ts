@@ -3,16 +3,18 @@
 // tests) it costs one null check per shard.
 //
 //   [{ "kind": "throw" | "exit" | "oom" | "hang",
-//      "phase": "compute" | "reduce" | "update",
+//      "phase": "compute" | "computed" | "reduce" | "update" | "updated",
+//                          // before a shard, after its slot is written, before the reduction, before
+//                          // the update, after the worker's share of the next parameters is written
 //      "generation"?: g,   // the command's generation (its number in the Trainer's life, from 1)
 //      "worker"?: w,       // the worker index
-//      "shard"?: s }]      // the shard being computed (compute phase only)
+//      "shard"?: s }]      // the shard being computed (compute and computed phases only)
 //
 // A fault fires wherever every key it gives matches: with a generation, once (a re-run is a new
 // generation); without one, at every match (a shard that always fails).
 
 export type FaultKind = 'throw' | 'exit' | 'oom' | 'hang';
-export type FaultPhase = 'compute' | 'reduce' | 'update';
+export type FaultPhase = 'compute' | 'computed' | 'reduce' | 'update' | 'updated';
 
 export interface Fault {
   kind: FaultKind;
@@ -23,7 +25,7 @@ export interface Fault {
 }
 
 const KINDS: readonly FaultKind[] = ['throw', 'exit', 'oom', 'hang'];
-const PHASES: readonly FaultPhase[] = ['compute', 'reduce', 'update'];
+const PHASES: readonly FaultPhase[] = ['compute', 'computed', 'reduce', 'update', 'updated'];
 
 /** The injector for GRADPOOL_FAULTS's value, or null when it is unset or empty. */
 export function parseFaults(text: string | undefined): ((g: number, worker: number, phase: FaultPhase, shard: number) => void) | null {

@@ -165,6 +165,7 @@ function runCommand(task: LoopTask, command: number, g: number): void {
   faults?.(g, task.worker, 'update', -1);
   const decision = decideStep(sums, step.partials, chunks, step.hyper);
   if (decision.outcome === 'update') updateShare(stepKernels, step, decision, init.sgd, parity, c0, c1);
+  faults?.(g, task.worker, 'updated', -1);
   times[row + kTimeReduceMs] = t1 - t0;
   times[row + kTimeUpdateMs] = performance.now() - t2;
 }
@@ -242,5 +243,6 @@ function runShards(
       d.out.set(probs.subarray(0, B * K), p * K);
     }
     stats[row + kStatComputeMs] = performance.now() - t0;
+    faults?.(g, worker, 'computed', slot);
   }
 }
