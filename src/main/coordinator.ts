@@ -69,8 +69,6 @@ export interface StepHyper {
 
 /** Where a batch's time went on the coordinator's clock, in milliseconds. */
 export interface BatchTiming {
-  /** From posting the command to the last worker done: compute, barriers, reduction and update. */
-  parallelMs: number;
   /** The slowest task's compute: the critical path of the parallel part. */
   computeMaxMs: number;
   /** Compute summed over every task (worker-milliseconds). */
@@ -96,8 +94,6 @@ function workerEntry(): { filename: string; execArgv: string[] | undefined } {
 export class Coordinator {
   readonly model: ModelConfig;
   readonly P: number;
-  /** (P) the batch gradient of the last step (after clipping). */
-  readonly grad: Float32Array;
   /** True once SGD's momentum buffer has started (torch's first step with momentum is done). */
   hasMomentumBuffer = false;
   readonly workers: number;
@@ -146,7 +142,6 @@ export class Coordinator {
     const views = stateViews(state, layout, slots);
     this.paramHalves = views.params;
     this.momentumHalves = views.momentum;
-    this.grad = views.grad;
     this.partials = views.partials;
     this.slotViews = views.slots;
     const init = {
@@ -223,7 +218,7 @@ export class Coordinator {
   }
 
   /** The timing of the last command. */
-  readonly timing: BatchTiming = { parallelMs: 0, computeMaxMs: 0, computeSumMs: 0, reduceMs: 0, updateMs: 0, tasks: 0 };
+  readonly timing: BatchTiming = { computeMaxMs: 0, computeSumMs: 0, reduceMs: 0, updateMs: 0, tasks: 0 };
 
   /**
    * One optimizer step on the rows at positions [start, end) of the dataset's order: the workers compute
@@ -271,7 +266,6 @@ export class Coordinator {
     }
     const failures = new Map<number, number>();
     for (;;) {
-      const t0 = performance.now();
       const c = this.control;
       // Workers that died since the last command (or in the last attempt) start again first.
       for (let w = 0; w < this.workers; w++) if (this.loops[w] === null) this.startLoop(w);
@@ -289,7 +283,7 @@ export class Coordinator {
       Atomics.notify(c, kCtlGeneration);
       await this.waitDone(g);
       if (Atomics.load(c, kCtlFailed) === 0) {
-        this.time(command === kCmdStep, tasks, shards, performance.now() - t0);
+        this.time(command === kCmdStep, tasks, shards);
         return readBatchSums(this.stats, shards);
       }
       // A worker failed: nothing of this command was applied. Replace the workers that died and run
@@ -336,9 +330,8 @@ export class Coordinator {
     if (this.deaths.length === 0) throw new Error('a worker reported a failure but its task did not end; the pool is unusable');
   }
 
-  private time(step: boolean, tasks: number, shards: number, parallelMs: number): void {
+  private time(step: boolean, tasks: number, shards: number): void {
     const t = this.timing;
-    t.parallelMs = parallelMs;
     t.tasks = tasks;
     t.computeMaxMs = 0;
     t.computeSumMs = 0;
