@@ -9,9 +9,9 @@ import { once } from 'node:events';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import {
-  allStamped, CONTROL_FIELDS, controlFields, HYPER_FIELDS, kCmdForward, kCmdStep, kCmdStop, kCtlArrivals, kCtlCommand,
+  allStamped, controlFields, HYPER_FIELDS, kCmdForward, kCmdStep, kCmdStop, kCtlArrivals, kCtlCommand,
   kCtlDataset, kCtlEnd, kCtlFailed, kCtlGeneration, kCtlParity, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks,
-  kPhaseDone, kWorkShard, kWorkThread, stamp, stampOf, WORK_FIELDS,
+  kPhaseDone, kWorkShard, kWorkStamp, kWorkThread, stamp, stampOf, workField,
   kHypFirst, kHypLr, kHypMaxNorm, kHypMomentum, kHypNormType, kStatComputeMs, kStatLossSum, kTimeReduceMs, kTimeUpdateMs,
   STAT_FIELDS, stateLayout, stateViews, taskShards, TIME_FIELDS, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
@@ -183,7 +183,7 @@ export class Coordinator {
     for (const buffers of this.posted.values()) port1.postMessage(buffers);
     const stop = new AbortController();
     this.stops[w] = stop;
-    Atomics.store(this.control, this.work(w) + kWorkThread, 0); // until the loop starts
+    Atomics.store(this.control, workField(w, kWorkThread), 0); // until the loop starts
     const task: LoopTask = { worker: w, port: port2, generation: Atomics.load(this.control, kCtlGeneration) };
     this.loops[w] = this.pool.run(task, { transferList: [port2], signal: stop.signal }).then(() => undefined, (err: unknown) => {
       this.loops[w] = null;
@@ -191,15 +191,11 @@ export class Coordinator {
       // Stands in for the worker: its stamp passes every barrier of the command, the flag voids it.
       let error = err instanceof Error ? err : new Error(String(err));
       if (error.name === 'AbortError' && error.cause instanceof Error) error = error.cause; // stopped: say why
-      const shard = Atomics.load(this.control, this.work(w) + kWorkShard);
+      const shard = Atomics.load(this.control, workField(w, kWorkShard));
       this.deaths.push({ worker: w, shard, error });
       Atomics.store(this.control, kCtlFailed, 1);
       stamp(this.control, w, stampOf(Atomics.load(this.control, kCtlGeneration), kPhaseDone));
     });
-  }
-
-  private work(w: number): number {
-    return CONTROL_FIELDS + w * WORK_FIELDS;
   }
 
   private get parity(): 0 | 1 {
@@ -382,14 +378,14 @@ export class Coordinator {
   }
 
   private allStarted(): boolean {
-    for (let w = 0; w < this.workers; w++) if (Atomics.load(this.control, this.work(w) + kWorkThread) === 0) return false;
+    for (let w = 0; w < this.workers; w++) if (Atomics.load(this.control, workField(w, kWorkThread)) === 0) return false;
     return true;
   }
 
   /** Stops the workers holding the command up: those furthest behind (the others wait for them at a
    *  barrier), and waits for their threads to end. */
   private async stopStuck(done: number): Promise<void> {
-    const stamps = Array.from({ length: this.workers }, (_, w) => Atomics.load(this.control, this.work(w)));
+    const stamps = Array.from({ length: this.workers }, (_, w) => Atomics.load(this.control, workField(w, kWorkStamp)));
     const behind = Math.min(...stamps);
     if (behind >= done) return;
     const exits: Promise<unknown>[] = [];
@@ -406,7 +402,7 @@ export class Coordinator {
 
   /** The thread running worker w's loop, by the threadId it wrote at start. */
   private thread(w: number): Worker | undefined {
-    const id = Atomics.load(this.control, this.work(w) + kWorkThread);
+    const id = Atomics.load(this.control, workField(w, kWorkThread));
     return this.pool.threads.find((t) => t.threadId === id);
   }
 

@@ -174,6 +174,11 @@ export const kPhaseReduced = 1; // its shards are in their slots
 export const kPhaseDecided = 2; // its share of the gradient is reduced and its norm partials written
 export const kPhaseDone = 3; // the command is done (or failed) for it
 
+/** The index in the control block of worker w's field (kWork*). */
+export function workField(w: number, field: number): number {
+  return CONTROL_FIELDS + w * WORK_FIELDS + field;
+}
+
 /** Int32s of a control block for `workers` workers. */
 export function controlFields(workers: number): number {
   return CONTROL_FIELDS + workers * WORK_FIELDS;
@@ -187,14 +192,14 @@ export function stampOf(g: number, phase: number): number {
 /** True when every one of `workers` workers has stamped `stamp` or later. */
 export function allStamped(control: Int32Array, workers: number, stamp: number): boolean {
   for (let w = 0; w < workers; w++) {
-    if (Atomics.load(control, CONTROL_FIELDS + w * WORK_FIELDS + kWorkStamp) < stamp) return false;
+    if (Atomics.load(control, workField(w, kWorkStamp)) < stamp) return false;
   }
   return true;
 }
 
 /** Stamps worker w at `stamp` (never backwards) and wakes whoever waits on a barrier. */
 export function stamp(control: Int32Array, w: number, value: number): void {
-  const i = CONTROL_FIELDS + w * WORK_FIELDS + kWorkStamp;
+  const i = workField(w, kWorkStamp);
   if (Atomics.load(control, i) < value) Atomics.store(control, i, value);
   Atomics.add(control, kCtlArrivals, 1);
   Atomics.notify(control, kCtlArrivals);

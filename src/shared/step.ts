@@ -6,7 +6,7 @@
 // always added in slot order, so the gradient, its norm and the update are the same bits for any
 // worker count. The coordinator reads the same decision back with decideStep().
 
-import { clipCoefficient, combineNorm, NORM_CHUNK, NORM_FIELDS, normPartials, scaleRange } from './clip.js';
+import { clipCoefficient, combineNorm, kNormPowerSum, NORM_CHUNK, NORM_FIELDS, normPartials, scaleRange } from './clip.js';
 import {
   kHypFirst, kHypLr, kHypMaxNorm, kHypMomentum, kHypNormType, kStatCorrect, kStatCounted, kStatLossSum, kStatRows,
   kStatWeightSum, STAT_FIELDS,
@@ -136,7 +136,8 @@ export function wasmStepKernels(k: WasmStepExports): StepKernels {
         const [from, to] = chunkFloats(c, c + 1, grad.length);
         k.norm_partials(grad.byteOffset, from, to, partials.byteOffset + c * NORM_FIELDS * 8);
       }
-      if (p !== 1) for (let c = c0; c < c1; c++) partials[c * NORM_FIELDS + 2] = 0;
+      // The power sum is the abs sum only for order 1; the reference leaves 0 otherwise.
+      if (p !== 1) for (let c = c0; c < c1; c++) partials[c * NORM_FIELDS + kNormPowerSum] = 0;
     },
     scale(grad, coef, from, to) {
       k.scale(grad.byteOffset, coef, from, to);

@@ -7,9 +7,9 @@
 import { receiveMessageOnPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
 import { parseFaults } from '../shared/faults.js';
 import {
-  allStamped, CONTROL_FIELDS, kCmdStep, kCmdStop, kCtlArrivals, kCtlCommand, kCtlDataset, kCtlEnd, kCtlFailed,
+  allStamped, kCmdStep, kCmdStop, kCtlArrivals, kCtlCommand, kCtlDataset, kCtlEnd, kCtlFailed,
   kCtlGeneration, kCtlParity, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks, kPhaseDecided, kPhaseDone,
-  kPhaseReduced, kStatComputeMs, kStatCorrect, kStatCounted, kWorkShard, kWorkThread, stamp, stampOf, WORK_FIELDS,
+  kPhaseReduced, kStatComputeMs, kStatCorrect, kStatCounted, kWorkShard, kWorkThread, stamp, stampOf, workField,
   kStatLossSum, kStatRows, kStatWeightSum, kTimeReduceMs, kTimeUpdateMs, STAT_FIELDS, stateViews, taskShards, TIME_FIELDS,
   type DatasetBuffers, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
@@ -112,8 +112,10 @@ function gather(d: MappedDataset, p: number, B: number): void {
 
 /** The loop: one piscina task per worker for the pool's whole life. Returns when told to stop. */
 export default function loop(task: LoopTask): number {
-  const me = CONTROL_FIELDS + task.worker * WORK_FIELDS;
-  Atomics.store(control, me + kWorkThread, threadId);
+  Atomics.store(control, workField(task.worker, kWorkThread), threadId);
+  // A new loop task (after a failure, possibly on the same thread) gets every live dataset on its new
+  // port: whatever this thread mapped before is dropped, released ones included.
+  datasets.clear();
   let seen = task.generation;
   for (;;) {
     // Sleeps until the coordinator bumps the generation (a command) and notifies.
@@ -122,7 +124,7 @@ export default function loop(task: LoopTask): number {
     const command = control[kCtlCommand];
     if (command === kCmdStop) return 0;
     // The shard stays set if this command fails: the coordinator reads it to say which shard failed.
-    Atomics.store(control, me + kWorkShard, -1);
+    Atomics.store(control, workField(task.worker, kWorkShard), -1);
     try {
       runCommand(task, command, seen);
     } catch (err) {
@@ -153,7 +155,7 @@ function runCommand(task: LoopTask, command: number, g: number): void {
   const row = task.worker * TIME_FIELDS;
   times[row + kTimeReduceMs] = 0;
   times[row + kTimeUpdateMs] = 0;
-  Atomics.store(control, CONTROL_FIELDS + task.worker * WORK_FIELDS + kWorkShard, -1);
+  Atomics.store(control, workField(task.worker, kWorkShard), -1);
   if (!barrier(task.worker, stampOf(g, kPhaseReduced))) return;
   const t0 = performance.now();
   faults?.(g, task.worker, 'reduce', -1);
@@ -206,14 +208,13 @@ function runShards(
   worker: number, g: number, d: MappedDataset, grad: boolean, parity: 0 | 1, start: number, end: number, shardRows: number,
   firstSlot: number,
 ): void {
-  const me = CONTROL_FIELDS + worker * WORK_FIELDS;
   local?.params.set(sharedParams[parity]);
   const params = paramViews[parity];
   const hasTargets = d.yIndex !== null || d.yValue !== null;
   const indexTargets = d.yIndex !== null;
   for (let p = start, slot = firstSlot; p < end; p += shardRows, slot++) {
     const B = Math.min(shardRows, end - p);
-    Atomics.store(control, me + kWorkShard, slot);
+    Atomics.store(control, workField(worker, kWorkShard), slot);
     faults?.(g, worker, 'compute', slot);
     const t0 = performance.now();
     gather(d, p, B);
