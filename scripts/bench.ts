@@ -8,10 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { cpuLimit } from '../src/main/cpus.js';
-import { measure } from '../src/main/measure.js';
-import { loadMnist } from '../src/main/mnist.js';
-import type { TrainerOptions } from '../src/main/options.js';
+import { cpuLimit, loadMnist, measure, Trainer, type TrainerOptions } from '../src/main/index.js';
 
 /** The workload set. Changing it changes what numbers mean: add new names rather than edit these. */
 const WORKLOADS: Record<string, { describe: string; options: TrainerOptions }> = {
@@ -47,7 +44,7 @@ async function child(name: string, workers: number, windows: number, seconds: nu
   const w = WORKLOADS[name];
   const { train } = loadMnist();
   const data = w.options.layers.at(-1) === 1 ? { x: train.x, y: Float32Array.from(train.y, (d) => (d === 0 ? 1 : 0)) } : train;
-  const m = await measure({ ...w.options, workers, lr: 0.01, kernels }, data, { windows, windowSeconds: seconds, minSteps: 2 });
+  const m = await measure((o) => new Trainer(o), { ...w.options, workers, lr: 0.01, kernels }, data, { windows, windowSeconds: seconds, minSteps: 2 });
   const t = m.timing;
   const r: Result = {
     workload: name, layers: m.layers, batchSize: m.batchSize, workers: m.workers, shards: m.shards,

@@ -9,15 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import {
-  assignParameters,
-  CheckpointError,
-  decodeCheckpoint,
-  encodeCheckpoint,
-  loadCheckpoint,
-  saveCheckpoint,
-  type Checkpoint,
-} from '../src/main/checkpoint.js';
+import { CheckpointError } from '../src/main/errors.js';
+import { loadCheckpoint, saveCheckpoint } from '../src/main/checkpoint/file.js';
+import { assignParameters } from '../src/main/checkpoint/parameters.js';
+import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from '../src/main/checkpoint/safetensors.js';
 import type { ModelConfig } from '../src/shared/model.js';
 import { Rng } from '../src/shared/rng.js';
 import { assemble } from './files.js';

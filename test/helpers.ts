@@ -2,8 +2,9 @@
 // the training script run in-process with its output captured, and array comparisons.
 
 import { afterAll } from 'vitest';
-import { main } from '../src/main/cli.js';
+import { main } from '../src/cli/train.js';
 import { Trainer, loadMnist, type TrainerOptions } from '../src/main/index.js';
+import type { SGDOptions } from '../src/shared/sgd.js';
 
 const mnist = loadMnist();
 
@@ -53,3 +54,18 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 export function sameBits(a: Float32Array, b: Float32Array): boolean {
   return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }
+
+/** SGD settings the double-buffered step is tested in (TS and WebAssembly): each option alone, and combined. */
+export const SGD_SETTINGS: [string, Partial<SGDOptions>][] = [
+  ['with no option set', {}],
+  ['with momentum', { momentum: 0.9 }],
+  ['with momentum and dampening', { momentum: 0.9, dampening: 0.5 }],
+  ['with weightDecay', { weightDecay: 0.05 }],
+  ['with nesterov momentum', { momentum: 0.9, nesterov: true }],
+  ['maximizing', { maximize: true }],
+  ['with momentum and weightDecay', { momentum: 0.9, weightDecay: 0.01 }],
+  ['maximizing with weightDecay', { weightDecay: 0.05, maximize: true }],
+  ['maximizing with momentum', { momentum: 0.9, maximize: true }],
+  ['with nesterov, weightDecay and maximize', { lr: 0.05, momentum: 0.8, nesterov: true, weightDecay: 0.1, maximize: true }],
+  ['with dampening, weightDecay and maximize', { momentum: 0.7, dampening: 0.3, weightDecay: 0.02, maximize: true }],
+];

@@ -10,7 +10,8 @@ import {
 import { ACTIVATIONS, linearViews, paramLayout } from '../src/shared/model.js';
 import type { Activation, ModelConfig } from '../src/shared/model.js';
 import { Rng } from '../src/shared/rng.js';
-import { argmaxRow, createScratch, forward, lossAndBackward } from '../src/worker/shard.js';
+import { createScratch, forward, lossAndBackward } from '../src/worker/shard.js';
+import { argmaxRow } from '../src/shared/kernels.js';
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers: float32 test data, comparison that reports the largest difference, central differences.

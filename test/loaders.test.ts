@@ -9,15 +9,10 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DataError } from '../src/main/errors.js';
-import {
-  applyNormalization,
-  decodeIdx,
-  fitNormalization,
-  loadCsv,
-  loadIdx,
-  splitValidation,
-  type LoadedData,
-} from '../src/main/loaders/index.js';
+import { loadCsv } from '../src/main/loaders/csv.js';
+import { decodeIdx, loadIdx } from '../src/main/loaders/idx.js';
+import type { LoadedData } from '../src/main/loaders/loaded.js';
+import { applyNormalization, fitNormalization, splitValidation } from '../src/main/loaders/prepare.js';
 import { Rng } from '../src/shared/rng.js';
 import { idx } from './files.js';
 

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { defaultLossSpec, type LossSpec } from '../src/shared/losses.js';
 import { isSoftmaxLoss, linearViews, type LossName, type ModelConfig } from '../src/shared/model.js';
 import { createScratch, forward, lossAndBackward } from '../src/worker/shard.js';
+import { Rng } from '../src/shared/rng.js';
 
 interface Case {
   name: string;
@@ -176,4 +177,102 @@ describe('finite differences of every loss', () => {
       expect(worst, `max |diff| ${worst}`).toBeLessThan(1e-3);
     });
   }
+});
+
+// Softmax losses where every logit is far below zero: e^x underflows to 0 for each of them, so only a
+// log-sum-exp that subtracts the row's largest logit (not 0, not nothing) stays finite. The values are
+// worked out here from the offsets d = x + 1e4, which are exact in float32 and in double.
+describe('softmax cross-entropy with every logit very negative', () => {
+  const K = 6;
+  const offsets = [[0, 1, 2, 3, 4, 5], [5, 0.5, 3, 1, 2, 4], [0, 0, 0, 0, 0, 0]];
+  const logits = offsets.flat().map((d) => -1e4 + d);
+  const targets = [0, 2, 5];
+  const B = offsets.length;
+  /** log sum_k e^(d_k) and the softmax of a row's offsets, in double. */
+  const softmax = (d: number[]) => {
+    const lse = Math.log(d.reduce((s, v) => s + Math.exp(v), 0));
+    return { lse, p: d.map((v) => Math.exp(v - lse)) };
+  };
+
+  it('gives finite losses equal to log-sum-exp minus the target logit', () => {
+    const got = run(spec('cross-entropy', {}), logits, targets, true, B, K);
+    expect(Array.from(got.losses).every(Number.isFinite)).toBe(true);
+    const want = offsets.map((d, b) => softmax(d).lse - d[targets[b]]); // e.g. ln 6 for the uniform row
+    const diff = maxRelDiff(got.losses, want);
+    expect(diff, `losses ${Array.from(got.losses)} vs ${want}`).toBeLessThan(1e-6);
+    expect(got.lossSum / got.weightSum).toBeCloseTo(want.reduce((a, b) => a + b, 0) / B, 5);
+  });
+
+  it('gives the gradient softmax minus one-hot of the target, finite in every entry', () => {
+    const got = run(spec('cross-entropy', {}), logits, targets, true, B, K);
+    expect(Array.from(got.dlogits).every(Number.isFinite)).toBe(true);
+    const want = offsets.flatMap((d, b) => softmax(d).p.map((p, k) => p - (k === targets[b] ? 1 : 0)));
+    let worst = 0;
+    for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(got.dlogits[i] - want[i]));
+    expect(worst, `max |diff| ${worst}`).toBeLessThan(1e-6);
+  });
+
+  it('gives probability targets the finite loss sum over classes of q times (log-sum-exp minus the logit)', () => {
+    const q = [[0.5, 0.5, 0, 0, 0, 0], [0.1, 0.2, 0.3, 0.4, 0, 0], [0, 0, 0, 0, 0, 1]];
+    const got = run(spec('cross-entropy', {}), logits, q.flat(), false, B, K);
+    const want = offsets.map((d, b) => {
+      const { lse } = softmax(d);
+      return d.reduce((s, v, k) => s + Math.fround(q[b][k]) * (lse - v), 0);
+    });
+    expect(Array.from(got.losses).every(Number.isFinite)).toBe(true);
+    const diff = maxRelDiff(got.losses, want);
+    expect(diff, `losses ${Array.from(got.losses)} vs ${want}`).toBeLessThan(1e-6);
+  });
+});
+
+// A weighted mean over shards: each shard adds its loss sum, gradient sum and the weight of its targets;
+// the batch divides once by the total weight. With shards whose weights differ by orders of magnitude, an
+// average of per-shard means (or a division by rows) would land far from the one-shard mean.
+describe('the weighted cross-entropy mean across shards', () => {
+  const model: ModelConfig = { layers: [6, 5, 3], activation: 'tanh', loss: 'cross-entropy' };
+  const weight = [20, 0.05, 1];
+  const loss = spec('cross-entropy', { weight });
+  const rng = new Rng(21);
+  const params = Float32Array.from({ length: 6 * 5 + 5 + 5 * 3 + 3 }, () => rng.uniform(0.8));
+  const B = 12;
+  const x = Float32Array.from({ length: B * 6 }, () => rng.uniform(2));
+  // shard 0: three rows of the heavy class (weight 60); shard 1: seven of the light one (0.35); shard 2: two of weight 1
+  const y = Int32Array.from([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 2, 2]);
+  const pieces: [number, number][] = [[0, 3], [3, 10], [10, 12]];
+
+  /** Loss sum, weight sum and parameter gradient sum of rows [r0, r1), in one shard. */
+  function shard(r0: number, r1: number) {
+    const n = r1 - r0;
+    const s = createScratch(model, n);
+    s.x.set(x.subarray(r0 * 6, r1 * 6));
+    s.yIndex.set(y.subarray(r0, r1));
+    const grad = new Float32Array(params.length);
+    forward(s, model, linearViews(params, model.layers), n);
+    const sums = lossAndBackward(s, model, linearViews(params, model.layers), linearViews(grad, model.layers), n, loss, true);
+    return { ...sums, grad };
+  }
+  /** The sum of the class weights of rows [r0, r1)'s targets, from the weights as float32. */
+  const handWeight = (r0: number, r1: number): number => Array.from(y.subarray(r0, r1), (c) => Math.fround(weight[c])).reduce((a, b) => a + b, 0);
+
+  it("gives each shard's divisor as the sum of its targets' class weights", () => {
+    const got = pieces.map(([r0, r1]) => shard(r0, r1).weightSum);
+    const want = pieces.map(([r0, r1]) => handWeight(r0, r1));
+    got.forEach((w, i) => expect(w, `shard ${i}`).toBeCloseTo(want[i], 6));
+    expect(shard(0, B).weightSum).toBeCloseTo(handWeight(0, B), 6);
+  });
+
+  it('summed over shards of very different weight and divided once by the total weight, equals the one-shard mean', () => {
+    const whole = shard(0, B);
+    const parts = pieces.map(([r0, r1]) => shard(r0, r1));
+    const total = handWeight(0, B);
+    const summed = new Float64Array(params.length);
+    for (const p of parts) for (let i = 0; i < summed.length; i++) summed[i] += p.grad[i];
+    const mean = Array.from(summed, (g) => g / total);
+    const wholeMean = Array.from(whole.grad, (g) => g / total);
+    expect(maxRelDiff(mean, wholeMean), 'gradient').toBeLessThan(1e-6);
+    expect(parts.reduce((a, p) => a + p.lossSum, 0) / total).toBeCloseTo(whole.lossSum / total, 6);
+    // the data tells the right mean from an average of the shards' own means
+    const ofMeans = Array.from(summed, (_, i) => parts.reduce((a, p) => a + p.grad[i] / p.weightSum, 0) / parts.length);
+    expect(maxRelDiff(ofMeans, wholeMean)).toBeGreaterThan(1e-2);
+  });
 });

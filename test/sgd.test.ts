@@ -5,6 +5,8 @@
 import { describe, it, expect } from 'vitest';
 import { SGD_DEFAULTS, sgdStep, validateSGD } from '../src/shared/sgd.js';
 import type { SGDOptions, SGDState } from '../src/shared/sgd.js';
+import { Rng } from '../src/shared/rng.js';
+import { SGD_SETTINGS, sameBits } from './helpers.js';
 
 /**
  * torch.optim.SGD's algorithm, in float64, one line per line of the documentation:
@@ -93,6 +95,85 @@ describe('sgdStep follows torch.optim.SGD over four steps', () => {
     expect(state.hasMomentumBuffer).toBe(true);
     expect(Array.from(state.momentumBuffer)).toEqual(Array.from(GRADS[0]));
   });
+});
+
+// The workers' double-buffered step: sgdStep's `source` reads the parameters and momentum from one pair of
+// buffers and writes them to another, which must give the very bits of the in-place step (itself checked
+// against torch above). The written-to buffers hold unrelated values before every step, so reading them, or
+// reading the source where the new value is meant, changes the result.
+
+/** Per step, whether the double-buffered step matched the in-place one and left its source alone. */
+interface SourceRun {
+  params: boolean[];
+  momentum: boolean[];
+  flag: boolean[];
+  sourceParams: boolean[];
+  sourceMomentum: boolean[];
+}
+
+/** Values over many magnitudes, so that a wrong operand shows in the bits. */
+function spread(n: number, rng: Rng): Float32Array {
+  return Float32Array.from({ length: n }, () => rng.uniform(1) * 10 ** (rng.nextInt(7) - 3));
+}
+
+/** Four steps of sgdStep in place and, from the same start, alternating between two pairs of buffers. */
+function runFromSource(o: Partial<SGDOptions>, P = 103, steps = 4): SourceRun {
+  const opts: SGDOptions = { ...SGD_DEFAULTS, lr: 0.1, ...o };
+  validateSGD(opts);
+  const rng = new Rng(11);
+  const p0 = spread(P, rng);
+  const inPlace = p0.slice();
+  const inPlaceState: SGDState = { momentumBuffer: new Float32Array(P), hasMomentumBuffer: false };
+  // The first step's source momentum is not a buffer torch has: its values must not be read.
+  const params = [p0.slice(), spread(P, rng)];
+  const momentum = [spread(P, rng), spread(P, rng)];
+  let started = false;
+  let cur = 0;
+  const run: SourceRun = { params: [], momentum: [], flag: [], sourceParams: [], sourceMomentum: [] };
+  for (let t = 0; t < steps; t++) {
+    const grads = spread(P, rng);
+    const next = 1 - cur;
+    params[next].set(spread(P, rng));
+    momentum[next].set(spread(P, rng));
+    const srcParams = params[cur].slice();
+    const srcMomentum = momentum[cur].slice();
+    const state: SGDState = { momentumBuffer: momentum[next], hasMomentumBuffer: started };
+    sgdStep(params[next], grads, state, opts, opts.lr, opts.momentum, { params: params[cur], momentumBuffer: momentum[cur] });
+    sgdStep(inPlace, grads, inPlaceState, opts, opts.lr);
+    run.params.push(sameBits(params[next], inPlace));
+    // Without momentum torch keeps no buffer: there is nothing to compare.
+    run.momentum.push(opts.momentum === 0 || sameBits(momentum[next], inPlaceState.momentumBuffer));
+    run.flag.push(state.hasMomentumBuffer === inPlaceState.hasMomentumBuffer);
+    run.sourceParams.push(sameBits(params[cur], srcParams));
+    run.sourceMomentum.push(sameBits(momentum[cur], srcMomentum));
+    started = state.hasMomentumBuffer;
+    cur = next;
+  }
+  return run;
+}
+
+describe('sgdStep from a source into other buffers equals sgdStep in place', () => {
+  for (const [name, o] of SGD_SETTINGS) {
+    const momentum = (o.momentum ?? 0) !== 0;
+    if (momentum) {
+      it(`SGD ${name} gives the in-place parameters and momentum bit for bit on the first step`, () => {
+        const r = runFromSource(o, 103, 1);
+        expect({ params: r.params, momentum: r.momentum, flag: r.flag }).toEqual({ params: [true], momentum: [true], flag: [true] });
+      });
+      it(`SGD ${name} gives the in-place parameters and momentum bit for bit on each later step`, () => {
+        const r = runFromSource(o);
+        expect({ params: r.params.slice(1), momentum: r.momentum.slice(1) }).toEqual({ params: [true, true, true], momentum: [true, true, true] });
+      });
+    } else {
+      it(`SGD ${name} gives the in-place parameters bit for bit on each of four steps`, () => {
+        expect(runFromSource(o).params).toEqual([true, true, true, true]);
+      });
+    }
+    it(`SGD ${name} from a source leaves the source parameters and momentum untouched`, () => {
+      const r = runFromSource(o);
+      expect({ params: r.sourceParams, momentum: r.sourceMomentum }).toEqual({ params: [true, true, true, true], momentum: [true, true, true, true] });
+    });
+  }
 });
 
 describe('validateSGD', () => {

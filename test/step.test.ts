@@ -9,7 +9,7 @@ import { Rng } from '../src/shared/rng.js';
 import { SGD_DEFAULTS, sgdStep, type SGDOptions } from '../src/shared/sgd.js';
 import { sumSlots, wasmStepKernels } from '../src/shared/step.js';
 import { createSharedMemory, instantiateStep } from '../src/shared/wasm.js';
-import { sameBits } from './helpers.js';
+import { SGD_SETTINGS, sameBits } from './helpers.js';
 
 const P = 9001; // three norm chunks, the last one short and not a multiple of four
 const SLOTS = 7;
@@ -88,5 +88,112 @@ describe('step.wasm against the TypeScript step loops', () => {
         expect(state.hasMomentumBuffer).toBe(wantState.hasMomentumBuffer);
       });
     }
+  }
+});
+
+// The workers' double-buffered step through step.wasm: reading the parameters and momentum from one half
+// of the shared state and writing the other must give the bits of the same step in place (step.wasm's own
+// and sgdStep's), over several steps, every setting; the written-to half holds unrelated values before
+// each step, so reading it, or the source where the new value is meant, shows.
+describe('step.wasm SGD from one half into the other equals SGD in place', () => {
+  const n = P - 7; // off the vector boundaries at both ends
+  const sub = (a: Float32Array): Float32Array => a.subarray(3, 3 + n);
+  const settings = SGD_SETTINGS;
+
+  /** Per step: whether the double-buffered step.wasm SGD matched sgdStep in place and step.wasm in place
+   *  (slots 0 and 1 hold its parameters and momentum), and left its source alone. */
+  function runFromSource(o: Partial<SGDOptions>, steps = 4) {
+    const opts: SGDOptions = { ...SGD_DEFAULTS, lr: 0.1, ...o };
+    const rng = new Rng(13);
+    const mom = opts.momentum;
+    fill(sub(v.params[0]), rng);
+    fill(sub(v.momentum[0]), rng); // not a buffer yet on the first step: must not be read
+    const ts = { params: sub(v.params[0]).slice(), state: { momentumBuffer: new Float32Array(n), hasMomentumBuffer: false } };
+    const wasmParams = sub(v.slots[0]);
+    wasmParams.set(ts.params);
+    const wasmState = { momentumBuffer: sub(v.slots[1]).fill(0), hasMomentumBuffer: false };
+    const r = { params: [] as boolean[], wasmParams: [] as boolean[], momentum: [] as boolean[], wasmMomentum: [] as boolean[],
+      sourceParams: [] as boolean[], sourceMomentum: [] as boolean[] };
+    let started = false;
+    let cur = 0;
+    for (let t = 0; t < steps; t++) {
+      const next = 1 - cur;
+      fill(sub(v.grad), rng);
+      fill(sub(v.params[next]), rng);
+      fill(sub(v.momentum[next]), rng);
+      const src = { params: sub(v.params[cur]), momentumBuffer: sub(v.momentum[cur]) };
+      const before = { params: src.params.slice(), momentum: src.momentumBuffer.slice() };
+      const state: { momentumBuffer: Float32Array; hasMomentumBuffer: boolean } = { momentumBuffer: sub(v.momentum[next]), hasMomentumBuffer: started };
+      k.sgd(sub(v.params[next]), sub(v.grad), state, opts, opts.lr, mom, src);
+      sgdStep(ts.params, sub(v.grad).slice(), ts.state, opts, opts.lr, mom);
+      k.sgd(wasmParams, sub(v.grad), wasmState, opts, opts.lr, mom, { params: wasmParams, momentumBuffer: wasmState.momentumBuffer });
+      r.params.push(sameBits(sub(v.params[next]), ts.params));
+      r.wasmParams.push(sameBits(sub(v.params[next]), wasmParams));
+      // Without momentum there is no buffer to compare.
+      r.momentum.push(mom === 0 || sameBits(sub(v.momentum[next]), ts.state.momentumBuffer));
+      r.wasmMomentum.push(mom === 0 || sameBits(sub(v.momentum[next]), wasmState.momentumBuffer));
+      r.sourceParams.push(sameBits(src.params, before.params));
+      r.sourceMomentum.push(sameBits(src.momentumBuffer, before.momentum));
+      started = state.hasMomentumBuffer;
+      cur = next;
+    }
+    return r;
+  }
+  const all = (k: number): boolean[] => new Array<boolean>(k).fill(true);
+
+  for (const [name, o] of settings) {
+    if ((o.momentum ?? 0) !== 0) {
+      it(`SGD ${name} gives the in-place parameters and momentum bit for bit on the first step`, () => {
+        const r = runFromSource(o, 1);
+        expect({ params: r.params, wasmParams: r.wasmParams, momentum: r.momentum, wasmMomentum: r.wasmMomentum })
+          .toEqual({ params: all(1), wasmParams: all(1), momentum: all(1), wasmMomentum: all(1) });
+      });
+      it(`SGD ${name} gives the in-place parameters and momentum bit for bit on each later step`, () => {
+        const r = runFromSource(o);
+        expect({ params: r.params.slice(1), wasmParams: r.wasmParams.slice(1), momentum: r.momentum.slice(1), wasmMomentum: r.wasmMomentum.slice(1) })
+          .toEqual({ params: all(3), wasmParams: all(3), momentum: all(3), wasmMomentum: all(3) });
+      });
+    } else {
+      it(`SGD ${name} gives the in-place parameters bit for bit on each of four steps`, () => {
+        const r = runFromSource(o);
+        expect({ params: r.params, wasmParams: r.wasmParams }).toEqual({ params: all(4), wasmParams: all(4) });
+      });
+    }
+    it(`SGD ${name} leaves the source half's parameters and momentum untouched`, () => {
+      const r = runFromSource(o);
+      expect({ params: r.sourceParams, momentum: r.sourceMomentum }).toEqual({ params: all(4), momentum: all(4) });
+    });
+  }
+});
+
+// The sums above are of values a double adds exactly in any order; these have big values cancelling among
+// small ones (see test/reduce.test.ts), so a sum_slots adding the slots in another order would differ.
+describe('step.wasm slot sums where the order of addition shows', () => {
+  const rng = new Rng(17);
+  const bigs = Float32Array.from({ length: P }, () => (1 + rng.nextFloat()) * 10 ** (4 + rng.nextInt(5)));
+  for (let n = 3; n <= SLOTS; n++) {
+    it(`sums ${n} slots of cancelling values in slot order, as sumSlots does`, () => {
+      for (const s of v.slots) {
+        for (let i = 0; i < P; i++) {
+          const role = rng.nextInt(3);
+          s[i] = role === 2 ? rng.uniform(1) * 10 ** -rng.nextInt(9) : role === 0 ? bigs[i] : -bigs[i];
+        }
+      }
+      const want = new Float32Array(P);
+      sumSlots(want, v.slots, n, 3, new Float64Array(P), 1, P - 1);
+      // the data tells orders apart: reversed, the same slots give other bits somewhere
+      let reversedDiffers = 0;
+      for (let i = 1; i < P - 1; i++) {
+        let r = 0;
+        for (let j = n - 1; j >= 0; j--) r += v.slots[j][i];
+        if (!Object.is(Math.fround(r / 3), want[i])) reversedDiffers++;
+      }
+      expect(reversedDiffers).toBeGreaterThan(0);
+      v.grad.fill(-1);
+      want.fill(-1, 0, 1);
+      want.fill(-1, P - 1);
+      k.sumSlots(v.grad, v.slots, n, 3, new Float64Array(0), 1, P - 1);
+      expect(sameBits(v.grad, want)).toBe(true);
+    });
   }
 });

@@ -10,7 +10,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/main/index.js';
 import { maxAbsDiff, mnistSubset, sameBits, trainers } from './helpers.js';
 import { balancedClassWeights, classReport } from '../src/main/report.js';
-import { lossSpec, resolveOptions } from '../src/main/options.js';
+import { lossSpec } from '../src/main/loss-options.js';
+import { resolveOptions } from '../src/main/options.js';
 import { linearViews, type ModelConfig } from '../src/shared/model.js';
 import { scheduleAt, type ScheduleSpec } from '../src/shared/schedule.js';
 import { createScratch, forward, lossAndBackward } from '../src/worker/shard.js';
@@ -45,6 +46,32 @@ describe('losses across shards', () => {
     const d = maxAbsDiff(t.parameters, before.map((p, i) => p - 0.3 * (ref.grad[i] / ref.weightSum)));
     expect(d, `max |diff| ${d}`).toBeLessThan(1e-6);
     expect(record.trainLoss).toBeCloseTo(ref.lossSum / ref.weightSum, 5);
+  });
+
+  it('divides a weighted cross-entropy once by the total weight when one shard holds nearly all of it', async () => {
+    // 40 rows grouped by digit in 4 shards of 10: shard 0 (digits 0, 1 and one 2) weighs ~450, the others ~1
+    const data = mnistSubset(40);
+    const weight = [50, 50, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1];
+    const o: TrainerOptions = { layers: [784, 8, 10], lr: 0.5, batchSize: 40, shards: 4, workers: 3, shuffle: false, seed: 4, weight };
+    const t = trainer(o);
+    const before = new Float32Array(t.parameters);
+    const shardWeight = (r0: number, r1: number): number => Array.from(data.y.subarray(r0, r1), (c) => Math.fround(weight[c])).reduce((a, b) => a + b, 0);
+    const total = shardWeight(0, 40);
+    // the reference: each shard's sums, added, divided once by the weight of every target in the batch
+    const shards = [0, 10, 20, 30].map((r0) => oneShard(o, before, data.x, data.y, r0, r0 + 10));
+    expect(shards.map((s) => s.weightSum)).toEqual(shards.map((_, i) => expect.closeTo(shardWeight(10 * i, 10 * i + 10), 5)));
+    expect(shards[0].weightSum).toBeGreaterThan(100 * shards[1].weightSum);
+    const grad = new Float64Array(before.length);
+    for (const s of shards) for (let i = 0; i < grad.length; i++) grad[i] += s.grad[i];
+    const expected = before.map((p, i) => p - 0.5 * (grad[i] / total));
+    // which is the one-shard weighted mean, and not the average of the shards' own means
+    const whole = oneShard(o, before, data.x, data.y, 0, 40);
+    expect(maxAbsDiff(expected, before.map((p, i) => p - 0.5 * (whole.grad[i] / whole.weightSum)))).toBeLessThan(1e-6);
+    expect(maxAbsDiff(expected, before.map((p, i) => p - 0.5 * shards.reduce((a, s) => a + s.grad[i] / s.weightSum, 0) / 4))).toBeGreaterThan(1e-3);
+    const [record] = await t.fit(data);
+    const d = maxAbsDiff(t.parameters, expected);
+    expect(d, `max |diff| ${d}`).toBeLessThan(1e-6);
+    expect(record.trainLoss).toBeCloseTo(shards.reduce((a, s) => a + s.lossSum, 0) / total, 5);
   });
 
   it('skips the update of a batch whose targets are all ignored, momentum included, and says so', async () => {

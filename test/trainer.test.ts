@@ -91,6 +91,44 @@ describe('one SGD step', () => {
     expect(d, `max |diff| ${d}`).toBeLessThan(1e-6);
   });
 
+  // 21 rows in batches of 8, 8, 5 over 4 shards: the full batches cut 2 rows a shard, the last 2, 2, 1,
+  // three shards whose nominal size (3 x 2 = 6 rows) is not the batch's 5.
+  const shortLast = { rows: 21, batches: [[0, 8], [8, 16], [16, 21]] as [number, number][] };
+  const shortConfig: ModelConfig = { layers: [784, 6, 10], activation: 'sigmoid', loss: 'cross-entropy' };
+  const shortOptions: TrainerOptions = { ...shortConfig, lr: 0.3, batchSize: 8, shards: 4, workers: 2, shuffle: false, seed: 9 };
+
+  it("divides each batch's gradient sum by that batch's own rows, 5 for a short last batch cut into uneven shards", async () => {
+    const data = mnistSubset(shortLast.rows);
+    const t = trainer(shortOptions);
+    const p = new Float32Array(t.parameters);
+    for (const [r0, r1] of shortLast.batches) {
+      const ref = oneShard(shortConfig, p, data.x, data.y, r0, r1);
+      const rows = r1 - r0;
+      for (let i = 0; i < p.length; i++) p[i] -= 0.3 * (ref.grad[i] / rows);
+    }
+    await t.fit(data, { epochs: 1 });
+    const d = maxAbsDiff(t.parameters, p);
+    expect(d, `max |diff| ${d}`).toBeLessThan(1e-6);
+  });
+
+  it("reports a short last batch's rows and its loss as the mean over those rows", async () => {
+    const data = mnistSubset(shortLast.rows);
+    const t = trainer(shortOptions);
+    const p = new Float32Array(t.parameters);
+    const want: { rows: number; loss: number }[] = [];
+    for (const [r0, r1] of shortLast.batches) {
+      const ref = oneShard(shortConfig, p, data.x, data.y, r0, r1);
+      want.push({ rows: r1 - r0, loss: ref.lossSum / (r1 - r0) });
+      for (let i = 0; i < p.length; i++) p[i] -= 0.3 * (ref.grad[i] / (r1 - r0));
+    }
+    const got: { rows: number; loss: number }[] = [];
+    const [record] = await t.fit(data, { epochs: 1, onStep: (s) => got.push({ rows: s.rows, loss: s.loss }) });
+    expect(got.map((s) => s.rows)).toEqual([8, 8, 5]);
+    got.forEach((s, i) => expect(s.loss, `step ${i + 1}`).toBeCloseTo(want[i].loss, 5));
+    // the epoch's loss is the mean over all 21 rows, the short batch weighing 5 of them
+    expect(record.trainLoss).toBeCloseTo(want.reduce((a, s) => a + s.loss * s.rows, 0) / 21, 5);
+  });
+
   it("with reduction 'sum' applies the gradient sum, not the mean", async () => {
     const data = mnistSubset(12);
     const config: ModelConfig = { layers: [784, 6, 10], activation: 'sigmoid', loss: 'cross-entropy' };

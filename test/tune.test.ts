@@ -8,10 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpuLimit } from '../src/main/cpus.js';
-import { measure } from '../src/main/measure.js';
-import { recommend, scaling, TUNE_FILE, type TuneEntry } from '../src/main/tune.js';
-import { tuneMain } from '../src/main/tune-cli.js';
-import { Trainer } from '../src/main/index.js';
+import { measure } from '../src/main/tune/measure.js';
+import { recommend, TUNE_FILE, type TuneEntry } from '../src/main/tune/choose.js';
+import { scaling } from '../src/main/tune/scaling.js';
+import { tuneMain } from '../src/cli/tune.js';
+import { Trainer, type StepTiming } from '../src/main/index.js';
 import { mnistSubset, runCli } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-tune-'));
@@ -66,7 +67,7 @@ describe('recommendation', () => {
 
 describe('measurement', () => {
   it('reports windows whose step time is exactly compute + dispatch + reduce + update', async () => {
-    const m = await measure({ layers: [784, 16, 10], batchSize: 32, workers: 2 }, mnistSubset(256), { windows: 3, windowSeconds: 0.05 });
+    const m = await measure((o) => new Trainer(o), { layers: [784, 16, 10], batchSize: 32, workers: 2 }, mnistSubset(256), { windows: 3, windowSeconds: 0.05 });
     expect(m.windows).toHaveLength(3);
     expect(m.workers).toBe(2);
     for (const w of m.windows) {
@@ -80,6 +81,93 @@ describe('measurement', () => {
     expect(m.spread[0]).toBeLessThanOrEqual(m.samplesPerSec);
     expect(m.spread[1]).toBeGreaterThanOrEqual(m.samplesPerSec);
     expect(m.gflopsPerWorker).toBeGreaterThan(0);
+  });
+});
+
+// The breakdown above holds by construction (dispatch is what the other parts leave of the step); these
+// bounds do not: each part is a time measured on its own, in a worker or around a step.
+const PARTS = ['stepMs', 'computeMs', 'computeTotalMs', 'barrierMs', 'dispatchMs', 'reduceMs', 'updateMs'] as const;
+
+describe('measured step times', () => {
+  // 3 workers and 2 shards: only 2 tasks can have rows; every part measured, none derived from another
+  let measured: ReturnType<typeof measure> | undefined;
+  const windows = () => (measured ??= measure((o) => new Trainer(o), { layers: [784, 16, 10], batchSize: 32, workers: 3, shards: 2 }, mnistSubset(256), { windows: 3, windowSeconds: 0.05 }));
+
+  it('reports every part of a window\'s step time as a finite, non-negative number of milliseconds', async () => {
+    for (const w of (await windows()).windows) {
+      for (const part of PARTS) {
+        expect(Number.isFinite(w.timing[part]), part).toBe(true);
+        expect(w.timing[part], part).toBeGreaterThanOrEqual(0);
+      }
+    }
+  });
+
+  it('reports the slowest task\'s compute time within the step time, and the wait at the barrier within that', async () => {
+    for (const w of (await windows()).windows) {
+      const t = w.timing;
+      expect(t.computeMs).toBeGreaterThan(0);
+      expect(t.computeMs).toBeLessThanOrEqual(t.stepMs);
+      expect(t.barrierMs).toBeLessThanOrEqual(t.computeMs);
+      // the tasks' total is at least the slowest one's and at most every task as slow as it
+      expect(t.computeTotalMs).toBeGreaterThanOrEqual(t.computeMs);
+      expect(t.computeTotalMs).toBeLessThanOrEqual(t.tasks * t.computeMs * (1 + 1e-12));
+    }
+  });
+
+  it('runs as many tasks as the fewer of workers and shards', async () => {
+    const m = await windows();
+    expect([m.workers, m.shards]).toEqual([3, 2]);
+    for (const w of m.windows) expect(w.timing.tasks).toBe(2);
+  });
+
+  it('reports the median window, between the slowest and the fastest', async () => {
+    const m = await windows();
+    const steps = m.windows.map((w) => w.timing.stepMs);
+    expect(m.timing.stepMs).toBeGreaterThanOrEqual(Math.min(...steps));
+    expect(m.timing.stepMs).toBeLessThanOrEqual(Math.max(...steps));
+    expect(m.samplesPerSec).toBeGreaterThanOrEqual(m.spread[0]);
+    expect(m.samplesPerSec).toBeLessThanOrEqual(m.spread[1]);
+  });
+
+  // fit() itself, timed here: 5 full batches of 32 rows and a last one of 1 row, 2 workers, 4 shards
+  let fitted: Promise<{ wallMs: number; timings: StepTiming[]; rows: number[] }> | undefined;
+  const fitRun = () => (fitted ??= (async () => {
+    const t = new Trainer({ layers: [784, 16, 10], batchSize: 32, workers: 2, shards: 4, shuffle: false });
+    try {
+      const timings: StepTiming[] = [];
+      const rows: number[] = [];
+      const data = mnistSubset(161);
+      const t0 = performance.now();
+      await t.fit(data, { onStep: (s) => (timings.push(s.timing), rows.push(s.rows)) });
+      return { wallMs: performance.now() - t0, timings, rows };
+    } finally {
+      await t.close();
+    }
+  })());
+
+  it('times steps that together take no longer than the fit() call around them', async () => {
+    const { wallMs, timings } = await fitRun();
+    expect(timings).toHaveLength(6);
+    const total = timings.reduce((s, t) => s + t.stepMs, 0);
+    expect(total).toBeGreaterThan(0);
+    expect(total).toBeLessThanOrEqual(wallMs);
+  });
+
+  it('times every step of fit() in finite, non-negative parts, compute within the step', async () => {
+    for (const [i, t] of (await fitRun()).timings.entries()) {
+      for (const part of PARTS) {
+        expect(Number.isFinite(t[part]), `step ${i + 1} ${part}`).toBe(true);
+        expect(t[part], `step ${i + 1} ${part}`).toBeGreaterThanOrEqual(0);
+      }
+      expect(t.computeMs, `step ${i + 1}`).toBeLessThanOrEqual(t.stepMs);
+      expect(t.barrierMs, `step ${i + 1}`).toBeLessThanOrEqual(t.computeMs);
+    }
+  });
+
+  it('runs min(workers, shards) tasks for a full batch and one task for a last batch of one row', async () => {
+    const { timings, rows } = await fitRun();
+    expect(rows).toEqual([32, 32, 32, 32, 32, 1]);
+    expect(timings.map((t) => t.tasks)).toEqual([2, 2, 2, 2, 2, 1]);
   });
 });
 

@@ -28,7 +28,7 @@ describe('options', () => {
     ['fractional workers', { layers: [4, 2], workers: 1.5 }, /options\.workers must be a positive integer; got 1\.5/],
     ['zero shards', { layers: [4, 2], shards: 0 }, /options\.shards must be a positive integer; got 0/],
     ['a negative seed', { layers: [4, 2], seed: -1 }, /options\.seed must be an integer from 0 to 4294967295; got -1/],
-    ['a string shuffle', { layers: [4, 2], shuffle: 'yes' }, /options\.shuffle must be a boolean; got yes/],
+    ['a string shuffle', { layers: [4, 2], shuffle: 'yes' }, /options\.shuffle must be a boolean; got "yes"/],
     ['a negative lr', { layers: [4, 2], lr: -0.1 }, /Invalid learning rate: options\.lr must be >= 0; got -0\.1/],
     ['a NaN lr', { layers: [4, 2], lr: NaN }, /options\.lr must be a finite number; got NaN/],
     ['negative momentum', { layers: [4, 2], momentum: -0.5 }, /Invalid momentum value: options\.momentum must be >= 0; got -0\.5/],

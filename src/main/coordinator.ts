@@ -22,6 +22,7 @@ import type { LossSpec } from '../shared/losses.js';
 import type { SGDOptions } from '../shared/sgd.js';
 import { decideStep, readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
 import type { SharedDataset } from './data.js';
+import { ShardFailure } from './errors.js';
 import { checkLength, checkMemory } from './memory.js';
 import type { Reduction } from './options.js';
 
@@ -40,24 +41,6 @@ export interface PoolOptions {
   /** V8 old-generation heap limit per worker in MB (piscina's resourceLimits), or null for Node's default. */
   workerHeapMb: number | null;
 }
-
-/** A shard (or the update) whose workers failed more often than shardRetries allows. */
-export class ShardFailure extends Error {
-  constructor(
-    /** The shard, or -1 for the reduction and update after the shards. */
-    readonly shard: number,
-    /** Positions [start, end) of the dataset's order the shard covers (the whole batch for -1). */
-    readonly positions: [number, number],
-    readonly attempts: number,
-    /** The last worker error. */
-    readonly cause: Error,
-  ) {
-    super(`${shard >= 0 ? `shard ${shard}` : 'the gradient reduction and update'} failed ${attempts} times: ${cause.message}`);
-    this.name = 'ShardFailure';
-  }
-}
-
-export { addSums, emptySums, type BatchSums } from '../shared/step.js';
 
 /** A step's hyperparameters: the schedule's lr and momentum, and clipping (maxNorm null: none). */
 export interface StepHyper {
@@ -90,6 +73,13 @@ function workerEntry(): { filename: string; execArgv: string[] | undefined } {
   const tsx = createRequire(import.meta.url).resolve('tsx');
   return { filename, execArgv: ['--import', pathToFileURL(tsx).href] };
 }
+
+/** How long close() waits for the loops to leave before it ends the threads regardless. */
+const CLOSE_GRACE_MS = 5000;
+/** How long a worker that flagged its own failure may take for its task to reject. */
+const DEATH_SETTLE_MS = 10_000;
+/** The main thread's Atomics.wait slice while a command runs: between slices the event loop turns. */
+const WAIT_SLICE_MS = 20;
 
 export class Coordinator {
   readonly model: ModelConfig;
@@ -290,7 +280,8 @@ export class Coordinator {
         failures.set(d.shard, count);
         if (count > this.options.shardRetries) {
           const positions: [number, number] = d.shard < 0 ? [start, end] : [start + d.shard * shardRows, Math.min(start + (d.shard + 1) * shardRows, end)];
-          throw new ShardFailure(d.shard, positions, count, d.error);
+          const what = d.shard >= 0 ? `shard ${d.shard}` : 'the gradient reduction and update';
+          throw new ShardFailure(`${what} failed ${count} times: ${d.error.message}`, d.shard, positions, count, d.error);
         }
       }
       this.retries += this.deaths.length;
@@ -321,7 +312,7 @@ export class Coordinator {
 
   /** A worker that threw stamps itself done before its task rejects: waits (bounded) for the rejection. */
   private async settleDeaths(): Promise<void> {
-    const deadline = performance.now() + 10_000;
+    const deadline = performance.now() + DEATH_SETTLE_MS;
     while (this.deaths.length === 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1));
     if (this.deaths.length === 0) throw new Error('a worker reported a failure but its task did not end; the pool is unusable');
   }
@@ -367,7 +358,7 @@ export class Coordinator {
         progress = arrivals;
         since = performance.now();
       }
-      if (Atomics.wait(c, kCtlArrivals, arrivals, 20) === 'timed-out') {
+      if (Atomics.wait(c, kCtlArrivals, arrivals, WAIT_SLICE_MS) === 'timed-out') {
         await new Promise((resolve) => setImmediate(resolve));
         if (performance.now() - since > this.options.workerTimeout) {
           await this.stopStuck(done);
@@ -421,7 +412,7 @@ export class Coordinator {
     Atomics.add(c, kCtlGeneration, 1);
     Atomics.notify(c, kCtlGeneration);
     // A worker stuck in a command would never read the stop: destroy() ends every thread regardless.
-    await Promise.race([Promise.all(this.loops), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+    await Promise.race([Promise.all(this.loops), new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref())]);
     for (const port of this.ports) port.close();
     await this.pool.destroy();
   }

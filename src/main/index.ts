@@ -1,19 +1,32 @@
-// gradpool's public API: the Trainer with its option and result types, the data loaders (bundled
-// MNIST, IDX, CSV) and their preparation, class weights and reports, and the checkpoint functions.
+// gradpool's public API: the Trainer with its option and result types, the errors it throws, the data
+// loaders (bundled MNIST, IDX, CSV) and their preparation, class weights and reports, checkpoints, and the
+// worker-count tuner. The CLI (src/cli) uses only what this file exports. Nothing inside src/main imports
+// this file, so it cannot close a cycle.
 
-export {
-  Trainer, type FitOptions, type StepInfo, type EpochRecord, type Evaluation,
-} from './trainer.js';
-export type { TrainerOptions, LossOptions, ScheduleOptions, Reduction } from './options.js';
+export { Trainer, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation } from './trainer.js';
+export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
+export type { LossOptions } from './loss-options.js';
 export type { Dataset, Features } from './data.js';
-export { DataError } from './errors.js';
-export type { ModelConfig, Activation, LossName } from '../shared/model.js';
+export {
+  CheckpointError, DataError, GradpoolError, isOptionError, NonfiniteError, OptionRangeError, OptionTypeError, ShardFailure,
+} from './errors.js';
+export { ACTIVATIONS, defaultLoss, isSoftmaxLoss, LOSSES, type ModelConfig, type Activation, type LossName } from '../shared/model.js';
 export type { ScheduleSpec } from '../shared/schedule.js';
 export { scheduleAt } from '../shared/schedule.js';
-export { loadMnist, type MnistSplit } from './mnist.js';
+export { loadMnist, type MnistSplit } from './loaders/mnist.js';
+export type { LoadedData } from './loaders/loaded.js';
+export { decodeIdx, loadIdx } from './loaders/idx.js';
+export { loadCsv, type CsvOptions } from './loaders/csv.js';
 export {
-  loadCsv, loadIdx, decodeIdx, fitNormalization, applyNormalization, splitValidation,
-  type CsvOptions, type LoadedData, type NormalizeMode, type Normalization,
-} from './loaders/index.js';
+  applyNormalization, fitNormalization, splitValidation, type Normalization, type NormalizeMode,
+} from './loaders/prepare.js';
 export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
-export { CheckpointError, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.js';
+export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
+export type { Checkpoint } from './checkpoint/safetensors.js';
+export { metadataJson, parseMetadataJson, RUN_KEY } from './checkpoint/metadata.js';
+export { cpuLimit, type CpuLimit } from './cpus.js';
+export { measure, type Measurement, type MeasureOptions, type MakeTrainer } from './tune/measure.js';
+export {
+  chooseWorkers, readTuneFile, recommend, saveTuneEntry, syntheticData, TUNE_FILE, type TuneEntry, type WorkersChoice,
+} from './tune/choose.js';
+export { scaling, scalingSvg } from './tune/scaling.js';

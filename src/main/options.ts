@@ -1,33 +1,25 @@
 // The Trainer's options: an all-optional interface (but `layers`), one filled defaults table, a spread
-// merge, and every field validated at construction with a message that names it and the value received.
-// SGD's options, names and defaults are torch.optim.SGD's (camelCased); see src/shared/sgd.ts.
+// merge, and every field validated at construction with a message that names it and the value received
+// (the checks in validate.ts). SGD's options, names and defaults are torch.optim.SGD's (camelCased; see
+// src/shared/sgd.ts); the loss's are in loss-options.ts.
 
 import { cpuLimit } from './cpus.js';
+import { APPLIES_TO, validateLossOptions, type LossOptions } from './loss-options.js';
+import {
+  boolean, definedEntries, integerIn, knownKeys, nonNegativeInteger, numberWhere, oneOf, positiveInteger, shown,
+} from './validate.js';
 import { validateClip } from '../shared/clip.js';
-import { defaultLossSpec, type LossSpec } from '../shared/losses.js';
-import { ACTIVATIONS, LOSSES, isSoftmaxLoss, type Activation, type LossName, type ModelConfig } from '../shared/model.js';
+import {
+  ACTIVATIONS, defaultLoss, LOSSES, isSoftmaxLoss, type Activation, type LossName, type ModelConfig,
+} from '../shared/model.js';
+import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
 import { validateSchedule, type ScheduleSpec } from '../shared/schedule.js';
 import { wasmSimdSupported } from '../shared/wasm.js';
 import { SGD_DEFAULTS, validateSGD, type SGDOptions } from '../shared/sgd.js';
 
-export type Reduction = 'mean' | 'sum';
+export type { LossOptions } from './loss-options.js';
 
-/** The loss's options, named and defaulted as PyTorch's (camelCased). Each applies to some losses only. */
-export interface LossOptions {
-  /** cross-entropy: a weight per class; bce-with-logits, bce: a weight per output. Length K. */
-  weight?: number[];
-  /** cross-entropy, softmax-focal: rows with this class index are skipped. Default -100. */
-  ignoreIndex?: number;
-  /** cross-entropy: label smoothing in [0, 1]. Default 0. */
-  labelSmoothing?: number;
-  /** bce-with-logits: weight of the positive examples per output. Length K. */
-  posWeight?: number[];
-  /** sigmoid-focal, softmax-focal: the focusing parameter gamma >= 0. Default 2. */
-  focalGamma?: number;
-  /** sigmoid-focal: alpha in [0, 1], or negative for none (default 0.25, as torchvision).
-   *  softmax-focal: one alpha per class (length K) or one for all; default none. */
-  focalAlpha?: number | number[];
-}
+export type Reduction = 'mean' | 'sum';
 
 /** Learning-rate schedule and gradient clipping. */
 export interface ScheduleOptions {
@@ -110,152 +102,90 @@ export interface ResolvedOptions extends SGDOptions, LossOptions {
   workerHeapMb: number | null;
 }
 
-const LOSS_OPTION_NAMES = ['weight', 'ignoreIndex', 'labelSmoothing', 'posWeight', 'focalGamma', 'focalAlpha'] as const;
-const OPTION_NAMES = [
-  'layers', 'activation', 'loss', 'reduction', 'batchSize', 'shuffle', 'seed', 'workers', 'shards', 'kernels',
-  ...(Object.keys(SGD_DEFAULTS) as (keyof SGDOptions)[]),
-  ...LOSS_OPTION_NAMES,
-  'schedule', 'scheduleInterval', 'clipGradNorm', 'clipNormType', 'errorIfNonfinite',
-  'onNonfinite', 'shardRetries', 'workerTimeout', 'workerHeapMb',
-] as const;
+/**
+ * The defaults of every option that has a fixed one (the others depend on the machine or the model:
+ * workers, shards, loss, kernels). Each default is written here once; the docs above restate them.
+ */
+export const TRAINER_DEFAULTS = {
+  ...SGD_DEFAULTS,
+  activation: 'relu',
+  reduction: 'mean',
+  batchSize: 64,
+  shuffle: true,
+  seed: 0,
+  schedule: null,
+  scheduleInterval: 'epoch',
+  clipGradNorm: null,
+  clipNormType: 2,
+  errorIfNonfinite: false,
+  onNonfinite: 'stop',
+  shardRetries: 3,
+  workerTimeout: 600_000,
+  workerHeapMb: null,
+} as const satisfies Partial<ResolvedOptions>;
 
-/** Which losses each loss option applies to. */
-const APPLIES_TO: Record<(typeof LOSS_OPTION_NAMES)[number], readonly LossName[]> = {
-  weight: ['cross-entropy', 'bce-with-logits', 'bce'],
-  ignoreIndex: ['cross-entropy', 'softmax-focal'],
-  labelSmoothing: ['cross-entropy'],
-  posWeight: ['bce-with-logits'],
-  focalGamma: ['sigmoid-focal', 'softmax-focal'],
-  focalAlpha: ['sigmoid-focal', 'softmax-focal'],
+/** Shards per batch when none is given: at least 4, so that 1 to 4 workers give the same bits. */
+export function defaultShards(workers: number): number {
+  return Math.max(4, workers);
+}
+
+/** Every option name, tied to TrainerOptions by its type: adding an option without listing it here, or
+ *  listing one that is not an option, does not compile. */
+const OPTION_REGISTRY: { readonly [K in keyof TrainerOptions]-?: true } = {
+  layers: true, activation: true, loss: true, reduction: true, batchSize: true, shuffle: true, seed: true,
+  workers: true, shards: true, kernels: true,
+  lr: true, momentum: true, dampening: true, weightDecay: true, nesterov: true, maximize: true,
+  ...(Object.fromEntries(Object.keys(APPLIES_TO).map((k) => [k, true])) as { [K in keyof LossOptions]-?: true }),
+  schedule: true, scheduleInterval: true, clipGradNorm: true, clipNormType: true, errorIfNonfinite: true,
+  onNonfinite: true, shardRetries: true, workerTimeout: true, workerHeapMb: true,
 };
+export const OPTION_NAMES = Object.keys(OPTION_REGISTRY) as (keyof TrainerOptions)[];
 
+/** The options filled with their defaults and validated; throws OptionTypeError or OptionRangeError. */
 export function resolveOptions(options: TrainerOptions): ResolvedOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw new TypeError(`options must be an object with at least { layers }; got ${String(options)}`);
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new OptionTypeError(`options must be an object with at least { layers }; got ${shown(options)}`);
   }
-  for (const key of Object.keys(options)) {
-    if (!(OPTION_NAMES as readonly string[]).includes(key)) {
-      throw new TypeError(`options.${key} is not a Trainer option; the options are: ${OPTION_NAMES.join(', ')}`);
-    }
-  }
+  knownKeys('options', options, OPTION_NAMES, 'a Trainer option');
   const layers = validateLayers(options.layers);
   const K = layers[layers.length - 1];
   if (options.workers === 'auto') {
-    throw new TypeError("options.workers 'auto' is measured when the Trainer is made: use await Trainer.create(options)");
+    throw new OptionTypeError("options.workers 'auto' is measured when the Trainer is made: use await Trainer.create(options)");
   }
   const workers = options.workers ?? cpuLimit().cpus;
-  positiveInteger('workers', workers);
+  positiveInteger('options.workers', workers);
   const o: ResolvedOptions = {
-    ...SGD_DEFAULTS,
-    activation: 'relu',
-    loss: K === 1 ? 'bce-with-logits' : 'cross-entropy',
-    reduction: 'mean',
-    batchSize: 64,
-    shuffle: true,
-    seed: 0,
-    shards: Math.max(4, workers),
-    schedule: null,
-    scheduleInterval: 'epoch',
-    clipGradNorm: null,
-    clipNormType: 2,
-    errorIfNonfinite: false,
-    onNonfinite: 'stop',
-    shardRetries: 3,
-    workerTimeout: 600_000,
-    workerHeapMb: null,
-    ...stripUndefined(options),
+    ...TRAINER_DEFAULTS,
+    loss: defaultLoss(K),
+    shards: defaultShards(workers),
+    ...definedEntries(options),
     layers,
     workers,
     kernels: resolveKernels(options.kernels),
   };
-  oneOf('activation', o.activation, ACTIVATIONS);
-  oneOf('loss', o.loss, LOSSES);
-  oneOf('reduction', o.reduction, ['mean', 'sum']);
-  positiveInteger('batchSize', o.batchSize);
-  positiveInteger('shards', o.shards);
-  if (typeof o.shuffle !== 'boolean') throw new TypeError(`options.shuffle must be a boolean; got ${String(o.shuffle)}`);
-  if (!Number.isInteger(o.seed) || o.seed < 0 || o.seed > 0xffffffff) {
-    throw new RangeError(`options.seed must be an integer from 0 to 4294967295; got ${String(o.seed)}`);
-  }
+  oneOf('options.activation', o.activation, ACTIVATIONS);
+  oneOf('options.loss', o.loss, LOSSES);
+  oneOf('options.reduction', o.reduction, ['mean', 'sum']);
+  positiveInteger('options.batchSize', o.batchSize);
+  positiveInteger('options.shards', o.shards);
+  boolean('options.shuffle', o.shuffle);
+  integerIn('options.seed', o.seed, 0, 0xffffffff);
   validateSGD(o);
   if (isSoftmaxLoss(o.loss) && K < 2) {
-    throw new RangeError(
-      `options.loss '${o.loss}' needs at least 2 outputs; layers ends in ${K}` +
-        `\nhint: a single output is logistic regression: use loss 'bce-with-logits', or end layers in the class count`,
+    throw new OptionRangeError(
+      `options.loss '${o.loss}' needs at least 2 outputs; layers ends in ${K}`,
+      "a single output is logistic regression: use loss 'bce-with-logits', or end layers in the class count",
     );
   }
-  validateLossOptions(o, K);
+  validateLossOptions(o, o.loss, K);
   if (o.schedule !== null) validateSchedule(o.schedule, 'options.schedule');
-  oneOf('scheduleInterval', o.scheduleInterval, ['epoch', 'step']);
+  oneOf('options.scheduleInterval', o.scheduleInterval, ['epoch', 'step']);
   validateClip(o);
-  oneOf('onNonfinite', o.onNonfinite, ['stop', 'skip']);
-  if (!Number.isInteger(o.shardRetries) || o.shardRetries < 0) {
-    throw new RangeError(`options.shardRetries must be a non-negative integer; got ${String(o.shardRetries)}`);
-  }
-  if (typeof o.workerTimeout !== 'number' || !(o.workerTimeout > 0)) {
-    throw new RangeError(`options.workerTimeout must be a positive number of milliseconds (Infinity: no limit); got ${String(o.workerTimeout)}`);
-  }
-  if (o.workerHeapMb !== null) positiveInteger('workerHeapMb', o.workerHeapMb);
+  oneOf('options.onNonfinite', o.onNonfinite, ['stop', 'skip']);
+  nonNegativeInteger('options.shardRetries', o.shardRetries);
+  numberWhere('options.workerTimeout', o.workerTimeout, 'a positive number of milliseconds (Infinity: no limit)', (v) => v > 0);
+  if (o.workerHeapMb !== null) positiveInteger('options.workerHeapMb', o.workerHeapMb);
   return o;
-}
-
-function validateLossOptions(o: ResolvedOptions, K: number): void {
-  for (const name of LOSS_OPTION_NAMES) {
-    if (o[name] !== undefined && !APPLIES_TO[name].includes(o.loss)) {
-      throw new TypeError(
-        `options.${name} applies to loss ${APPLIES_TO[name].map((l) => `'${l}'`).join(' or ')}; loss is '${o.loss}'`,
-      );
-    }
-  }
-  const perOutput = (name: 'weight' | 'posWeight'): void => {
-    const v = o[name];
-    if (v === undefined) return;
-    if (!Array.isArray(v) || v.length !== K || !v.every((w) => typeof w === 'number' && Number.isFinite(w) && w >= 0)) {
-      const what = isSoftmaxLoss(o.loss) ? 'class' : 'output';
-      throw new TypeError(
-        `options.${name} must be ${K} finite numbers >= 0, one per ${what} (layers ends in ${K}); got ${JSON.stringify(v)}`,
-      );
-    }
-  };
-  perOutput('weight');
-  perOutput('posWeight');
-  if (o.ignoreIndex !== undefined && !Number.isInteger(o.ignoreIndex)) {
-    throw new TypeError(`options.ignoreIndex must be an integer; got ${String(o.ignoreIndex)}`);
-  }
-  const ls = o.labelSmoothing;
-  if (ls !== undefined && (typeof ls !== 'number' || !(ls >= 0 && ls <= 1))) {
-    throw new RangeError(`options.labelSmoothing must be between 0.0 and 1.0; got ${String(ls)}`);
-  }
-  const g = o.focalGamma;
-  if (g !== undefined && (typeof g !== 'number' || !Number.isFinite(g) || g < 0)) {
-    throw new RangeError(`options.focalGamma must be a finite number >= 0; got ${String(g)}`);
-  }
-  const a = o.focalAlpha;
-  if (a === undefined) return;
-  if (o.loss === 'sigmoid-focal') {
-    if (typeof a !== 'number' || !Number.isFinite(a) || a > 1) {
-      throw new RangeError(`options.focalAlpha for 'sigmoid-focal' must be a number in [0, 1], or negative for none; got ${JSON.stringify(a)}`);
-    }
-  } else if (typeof a === 'number' ? !(Number.isFinite(a) && a >= 0) : !Array.isArray(a) || a.length !== K || !a.every((v) => Number.isFinite(v) && v >= 0)) {
-    throw new TypeError(`options.focalAlpha for 'softmax-focal' must be a number >= 0 or ${K} of them, one per class; got ${JSON.stringify(a)}`);
-  }
-}
-
-/** The loss as the workers take it: options resolved to typed arrays and PyTorch's defaults. */
-export function lossSpec(o: ResolvedOptions): LossSpec {
-  const spec = defaultLossSpec(o.loss);
-  const K = o.layers[o.layers.length - 1];
-  const f32 = (v: number[] | undefined): Float32Array | null => (v === undefined ? null : Float32Array.from(v));
-  spec.weight = f32(o.weight);
-  spec.posWeight = f32(o.posWeight);
-  if (o.ignoreIndex !== undefined) spec.ignoreIndex = o.ignoreIndex;
-  if (o.labelSmoothing !== undefined) spec.labelSmoothing = o.labelSmoothing;
-  if (o.focalGamma !== undefined) spec.focalGamma = o.focalGamma;
-  if (o.focalAlpha !== undefined) {
-    const a = o.focalAlpha;
-    spec.focalAlpha = o.loss === 'sigmoid-focal' ? (a as number) : typeof a === 'number' ? new Float32Array(K).fill(a) : Float32Array.from(a);
-  }
-  return spec;
 }
 
 export function modelConfig(o: ResolvedOptions): ModelConfig {
@@ -263,34 +193,18 @@ export function modelConfig(o: ResolvedOptions): ModelConfig {
 }
 
 function resolveKernels(k: unknown): 'wasm' | 'js' {
-  oneOf('kernels', k ?? 'auto', ['auto', 'wasm', 'js']);
+  oneOf('options.kernels', k ?? 'auto', ['auto', 'wasm', 'js']);
   if (k === 'js') return 'js';
   if (wasmSimdSupported()) return 'wasm';
-  if (k === 'wasm') throw new RangeError("options.kernels 'wasm' needs WebAssembly SIMD, which this runtime lacks; use 'auto' or 'js'");
+  if (k === 'wasm') throw new OptionRangeError("options.kernels 'wasm' needs WebAssembly SIMD, which this runtime lacks; use 'auto' or 'js'");
   return 'js';
 }
 
 function validateLayers(layers: unknown): number[] {
   if (!Array.isArray(layers) || layers.length < 2 || !layers.every((w) => Number.isInteger(w) && w > 0)) {
-    throw new TypeError(
-      `options.layers must be an array of at least two positive integers, input width first (e.g. [784, 128, 10]); got ${JSON.stringify(layers)}`,
+    throw new OptionTypeError(
+      `options.layers must be an array of at least two positive integers, input width first (e.g. [784, 128, 10]); got ${shown(layers)}`,
     );
   }
   return [...layers];
-}
-
-function positiveInteger(name: string, v: unknown): void {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
-    throw new TypeError(`options.${name} must be a positive integer; got ${String(v)}`);
-  }
-}
-
-function oneOf(name: string, v: unknown, allowed: readonly string[]): void {
-  if (typeof v !== 'string' || !allowed.includes(v)) {
-    throw new TypeError(`options.${name} must be one of ${allowed.map((a) => `'${a}'`).join(', ')}; got ${JSON.stringify(v)}`);
-  }
-}
-
-function stripUndefined<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }

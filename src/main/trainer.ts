@@ -1,151 +1,38 @@
 // The public Trainer: builds the model and its worker pool from validated options, and runs epochs of
-// mini-batch SGD (fit) with an optional learning-rate schedule and gradient clipping, evaluation with a
-// confusion matrix and per-class report, prediction, per-sample losses, and checkpoints that hold the
-// whole training state. The per-step work happens in the Coordinator; this file is the epoch loop.
+// mini-batch SGD (fit) with an optional learning-rate schedule and gradient clipping, evaluation,
+// prediction, per-sample losses, and checkpoints that hold the whole training state. The per-step work
+// happens in the Coordinator; this file is the API and the epoch loop. Its types are in types.ts.
 
-import { addSums, Coordinator, emptySums, ShardFailure, type BatchSums, type BatchTiming } from './coordinator.js';
+import { Coordinator } from './coordinator.js';
 import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset } from './data.js';
-import {
-  assignParameters, CheckpointError, loadCheckpoint, metadataJson, parseMetadataJson, saveCheckpoint, type Checkpoint,
-} from './checkpoint.js';
-import { classReport, type ClassReport } from './report.js';
-import {
-  lossSpec, modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions,
-} from './options.js';
-import type { LossSpec } from '../shared/losses.js';
-import { isSoftmaxLoss, linearViews, type ModelConfig } from '../shared/model.js';
-import { Rng } from '../shared/rng.js';
-import { scheduleAt } from '../shared/schedule.js';
+import { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
+import { metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, STATE_KEY } from './checkpoint/metadata.js';
+import { assignParameters } from './checkpoint/parameters.js';
+import type { Checkpoint } from './checkpoint/safetensors.js';
+import { CheckpointError, DataError, GradpoolError, ShardFailure } from './errors.js';
+import { confusionMatrices } from './evaluation.js';
+import { initParameters } from './init.js';
+import { lossSpec } from './loss-options.js';
+import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
+import { epochOrder } from './order.js';
+import { classReport } from './report.js';
+import { freshState, parseState, stateJson, type TrainingState } from './state.js';
+import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
+import { stepTiming } from './timing.js';
+import { chooseWorkers, type WorkersChoice } from './tune/choose.js';
+import type { EpochRecord, Evaluation, FitOptions } from './types.js';
+import { positiveInteger } from './validate.js';
 import { checkNormFinite } from '../shared/clip.js';
+import type { LossSpec } from '../shared/losses.js';
+import type { ModelConfig } from '../shared/model.js';
+import { scheduleAt } from '../shared/schedule.js';
+import { addSums, emptySums, type BatchSums } from '../shared/step.js';
 
-export interface FitOptions {
-  /** Passes over the training data. Default 1. Continues from the Trainer's epoch count. */
-  epochs?: number;
-  /** Evaluated after every epoch; its loss and accuracy go into the history. */
-  validation?: Dataset;
-  /** Called after every optimizer step. */
-  onStep?: (step: StepInfo) => void;
-  /** Called after every epoch with its record (also returned in the history); may return a promise,
-   *  which fit() awaits (to save a checkpoint, say). */
-  onEpoch?: (record: EpochRecord) => void | Promise<void>;
-  /** Aborting stops training after the current step; fit() then rejects with the signal's reason. */
-  signal?: AbortSignal;
-}
+// The API types travel with the Trainer (the package's index exports them from here).
+export type { EpochRecord, Evaluation, FitOptions, StepInfo, StepTiming } from './types.js';
 
-export interface StepInfo {
-  /** 1-based epoch of this Trainer's life (continues across fit() calls and resumes). */
-  epoch: number;
-  /** 1-based batch within the epoch, and the epoch's batch count. */
-  batch: number;
-  batches: number;
-  /** Optimizer steps taken so far by this Trainer, this one included. */
-  step: number;
-  /** The batch's mean loss (per sample, or per element for the sigmoid losses). */
-  loss: number;
-  rows: number;
-  /** The learning rate this step used. */
-  lr: number;
-  /** The gradient's total norm before clipping, when clipGradNorm is set. */
-  gradNorm?: number;
-  /** True when every target of the batch was ignored, so no update was made. */
-  skipped?: boolean;
-  /** Where the step's time went. */
-  timing: StepTiming;
-}
-
-/**
- * Where a step's wall time went, in milliseconds: stepMs = computeMs + dispatchMs + reduceMs + updateMs,
- * where computeMs is the slowest worker's shard compute (the critical path). barrierMs is how long the
- * other workers waited for it on average (idle time, inside computeMs, not added to the step).
- */
-export interface StepTiming {
-  stepMs: number;
-  computeMs: number;
-  /** Shard compute summed over the workers (worker-milliseconds). */
-  computeTotalMs: number;
-  barrierMs: number;
-  /** Posting the command, waking the workers, their barriers and the coordinator's bookkeeping: the
-   *  step beyond the compute, the reduction and the update. */
-  dispatchMs: number;
-  /** Summing the gradient slots: the slowest worker's share. */
-  reduceMs: number;
-  /** Clipping and the SGD update: the slowest worker's share. */
-  updateMs: number;
-  /** Tasks the step was spread over (min(workers, shards)). */
-  tasks: number;
-}
-
-export interface EpochRecord {
-  epoch: number;
-  /** Mean training loss over the epoch's samples, as the batches saw them (before each update). */
-  trainLoss: number;
-  trainAccuracy: number;
-  valLoss?: number;
-  valAccuracy?: number;
-  /** The learning rate of the epoch's last step. */
-  lr: number;
-  /** Training samples per second over the epoch's steps (evaluation excluded). */
-  samplesPerSec: number;
-  /** Wall time of the epoch's steps, in seconds (evaluation excluded). */
-  seconds: number;
-  steps: number;
-  /** Steps with no update: every target in the batch was ignored, or (onNonfinite 'skip') the loss or
-   *  gradient was not finite. */
-  skippedSteps: number;
-  /** Of those, the steps skipped for a non-finite loss or gradient. */
-  nonfiniteSteps: number;
-}
-
-export interface Evaluation {
-  /** Mean loss as the 'mean' reduction defines it, whatever the reduction option. */
-  loss: number;
-  /** Fraction of rows classified right (softmax losses; ignored rows not counted), or of outputs
-   *  thresholded right at probability 0.5 (sigmoid losses). */
-  accuracy: number;
-  rows: number;
-  /** counts[true][predicted]: K x K for softmax losses, 2 x 2 for a single sigmoid output, null for
-   *  several sigmoid outputs (multi-label: see perClass). */
-  confusion: number[][] | null;
-  /** Precision, recall, F1 and support per class (per output, of its positive class, for multi-label),
-   *  and their macro and support-weighted averages. */
-  report: ClassReport;
-}
-
-/** The training state a checkpoint carries beyond the parameters, for resuming bit-identically. */
-interface TrainingState {
-  /** Epochs completed. */
-  epoch: number;
-  step: number;
-  schedulerSteps: number;
-  hasMomentumBuffer: boolean;
-  /** Batches done of the epoch in progress (0 between epochs: a checkpoint written mid-epoch, on an
-   *  interrupt, resumes at the next batch), and that epoch's sums and skipped steps so far. */
-  batch: number;
-  epochSums: BatchSums;
-  epochSkipped: number;
-  epochNonfinite: number;
-}
-
-function freshState(): TrainingState {
-  return { epoch: 0, step: 0, schedulerSteps: 0, hasMomentumBuffer: false, batch: 0, epochSums: emptySums(), epochSkipped: 0, epochNonfinite: 0 };
-}
-
-type RowName = (row: number) => string;
-
-/** A step whose loss or gradient was NaN or infinite, with onNonfinite 'stop': nothing was applied. */
-export class NonfiniteError extends Error {
-  constructor(
-    message: string,
-    readonly step: number,
-    /** The shards whose loss or gradient was not finite, with their positions in the epoch's order. */
-    readonly shards: { shard: number; positions: [number, number]; rows: number[] }[],
-  ) {
-    super(message);
-    this.name = 'NonfiniteError';
-  }
-}
-
-const MOMENTUM_TENSOR = 'optimizer.momentum_buffer';
+/** How long the epoch loop may run steps without giving the event loop a turn. */
+const EVENT_LOOP_TURN_MS = 10;
 
 export class Trainer {
   readonly options: Readonly<ResolvedOptions>;
@@ -156,7 +43,7 @@ export class Trainer {
   /** The call running on the pool, if any: every shard slot is in use by it. */
   private running: string | null = null;
   /** How the worker count was chosen, when it was workers: 'auto'. */
-  workersChoice?: { workers: number; reason: string };
+  workersChoice?: WorkersChoice;
 
   /**
    * Makes a Trainer like `new Trainer(options)`, and also takes workers: 'auto': the worker count is then
@@ -165,8 +52,8 @@ export class Trainer {
    */
   static async create(options: TrainerOptions, tuneFile?: string): Promise<Trainer> {
     if (options.workers !== 'auto') return new Trainer(options);
-    const { chooseWorkers } = await import('./tune.js'); // the tuner trains Trainers itself
-    const choice = await chooseWorkers({ ...options, workers: undefined }, tuneFile);
+    // The probe trains Trainers itself: it is handed the constructor rather than importing this file.
+    const choice = await chooseWorkers((o) => new Trainer(o), { ...options, workers: undefined }, tuneFile);
     const trainer = new Trainer({ ...options, workers: choice.workers });
     trainer.workersChoice = choice;
     return trainer;
@@ -242,9 +129,7 @@ export class Trainer {
 
   private async fitNow(train: Dataset, fit: FitOptions): Promise<EpochRecord[]> {
     const epochs = fit.epochs ?? 1;
-    if (!Number.isInteger(epochs) || epochs < 1) {
-      throw new TypeError(`fit options.epochs must be a positive integer; got ${String(epochs)}`);
-    }
+    positiveInteger('fit options.epochs', epochs);
     // Everything is validated and copied before the first step, so bad data costs no training time.
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
     const data = shareDataset(train, this.config, this.loss, 'training data', { losses: true });
@@ -266,11 +151,14 @@ export class Trainer {
     const history: EpochRecord[] = [];
     const st = this.state;
     if (st.batch >= batches) {
-      throw new RangeError(`this Trainer stopped after batch ${st.batch} of an epoch, but the training data has only ${batches} batches; resume with the same data`);
+      throw new DataError(
+        `this Trainer stopped after batch ${st.batch} of an epoch, but the training data has only ${batches} batches of ${o.batchSize}`,
+        'resume with the same training data',
+      );
     }
     for (let e = 0; e < epochs; e++) {
       const epoch = st.epoch + 1;
-      setOrder(data.order, o.shuffle ? o.seed : null, epoch);
+      epochOrder(data.order, o.shuffle ? o.seed : null, epoch);
       let lr = o.lr;
       const t0 = performance.now();
       const first = st.batch; // 0, or where an interrupted epoch stopped
@@ -278,7 +166,7 @@ export class Trainer {
       for (let b = first; b < batches; b++) {
         // A step that ends quickly never leaves the microtask queue: every few milliseconds the event loop
         // gets a turn, so that signals, timers and abort() reach this loop within a step or so.
-        if (performance.now() - turn > 10) {
+        if (performance.now() - turn > EVENT_LOOP_TURN_MS) {
           await new Promise((resolve) => setImmediate(resolve));
           turn = performance.now();
         }
@@ -288,18 +176,20 @@ export class Trainer {
         const tStep = performance.now();
         const h = this.hyper();
         lr = h.lr;
+        const place: StepPlace = { step: st.step + 1, epoch, batch: b + 1, batches };
         const { sums, decision } = await this.core.step(data, start, end, {
           ...h, maxNorm: o.clipGradNorm, normType: o.clipNormType,
         }).catch((err: unknown) => {
-          throw err instanceof ShardFailure ? this.shardError(err, data, rowName, `step ${st.step + 1} (epoch ${epoch}, batch ${b + 1} of ${batches})`) : err;
+          throw err instanceof ShardFailure ? shardFailure(err, data, rowName, place, o.shardRetries) : err;
         });
         if (decision.outcome === 'nonfinite') {
           if (o.clipGradNorm !== null && o.errorIfNonfinite) checkNormFinite(decision.gradNorm, o.clipNormType);
-          if (o.onNonfinite === 'stop') throw this.nonfiniteError(data, rowName, start, end, sums, decision.gradNorm, epoch, b + 1, batches);
+          if (o.onNonfinite === 'stop') {
+            throw nonfiniteError(data, rowName, place, sums, decision.gradNorm, o.lr, this.core.nonfiniteShards(start, end));
+          }
           st.epochNonfinite++;
         }
         if (decision.outcome !== 'update') st.epochSkipped++;
-        else st.hasMomentumBuffer = this.core.hasMomentumBuffer;
         const timing = stepTiming(this.core.timing, performance.now() - tStep);
         st.step++;
         st.batch = b + 1;
@@ -341,56 +231,6 @@ export class Trainer {
     return history;
   }
 
-  /** The error for a step whose loss or gradient was not finite: which shards, which samples, why. */
-  private nonfiniteError(
-    data: SharedDataset, rowName: RowName, start: number, end: number, sums: BatchSums, gradNorm: number,
-    epoch: number, batch: number, batches: number,
-  ): NonfiniteError {
-    const step = this.state.step + 1;
-    const bad = this.core.nonfiniteShards(start, end).map((sh) => {
-      const rows = Array.from(data.order.subarray(sh.positions[0], sh.positions[1]));
-      const perSample = data.lossOut;
-      const K = perSample !== null && perSample.length > data.rows ? perSample.length / data.rows : 1;
-      const named: string[] = [];
-      for (let p = sh.positions[0]; p < sh.positions[1] && perSample !== null; p++) {
-        for (let k = 0; k < K; k++) {
-          const v = perSample[p * K + k];
-          if (!Number.isFinite(v)) named.push(`${rowName(data.order[p])} (loss ${v}${K > 1 ? ` at output ${k}` : ''})`);
-        }
-      }
-      const what = named.length > 0
-        ? `non-finite loss in ${named.length} sample${named.length > 1 ? 's' : ''}: ${named.slice(0, 5).join(', ')}${named.length > 5 ? ', ...' : ''}`
-        : `a finite loss but a non-finite gradient, over samples ${rows.slice(0, 5).map(rowName).join(', ')}${rows.length > 5 ? ', ...' : ''}`;
-      return { shard: sh.shard, positions: sh.positions, rows, text: `shard ${sh.shard} (positions ${sh.positions[0]}-${sh.positions[1] - 1} of the epoch's order): ${what}` };
-    });
-    const o = this.options;
-    const message =
-      `step ${step} (epoch ${epoch}, batch ${batch} of ${batches}) gave a non-finite ` +
-      `${Number.isFinite(sums.lossSum) ? 'gradient' : `loss (${sums.lossSum})`} (gradient norm ${gradNorm}); the update was not ` +
-      `applied, so the parameters keep their values from before this step\n` +
-      bad.map((b) => `  ${b.text}\n`).join('') +
-      `hint: the usual causes are a learning rate too high for this model (options.lr, now ${o.lr}), inputs ` +
-      `that are not normalised (standardize them, or scale them to about [-1, 1]), or an extreme class or positive ` +
-      `weight; options.clipGradNorm bounds the steps. To skip such steps and go on, set options.onNonfinite to 'skip'`;
-    return new NonfiniteError(message, step, bad.map(({ shard, positions, rows }) => ({ shard, positions, rows })));
-  }
-
-  /** A ShardFailure with its samples named. */
-  private shardError(err: ShardFailure, data: SharedDataset, rowName: RowName, where: string): Error {
-    const [p0, p1] = err.positions;
-    const rows = Array.from(data.order.subarray(p0, p1), rowName);
-    const what = err.shard >= 0 ? `shard ${err.shard} of ${where}` : `the gradient reduction and update of ${where}`;
-    const e = new Error(
-      `${what} failed on ${err.attempts} workers in a row (options.shardRetries is ${this.options.shardRetries}), so it ` +
-      `is not bad luck but something in the shard or the code; its samples: positions ${p0}-${p1 - 1} of the order, ` +
-      `${rows.slice(0, 8).join(', ')}${rows.length > 8 ? `, ... (${rows.length} in all)` : ''}. The last worker error: ` +
-      `${err.cause.stack ?? err.cause.message}`,
-      { cause: err.cause },
-    );
-    e.name = 'ShardFailure';
-    return e;
-  }
-
   /** Loss, accuracy, confusion matrix and per-class report of the current parameters on `data`. */
   async evaluate(data: Dataset): Promise<Evaluation> {
     return this.exclusive('evaluate', () =>
@@ -417,18 +257,18 @@ export class Trainer {
   }
 
   /**
-   * Writes a safetensors checkpoint atomically (see checkpoint.ts): the model's tensors (what PyTorch
+   * Writes a safetensors checkpoint atomically (see checkpoint/): the model's tensors (what PyTorch
    * loads), the momentum buffer, and in its metadata the options and the training state.
    */
   async save(path: string, metadata: Record<string, string> = {}): Promise<void> {
     // Everything is copied now, synchronously, so the file is the model between two steps even if
     // fit() goes on while it is written (as when save() is called from onEpoch).
-    const state: TrainingState = { ...this.state };
-    const tensors = state.hasMomentumBuffer ? { [MOMENTUM_TENSOR]: new Float32Array(this.core.momentumBuffer) } : undefined;
+    const momentum = this.core.hasMomentumBuffer;
+    const tensors = momentum ? { [MOMENTUM_TENSOR]: new Float32Array(this.core.momentumBuffer) } : undefined;
     await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {
       ...metadata,
-      'gradpool.options': metadataJson(this.options),
-      'gradpool.state': JSON.stringify(state),
+      [OPTIONS_KEY]: metadataJson(this.options),
+      [STATE_KEY]: stateJson(this.state, momentum),
     }, tensors);
   }
 
@@ -441,44 +281,23 @@ export class Trainer {
   }
 
   private restoreState(ckpt: Checkpoint, path: string): void {
-    const text = ckpt.metadata['gradpool.state'];
-    if (text === undefined) return; // parameters only: a fresh run starting from them
-    let s: TrainingState;
-    try {
-      s = JSON.parse(text) as TrainingState;
-    } catch {
-      throw new CheckpointError(path, `metadata "gradpool.state" is not valid JSON: ${text.slice(0, 80)}`);
-    }
-    if (typeof s !== 'object' || s === null) {
-      throw new CheckpointError(path, `metadata "gradpool.state" is not a training state: ${text.slice(0, 120)}`);
-    }
-    const count = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
-    if (!count(s.epoch) || !count(s.step) || !count(s.schedulerSteps) || typeof s.hasMomentumBuffer !== 'boolean') {
-      throw new CheckpointError(path, `metadata "gradpool.state" is not a training state: ${text.slice(0, 120)}`);
-    }
-    if (s.hasMomentumBuffer) {
+    const saved = parseState(ckpt.metadata, path);
+    if (saved === null) return; // parameters only: a fresh run starting from them
+    if (saved.hasMomentumBuffer) {
       const m = ckpt.tensors[MOMENTUM_TENSOR];
       if (m === undefined || m.length !== this.core.P) {
         throw new CheckpointError(path, `tensor '${MOMENTUM_TENSOR}' is missing or not ${this.core.P} floats, but the state says SGD momentum had started`);
       }
       this.core.momentumBuffer.set(m);
     }
-    this.core.hasMomentumBuffer = s.hasMomentumBuffer;
-    const sums = s.epochSums;
-    const partial = s.batch === undefined ? { batch: 0 } : {
-      batch: s.batch, epochSums: sums, epochSkipped: s.epochSkipped, epochNonfinite: s.epochNonfinite,
-    };
-    if (!count(partial.batch) || (partial.batch > 0 && !(count(s.epochSkipped) && count(s.epochNonfinite) && typeof sums === 'object' && sums !== null &&
-      ['lossSum', 'weightSum', 'correct', 'counted', 'rows'].every((k) => typeof (sums as unknown as Record<string, unknown>)[k] === 'number')))) {
-      throw new CheckpointError(path, `metadata "gradpool.state" has no valid position within its epoch: ${text.slice(0, 160)}`);
-    }
-    this.state = { ...freshState(), epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, hasMomentumBuffer: s.hasMomentumBuffer, ...partial };
+    this.core.hasMomentumBuffer = saved.hasMomentumBuffer;
+    this.state = saved.state;
   }
 
   /** Runs one pool call at a time: the shard slots belong to the running call until it ends. */
   private async exclusive<T>(name: string, work: () => Promise<T>): Promise<T> {
     if (this.running !== null) {
-      throw new Error(`${name}() was called while ${this.running}() is still running on this Trainer; await it first`);
+      throw new GradpoolError(`${name}() was called while ${this.running}() is still running on this Trainer; await it first`);
     }
     this.running = name;
     try {
@@ -500,8 +319,7 @@ export class Trainer {
 
   private async evaluateShared(data: SharedDataset): Promise<Evaluation> {
     const sums = await this.forwardAll(data);
-    const K = this.config.layers[this.config.layers.length - 1];
-    const confusions = confusionMatrices(data, this.config, this.loss, K);
+    const confusions = confusionMatrices(data, this.config, this.loss);
     return {
       loss: sums.lossSum / sums.weightSum,
       accuracy: sums.correct / sums.counted,
@@ -512,73 +330,14 @@ export class Trainer {
   }
 }
 
-function stepTiming(t: BatchTiming, stepMs: number): StepTiming {
-  return {
-    stepMs,
-    computeMs: t.computeMaxMs,
-    computeTotalMs: t.computeSumMs,
-    barrierMs: t.computeMaxMs - t.computeSumMs / t.tasks,
-    dispatchMs: stepMs - t.computeMaxMs - t.reduceMs - t.updateMs,
-    reduceMs: t.reduceMs,
-    updateMs: t.updateMs,
-    tasks: t.tasks,
-  };
-}
-
-/** nn.Linear's default initialisation: weight and bias uniform in +-1/sqrt(fan_in), in layout order. */
-function initParameters(params: Float32Array, layers: readonly number[], seed: number): void {
-  const rng = new Rng(seed);
-  for (const layer of linearViews(params, layers)) {
-    const bound = 1 / Math.sqrt(layer.C);
-    for (let i = 0; i < layer.weight.length; i++) layer.weight[i] = rng.uniform(bound);
-    for (let i = 0; i < layer.bias.length; i++) layer.bias[i] = rng.uniform(bound);
-  }
-}
-
-/** The epoch's visiting order: identity, or a shuffle seeded by (seed, epoch) so any epoch can be redone. */
-function setOrder(order: Int32Array, seed: number | null, epoch: number): void {
-  for (let i = 0; i < order.length; i++) order[i] = i;
-  if (seed !== null) new Rng((seed ^ Math.imul(epoch, 0x9e3779b1)) >>> 0).shuffle(order);
-}
-
-/**
- * Confusion matrices counts[true][predicted]: one K x K for softmax losses (true class: the index, or the
- * argmax of probability targets; ignored rows skipped), one 2 x 2 per output for sigmoid losses.
- */
-function confusionMatrices(data: SharedDataset, model: ModelConfig, loss: LossSpec, K: number): number[][][] {
-  const out = data.out as Float32Array;
-  const argmax = (a: Float32Array, r: number): number => {
-    let best = 0;
-    for (let k = 1; k < K; k++) if (a[r * K + k] > a[r * K + best]) best = k;
-    return best;
-  };
-  if (isSoftmaxLoss(model.loss)) {
-    const m = Array.from({ length: K }, () => new Array<number>(K).fill(0));
-    for (let i = 0; i < data.rows; i++) {
-      const row = data.order[i];
-      const t = data.labels !== null ? data.labels[row] : argmax(data.values as Float32Array, row);
-      if (data.labels !== null && t === loss.ignoreIndex) continue;
-      m[t][argmax(out, i)]++;
-    }
-    return [m];
-  }
-  const y = data.values as Float32Array;
-  const ms = Array.from({ length: K }, () => [[0, 0], [0, 0]]);
-  for (let i = 0; i < data.rows; i++) {
-    const row = data.order[i];
-    for (let k = 0; k < K; k++) ms[k][y[row * K + k] >= 0.5 ? 1 : 0][out[i * K + k] > 0.5 ? 1 : 0]++;
-  }
-  return ms;
-}
-
 function savedOptions(ckpt: Checkpoint, path: string): Partial<TrainerOptions> {
-  const text = ckpt.metadata['gradpool.options'];
+  const text = ckpt.metadata[OPTIONS_KEY];
   if (text === undefined) return {};
   try {
     // The worker count is the machine's, not the run's: results do not depend on it (shards do).
     const { workers: _, ...options } = parseMetadataJson(text) as TrainerOptions;
     return options;
   } catch {
-    throw new CheckpointError(path, `metadata "gradpool.options" is not valid JSON: ${text.slice(0, 80)}`);
+    throw new CheckpointError(path, `metadata "${OPTIONS_KEY}" is not valid JSON: ${text.slice(0, 80)}`);
   }
 }

@@ -2,6 +2,8 @@
 // the total norm of order p, the clip coefficient max_norm / (norm + 1e-6) clamped to 1, and the
 // float32 arithmetic torch uses for both; plus validation of the options that turn it on.
 
+import { OptionRangeError, OptionTypeError } from './option-errors.js';
+
 export interface ClipOptions {
   /** Clip the gradient's total norm to this (clip_grad_norm_'s max_norm); null or absent: no clipping. */
   clipGradNorm?: number | null;
@@ -150,22 +152,22 @@ export function validateClip(o: ClipOptions): void {
   const { clipGradNorm: maxNorm, clipNormType: normType, errorIfNonfinite } = o;
   if (maxNorm !== undefined && maxNorm !== null) {
     if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm)) {
-      throw new TypeError(`options.clipGradNorm must be a finite number; got ${String(maxNorm)}`);
+      throw new OptionTypeError(`options.clipGradNorm must be a finite number; got ${String(maxNorm)}`);
     }
     // torch accepts any max_norm: 0 zeroes every gradient and a negative one flips their sign.
     if (maxNorm <= 0) {
-      throw new RangeError(`options.clipGradNorm must be > 0; got ${maxNorm} (hint: leave it unset to disable clipping)`);
+      throw new OptionRangeError(`options.clipGradNorm must be > 0; got ${maxNorm} (hint: leave it unset to disable clipping)`);
     }
   }
   if (normType !== undefined) {
     if (typeof normType !== 'number' || Number.isNaN(normType)) {
-      throw new TypeError(`options.clipNormType must be a number; got ${String(normType)}`);
+      throw new OptionTypeError(`options.clipNormType must be a number; got ${String(normType)}`);
     }
     if (!(normType >= 1)) {
-      throw new RangeError(`options.clipNormType must be >= 1 or Infinity; got ${normType}`);
+      throw new OptionRangeError(`options.clipNormType must be >= 1 or Infinity; got ${normType}`);
     }
   }
   if (errorIfNonfinite !== undefined && typeof errorIfNonfinite !== 'boolean') {
-    throw new TypeError(`options.errorIfNonfinite must be a boolean; got ${String(errorIfNonfinite)}`);
+    throw new OptionTypeError(`options.errorIfNonfinite must be a boolean; got ${String(errorIfNonfinite)}`);
   }
 }

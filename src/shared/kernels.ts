@@ -104,3 +104,11 @@ export function sigmoid(x: number): number {
   const e = Math.exp(x);
   return e / (1 + e);
 }
+
+/** Index of the largest value in row b of a (B, K) matrix; the first one on ties, as torch.argmax. */
+export function argmaxRow(m: Float32Array, b: number, K: number): number {
+  const r = b * K;
+  let best = 0;
+  for (let k = 1; k < K; k++) if (m[r + k] > m[r + best]) best = k;
+  return best;
+}

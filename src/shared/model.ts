@@ -18,6 +18,12 @@ export function isSoftmaxLoss(loss: LossName): boolean {
   return loss === 'cross-entropy' || loss === 'softmax-focal';
 }
 
+/** The loss a model gets when none is named: logistic regression's for one output, softmax
+ *  cross-entropy's for several (what a PyTorch user writes for each). */
+export function defaultLoss(outputs: number): LossName {
+  return outputs === 1 ? 'bce-with-logits' : 'cross-entropy';
+}
+
 /** What a model is: enough to rebuild it, and what a checkpoint stores in its metadata. */
 export interface ModelConfig {
   /** Widths from input to output, e.g. [784, 128, 10]. [D, 1] is logistic regression. */

@@ -3,6 +3,8 @@
 // (camelCased); validation refuses what torch refuses, and the few things torch accepts but then crashes
 // on or runs with a rate that no longer follows its own formula (see validateSchedule).
 
+import { OptionRangeError, OptionTypeError } from './option-errors.js';
+
 /** StepLR: lr = baseLr * gamma^floor(t / stepSize). */
 export interface StepSchedule {
   name: 'step';
@@ -123,28 +125,28 @@ function show(v: unknown): string {
 
 function finite(where: string, field: string, v: unknown): asserts v is number {
   if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new TypeError(`${where}.${field} must be a finite number; got ${show(v)}`);
+    throw new OptionTypeError(`${where}.${field} must be a finite number; got ${show(v)}`);
   }
 }
 
 /** Rates, factors and momenta are >= 0, as torch.optim.SGD requires of lr and momentum. */
 function nonNegative(where: string, field: string, v: unknown): void {
   finite(where, field, v);
-  if (v < 0) throw new RangeError(`${where}.${field} must be >= 0; got ${v}`);
+  if (v < 0) throw new OptionRangeError(`${where}.${field} must be >= 0; got ${v}`);
 }
 
 function positiveInteger(where: string, field: string, v: unknown): void {
   finite(where, field, v);
-  if (!Number.isInteger(v) || v < 1) throw new RangeError(`${where}.${field} must be a positive integer; got ${v}`);
+  if (!Number.isInteger(v) || v < 1) throw new OptionRangeError(`${where}.${field} must be a positive integer; got ${v}`);
 }
 
 function boolean(where: string, field: string, v: unknown): void {
-  if (typeof v !== 'boolean') throw new TypeError(`${where}.${field} must be a boolean; got ${show(v)}`);
+  if (typeof v !== 'boolean') throw new OptionTypeError(`${where}.${field} must be a boolean; got ${show(v)}`);
 }
 
 function integerList(where: string, field: string, v: unknown): asserts v is number[] {
   if (!Array.isArray(v) || !v.every((m) => typeof m === 'number' && Number.isInteger(m))) {
-    throw new TypeError(`${where}.${field} must be an array of integers; got ${show(v)}`);
+    throw new OptionTypeError(`${where}.${field} must be an array of integers; got ${show(v)}`);
   }
 }
 
@@ -164,7 +166,7 @@ function oneCyclePhaseEnds(T: number, pct: number, threePhase: boolean): number[
  */
 export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule'): void {
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
-    throw new TypeError(`${where} must be an object with a name; got ${show(spec)}`);
+    throw new OptionTypeError(`${where} must be an object with a name; got ${show(spec)}`);
   }
   const name: unknown = spec.name;
   switch (spec.name) {
@@ -176,7 +178,7 @@ export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule')
       integerList(where, 'milestones', spec.milestones);
       // Order does not matter to torch (it counts them); a negative one is never reached.
       for (const m of spec.milestones) {
-        if (m < 0) throw new RangeError(`${where}.milestones must be integers >= 0; got ${show(spec.milestones)}`);
+        if (m < 0) throw new OptionRangeError(`${where}.milestones must be integers >= 0; got ${show(spec.milestones)}`);
       }
       if (spec.gamma !== undefined) nonNegative(where, 'gamma', spec.gamma);
       return;
@@ -192,13 +194,13 @@ export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule')
       finite(where, 'startFactor', o.startFactor);
       finite(where, 'endFactor', o.endFactor);
       if (!(o.startFactor > 0 && o.startFactor <= 1)) {
-        throw new RangeError(
+        throw new OptionRangeError(
           `${where}.startFactor must be > 0 and <= 1 (LinearLR's starting multiplicative factor); got ${o.startFactor}` +
           (o.startFactor === 0 ? ' (torch accepts 0, then divides by zero on the first step)' : ''),
         );
       }
       if (!(o.endFactor >= 0 && o.endFactor <= 1)) {
-        throw new RangeError(
+        throw new OptionRangeError(
           `${where}.endFactor must be >= 0 and <= 1 (LinearLR's ending multiplicative factor); got ${o.endFactor}`,
         );
       }
@@ -211,15 +213,15 @@ export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule')
       positiveInteger(where, 'totalSteps', o.totalSteps);
       finite(where, 'pctStart', o.pctStart);
       if (o.pctStart < 0 || o.pctStart > 1) {
-        throw new RangeError(`${where}.pctStart must be between 0 and 1; got ${o.pctStart}`);
+        throw new OptionRangeError(`${where}.pctStart must be between 0 and 1; got ${o.pctStart}`);
       }
       if (o.annealStrategy !== 'cos' && o.annealStrategy !== 'linear') {
-        throw new RangeError(`${where}.annealStrategy must be 'cos' or 'linear'; got ${show(o.annealStrategy)}`);
+        throw new OptionRangeError(`${where}.annealStrategy must be 'cos' or 'linear'; got ${show(o.annealStrategy)}`);
       }
       finite(where, 'divFactor', o.divFactor);
-      if (o.divFactor <= 0) throw new RangeError(`${where}.divFactor must be > 0; got ${o.divFactor}`);
+      if (o.divFactor <= 0) throw new OptionRangeError(`${where}.divFactor must be > 0; got ${o.divFactor}`);
       finite(where, 'finalDivFactor', o.finalDivFactor);
-      if (o.finalDivFactor <= 0) throw new RangeError(`${where}.finalDivFactor must be > 0; got ${o.finalDivFactor}`);
+      if (o.finalDivFactor <= 0) throw new OptionRangeError(`${where}.finalDivFactor must be > 0; got ${o.finalDivFactor}`);
       boolean(where, 'threePhase', o.threePhase);
       boolean(where, 'cycleMomentum', o.cycleMomentum);
       nonNegative(where, 'baseMomentum', o.baseMomentum);
@@ -230,7 +232,7 @@ export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule')
       const emptyFirst = ends[0] === 0;
       const emptyLast = ends[ends.length - 1] === ends[ends.length - 2];
       if (emptyFirst || emptyLast) {
-        throw new RangeError(
+        throw new OptionRangeError(
           `${where}.pctStart ${o.pctStart} with totalSteps ${o.totalSteps} gives OneCycleLR a ` +
           `${emptyFirst ? 'first' : 'last'} phase of zero steps, which torch divides by (ZeroDivisionError ` +
           `${emptyFirst ? 'at construction' : 'on the last scheduler.step()'}); hint: change pctStart or totalSteps`,
@@ -240,33 +242,33 @@ export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule')
     }
     case 'sequential': {
       if (!Array.isArray(spec.schedulers)) {
-        throw new TypeError(`${where}.schedulers must be an array of schedules; got ${show(spec.schedulers)}`);
+        throw new OptionTypeError(`${where}.schedulers must be an array of schedules; got ${show(spec.schedulers)}`);
       }
       integerList(where, 'milestones', spec.milestones);
       const S = spec.schedulers.length;
       const M = spec.milestones.length;
       if (M !== S - 1) {
-        throw new RangeError(
+        throw new OptionRangeError(
           `${where}.milestones must have one entry fewer than ${where}.schedulers, as SequentialLR requires; ` +
           `got ${M} milestones for ${S} schedulers`,
         );
       }
       spec.milestones.forEach((m, i) => {
         if (m < 1 || (i > 0 && m <= spec.milestones[i - 1])) {
-          throw new RangeError(`${where}.milestones must be strictly increasing integers >= 1; got ${show(spec.milestones)}`);
+          throw new OptionRangeError(`${where}.milestones must be strictly increasing integers >= 1; got ${show(spec.milestones)}`);
         }
       });
       spec.schedulers.forEach((child, i) => {
         const at = `${where}.schedulers[${i}]`;
         const childName: unknown = typeof child === 'object' && child !== null ? child.name : undefined;
         if (childName === 'sequential') {
-          throw new RangeError(
+          throw new OptionRangeError(
             `${at} cannot be 'sequential': torch 1.13's SequentialLR cannot be nested (at its milestone it is ` +
             `called as step(0), which it does not accept); hint: list all the schedulers in one 'sequential'`,
           );
         }
         if (childName === 'onecycle') {
-          throw new RangeError(
+          throw new OptionRangeError(
             `${at} cannot be 'onecycle': OneCycleLR is not chainable; it overwrites the optimizer's initial_lr ` +
             `and momentum, which the other schedulers read; hint: use 'onecycle' on its own, it has its own warm-up`,
           );
@@ -276,7 +278,7 @@ export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule')
       return;
     }
     default:
-      throw new TypeError(`${where}.name must be one of ${NAMES.map(show).join(', ')}; got ${show(name)}`);
+      throw new OptionTypeError(`${where}.name must be one of ${NAMES.map(show).join(', ')}; got ${show(name)}`);
   }
 }
 

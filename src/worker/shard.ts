@@ -2,8 +2,8 @@
 // backward into a gradient slot. The worker calls it on rows it gathers from shared memory; tests call it
 // directly to compare against finite differences and a one-shard run.
 
-import { isSoftmaxLoss, type LinearViews, type ModelConfig } from '../shared/model.js';
-import { activationBackward, activationForward, linearBackward, linearForward } from '../shared/kernels.js';
+import { isSoftmaxLoss, type LinearViews, type LossName, type ModelConfig } from '../shared/model.js';
+import { activationBackward, activationForward, argmaxRow, linearBackward, linearForward } from '../shared/kernels.js';
 import {
   bceBackward, bceForward, bceWithLogitsBackward, bceWithLogitsForward, crossEntropyBackward, crossEntropyForward,
   defaultLossSpec, sigmoidFocalBackward, sigmoidFocalForward, softCrossEntropyBackward, softCrossEntropyForward,
@@ -92,6 +92,57 @@ export function forward(s: Scratch, model: ModelConfig, params: LinearViews[], B
   return s.a[params.length - 1];
 }
 
+/** The arrays and sizes a loss kernel pair reads and writes: the logits (B, K), the targets in scratch,
+ *  per-row or per-element losses, softmax probabilities (softmax losses), the logits' gradient. */
+interface LossArgs {
+  logits: Float32Array;
+  s: Scratch;
+  B: number;
+  K: number;
+  loss: LossSpec;
+  /** Class-index targets (s.yIndex) rather than values (s.yValue). */
+  indexTargets: boolean;
+}
+
+/** Each loss as its forward (losses into s.losses, returning its share of the 'mean' divisor) and its
+ *  backward (the gradient of the loss *sum* into dlogits), side by side: the kernels of losses.ts. */
+const LOSS_KERNELS: Record<LossName, { forward(a: LossArgs): number; backward(dlogits: Float32Array, a: LossArgs): void }> = {
+  'cross-entropy': {
+    forward: ({ logits, s, B, K, loss: l, indexTargets }) => indexTargets
+      ? crossEntropyForward(s.losses, s.probs, logits, s.yIndex, B, K, l.weight, l.ignoreIndex, l.labelSmoothing)
+      : softCrossEntropyForward(s.losses, s.probs, logits, s.yValue, B, K, l.weight, l.labelSmoothing),
+    backward: (dlogits, { s, B, K, loss: l, indexTargets }) => indexTargets
+      ? crossEntropyBackward(dlogits, s.probs, s.yIndex, B, K, l.weight, l.ignoreIndex, l.labelSmoothing)
+      : softCrossEntropyBackward(dlogits, s.probs, s.yValue, B, K, l.weight, l.labelSmoothing),
+  },
+  'softmax-focal': {
+    forward: ({ logits, s, B, K, loss: l }) => softmaxFocalForward(s.losses, s.probs, logits, s.yIndex, B, K, l.focalGamma, alphaPerClass(l), l.ignoreIndex),
+    backward: (dlogits, { logits, s, B, K, loss: l }) => softmaxFocalBackward(dlogits, s.probs, logits, s.yIndex, B, K, l.focalGamma, alphaPerClass(l), l.ignoreIndex),
+  },
+  'bce-with-logits': {
+    forward: ({ logits, s, B, K, loss: l }) => bceWithLogitsForward(s.losses, logits, s.yValue, B * K, K, l.weight, l.posWeight),
+    backward: (dlogits, { logits, s, B, K, loss: l }) => bceWithLogitsBackward(dlogits, logits, s.yValue, B * K, K, l.weight, l.posWeight),
+  },
+  bce: {
+    forward: ({ logits, s, B, K, loss: l }) => bceForward(s.losses, logits, s.yValue, B * K, K, l.weight),
+    backward: (dlogits, { logits, s, B, K, loss: l }) => bceBackward(dlogits, logits, s.yValue, B * K, K, l.weight),
+  },
+  'sigmoid-focal': {
+    forward: ({ logits, s, B, K, loss: l }) => sigmoidFocalForward(s.losses, logits, s.yValue, B * K, l.focalGamma, alphaScalar(l)),
+    backward: (dlogits, { logits, s, B, K, loss: l }) => sigmoidFocalBackward(dlogits, logits, s.yValue, B * K, l.focalGamma, alphaScalar(l)),
+  },
+};
+
+/** softmax-focal's alpha per class (K), or null for none. */
+function alphaPerClass(l: LossSpec): Float32Array | null {
+  return l.focalAlpha instanceof Float32Array ? l.focalAlpha : null;
+}
+
+/** sigmoid-focal's alpha, negative for none. */
+function alphaScalar(l: LossSpec): number {
+  return typeof l.focalAlpha === 'number' ? l.focalAlpha : -1;
+}
+
 /**
  * Loss of the logits left by forward() against the targets in scratch (s.yIndex when `indexTargets`,
  * else s.yValue); per-row or per-element losses stay in s.losses. With grads, the gradient of the loss
@@ -104,60 +155,20 @@ export function lossAndBackward(
   const L = params.length;
   const K = params[L - 1].OC;
   const logits = s.a[L - 1];
-  const N = B * K;
-  const { losses, probs, yIndex, yValue } = s;
-  const { weight, ignoreIndex, labelSmoothing, posWeight, focalGamma } = loss;
-  const alphaArray = loss.focalAlpha instanceof Float32Array ? loss.focalAlpha : null;
-  const alpha = typeof loss.focalAlpha === 'number' ? loss.focalAlpha : -1;
   const perRow = isSoftmaxLoss(loss.name);
-  let weightSum: number;
-  switch (loss.name) {
-    case 'cross-entropy':
-      weightSum = indexTargets
-        ? crossEntropyForward(losses, probs, logits, yIndex, B, K, weight, ignoreIndex, labelSmoothing)
-        : softCrossEntropyForward(losses, probs, logits, yValue, B, K, weight, labelSmoothing);
-      break;
-    case 'softmax-focal':
-      weightSum = softmaxFocalForward(losses, probs, logits, yIndex, B, K, focalGamma, alphaArray, ignoreIndex);
-      break;
-    case 'bce-with-logits':
-      weightSum = bceWithLogitsForward(losses, logits, yValue, N, K, weight, posWeight);
-      break;
-    case 'bce':
-      weightSum = bceForward(losses, logits, yValue, N, K, weight);
-      break;
-    case 'sigmoid-focal':
-      weightSum = sigmoidFocalForward(losses, logits, yValue, N, focalGamma, alpha);
-      break;
-  }
+  const args: LossArgs = { logits, s, B, K, loss, indexTargets };
+  const pair = LOSS_KERNELS[loss.name];
+  const weightSum = pair.forward(args);
   let lossSum = 0;
-  for (let i = 0, n = perRow ? B : N; i < n; i++) lossSum += losses[i];
-  const { correct, counted } = score(s, logits, B, K, perRow, indexTargets, ignoreIndex);
+  for (let i = 0, n = perRow ? B : B * K; i < n; i++) lossSum += s.losses[i];
+  const { correct, counted } = score(s, logits, B, K, perRow, indexTargets, loss.ignoreIndex);
 
   if (grads !== null) {
     for (let l = 0; l < L; l++) {
       s.dz[l].fill(0, 0, B * params[l].OC);
       s.da[l].fill(0, 0, B * params[l].OC);
     }
-    const dlogits = s.dz[L - 1];
-    switch (loss.name) {
-      case 'cross-entropy':
-        if (indexTargets) crossEntropyBackward(dlogits, probs, yIndex, B, K, weight, ignoreIndex, labelSmoothing);
-        else softCrossEntropyBackward(dlogits, probs, yValue, B, K, weight, labelSmoothing);
-        break;
-      case 'softmax-focal':
-        softmaxFocalBackward(dlogits, probs, logits, yIndex, B, K, focalGamma, alphaArray, ignoreIndex);
-        break;
-      case 'bce-with-logits':
-        bceWithLogitsBackward(dlogits, logits, yValue, N, K, weight, posWeight);
-        break;
-      case 'bce':
-        bceBackward(dlogits, logits, yValue, N, K, weight);
-        break;
-      case 'sigmoid-focal':
-        sigmoidFocalBackward(dlogits, logits, yValue, N, focalGamma, alpha);
-        break;
-    }
+    pair.backward(s.dz[L - 1], args);
     for (let l = L - 1; l >= 0; l--) {
       const { weight: w, C, OC } = params[l];
       const inp = l === 0 ? s.x : s.a[l - 1];
@@ -192,12 +203,4 @@ export function probabilities(out: Float32Array, s: Scratch, model: ModelConfig,
   const logits = s.a[s.a.length - 1];
   if (isSoftmaxLoss(model.loss)) softmaxForward(out, logits, B, K);
   else activationForward('sigmoid', out, logits, B * K);
-}
-
-/** Index of the largest value in row b of a (B, K) matrix; the first one on ties, as torch.argmax. */
-export function argmaxRow(m: Float32Array, b: number, K: number): number {
-  const r = b * K;
-  let best = 0;
-  for (let k = 1; k < K; k++) if (m[r + k] > m[r + best]) best = k;
-  return best;
 }

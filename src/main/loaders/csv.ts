@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { CsvError, parse, type Info, type InfoRecord } from 'csv-parse';
 import { DataError } from '../errors.js';
 import { currentMemoryLimit, formatBytes, MAX_TYPED_ARRAY_LENGTH } from '../memory.js';
-import type { LoadedData } from './index.js';
+import type { LoadedData } from './loaded.js';
 
 export interface CsvOptions {
   /** Label columns by header name or 0-based index: one column of class indices, or several columns of

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { DataError, shapeText } from '../errors.js';
 import { checkArray, checkMemory, formatBytes, MAX_TYPED_ARRAY_LENGTH } from '../memory.js';
-import type { LoadedData } from './index.js';
+import type { LoadedData } from './loaded.js';
 
 export type IdxArray = Float64Array | Float32Array | Uint8Array | Int8Array | Int16Array | Int32Array;
 

@@ -4,7 +4,7 @@
 
 import { Rng } from '../../shared/rng.js';
 import { DataError } from '../errors.js';
-import type { LoadedData } from './index.js';
+import type { LoadedData } from './loaded.js';
 
 export type NormalizeMode = 'none' | 'scale' | 'standardize';
 

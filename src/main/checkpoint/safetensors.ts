@@ -1,44 +1,27 @@
-// Checkpoints as safetensors files: an 8-byte little-endian header length, a JSON header naming each
+// Checkpoints as safetensors bytes: an 8-byte little-endian header length, a JSON header naming each
 // float32 tensor by its PyTorch state_dict key, then the raw little-endian data. The model config
-// travels in the header's string-only __metadata__, so a file alone is enough to rebuild the model, and
-// so does a SHA-256 of the whole data section ("gradpool.sha256"), so that a torn or edited file is
-// refused rather than half-loaded. Reading treats the file as untrusted data: it only parses JSON and
-// bytes, checks every length and offset against the file before any allocation, and ignores what it
-// does not know (metadata keys, fields of a tensor entry, tensors the model does not use).
+// travels in the header's string-only __metadata__, so the bytes alone are enough to rebuild the model,
+// and so does a SHA-256 of the whole data section, so that a torn or edited file is refused rather than
+// half-loaded. Decoding treats the bytes as untrusted: it only parses JSON and bytes, checks every length
+// and offset against the file before any allocation, and ignores what it does not know (metadata keys,
+// fields of a tensor entry, tensors the model does not use).
 
-import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile, rename, rm, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
-import { dirname } from 'node:path';
-import { ACTIVATIONS, LOSSES, paramLayout, sequentialIndex, type ModelConfig, type ParamEntry } from '../shared/model.js';
+import { CheckpointError } from '../errors.js';
+import { jsonStructureProblem } from './json-structure.js';
+import { CHECKSUM_KEY, CONFIG_KEY, FORMAT, FORMAT_KEY, RESERVED_KEYS, VERSION, VERSION_KEY } from './metadata.js';
+import { clip, describe, fmtShape, isObject, preview, quote, sameShape } from './text.js';
+import { ACTIVATIONS, LOSSES, paramLayout, sequentialIndex, type ModelConfig } from '../../shared/model.js';
 
-const FORMAT = 'gradpool';
-const VERSION = '1';
-/** Metadata key of the hex SHA-256 of the data section (every byte after the header). */
-export const CHECKSUM_KEY = 'gradpool.sha256';
-const RESERVED_KEYS: readonly string[] = ['format', 'gradpool.version', 'config', CHECKSUM_KEY];
 /** A header this large is not a header: refuse it before decoding it (the safetensors reference's limit). */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
-/** A safetensors header nests 3 levels (tensors, their entries, their shapes); far deeper is not one. */
-const MAX_JSON_DEPTH = 64;
 const LITTLE_ENDIAN = endianness() === 'LE';
 /** Bytes per element of the safetensors dtypes. The model's tensors must be F32; others may be any. */
 const DTYPE_BYTES = new Map<string, number>([
   ['BOOL', 1], ['U8', 1], ['I8', 1], ['F8_E5M2', 1], ['F8_E4M3', 1], ['I16', 2], ['U16', 2], ['F16', 2], ['BF16', 2],
   ['I32', 4], ['U32', 4], ['F32', 4], ['I64', 8], ['U64', 8], ['F64', 8],
 ]);
-
-export class CheckpointError extends Error {
-  readonly path: string;
-  readonly hint?: string;
-
-  constructor(path: string, message: string, hint?: string) {
-    super(`${path}: ${message}${hint === undefined ? '' : `\nhint: ${hint}`}`);
-    this.name = 'CheckpointError';
-    this.path = path;
-    this.hint = hint;
-  }
-}
 
 export interface Checkpoint {
   config: ModelConfig;
@@ -103,9 +86,9 @@ export function encodeCheckpoint(
   const header: Record<string, unknown> = {
     __metadata__: {
       ...extra,
-      format: FORMAT,
-      'gradpool.version': VERSION,
-      config: JSON.stringify({ layers, activation, loss }),
+      [FORMAT_KEY]: FORMAT,
+      [VERSION_KEY]: VERSION,
+      [CONFIG_KEY]: JSON.stringify({ layers, activation, loss }),
       [CHECKSUM_KEY]: hash.digest('hex'),
     },
     ...tensorHeader,
@@ -214,14 +197,14 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
     }
   }
 
-  const version = metadata['gradpool.version'];
+  const version = metadata[VERSION_KEY];
   if (version !== undefined && version !== VERSION) {
     fail(
       `metadata "gradpool.version" is ${quote(version, '"')}; this gradpool reads version ${VERSION}`,
       'upgrade gradpool to read it',
     );
   }
-  if (!Object.hasOwn(metadata, 'config')) {
+  if (!Object.hasOwn(metadata, CONFIG_KEY)) {
     fail(
       'metadata has no "config" entry; expected the model config as JSON, e.g. ' +
         '{"layers":[784,128,10],"activation":"relu","loss":"cross-entropy"}',
@@ -230,7 +213,7 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
   }
   let config: unknown;
   try {
-    config = JSON.parse(metadata.config);
+    config = JSON.parse(metadata[CONFIG_KEY]);
   } catch (err) {
     return fail(`metadata "config" is not valid JSON (${clip((err as Error).message, 200)})`);
   }
@@ -295,115 +278,6 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
     Object.defineProperty(extra, t.name, { value: values, enumerable: true, writable: true, configurable: true });
   }
   return { config: { layers, activation, loss }, params, metadata, tensors: extra };
-}
-
-/**
- * Writes a checkpoint atomically: a temp file in the same directory is written and fsynced, then
- * renamed over `path`. On failure the temp file is removed and whatever was at `path` is untouched.
- */
-export async function saveCheckpoint(
-  path: string,
-  config: ModelConfig,
-  params: Float32Array,
-  extra?: Record<string, string>,
-  tensors?: Record<string, Float32Array>,
-): Promise<void> {
-  const bytes = encodeCheckpoint(config, params, extra, tensors);
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
-  let file: FileHandle | undefined;
-  try {
-    file = await open(tmp, 'wx');
-    await file.writeFile(bytes);
-    await file.sync();
-    await file.close();
-    file = undefined;
-    await rename(tmp, path);
-  } catch (err) {
-    await file?.close().catch(() => undefined);
-    await rm(tmp, { force: true }).catch(() => undefined);
-    throw err;
-  }
-  // Makes the rename itself durable. Best effort: some platforms (Windows) cannot open a directory.
-  try {
-    const dir = await open(dirname(path), 'r');
-    try {
-      await dir.sync();
-    } finally {
-      await dir.close();
-    }
-  } catch {
-    // the data is already safe in the renamed file; only the directory entry may lag
-  }
-}
-
-/**
- * A value as a metadata string (safetensors metadata is string to string): JSON, with Infinity (a norm
- * type, say) written as the string "Infinity", which JSON has no number for. parseMetadataJson undoes it.
- */
-export function metadataJson(value: unknown): string {
-  return JSON.stringify(value, (_, v: unknown) => (v === Infinity ? 'Infinity' : v));
-}
-
-export function parseMetadataJson(text: string): unknown {
-  return JSON.parse(text, (_, v: unknown) => (v === 'Infinity' ? Infinity : v));
-}
-
-/** Reads and decodes the checkpoint at `path`; a missing file is a CheckpointError saying so. */
-export async function loadCheckpoint(path: string): Promise<Checkpoint> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') {
-      throw new CheckpointError(path, 'no such file', 'check the path, or train without loading a checkpoint');
-    }
-    if (code === 'EISDIR') throw new CheckpointError(path, 'is a directory, not a checkpoint file');
-    throw new CheckpointError(path, `cannot read the file (${(err as Error).message})`);
-  }
-  return decodeCheckpoint(bytes, path);
-}
-
-/**
- * Copies the tensors of `ckpt` into `params` laid out for `layers`, refusing any tensor whose name is
- * missing or whose shape differs, naming the tensor and both shapes. Checks everything before copying,
- * so a refused checkpoint leaves `params` as it was.
- */
-export function assignParameters(params: Float32Array, layers: number[], ckpt: Checkpoint, path: string): void {
-  const layout = paramLayout(layers);
-  if (params.length !== layout.total) {
-    throw new RangeError(`params has ${params.length} floats; layers ${JSON.stringify(layers)} need ${layout.total}`);
-  }
-  const source = paramLayout(ckpt.config.layers);
-  if (ckpt.params.length !== source.total) {
-    throw new CheckpointError(
-      path,
-      `checkpoint holds ${ckpt.params.length} floats ` +
-        `but its layers ${JSON.stringify(ckpt.config.layers)} need ${source.total}`,
-    );
-  }
-  const byName = new Map<string, ParamEntry>(source.entries.map((e) => [e.name, e]));
-  const hint =
-    `build the Trainer with layers ${JSON.stringify(ckpt.config.layers)} (the checkpoint's), ` +
-    'or start from fresh weights';
-  for (const e of layout.entries) {
-    const s = byName.get(e.name);
-    if (s === undefined) {
-      const message = `has no tensor '${e.name}'; this model needs it with shape ${fmtShape(e.shape)}`;
-      throw new CheckpointError(path, message, hint);
-    }
-    if (!sameShape(s.shape, e.shape)) {
-      throw new CheckpointError(
-        path,
-        `tensor '${e.name}' has shape ${fmtShape(s.shape)} but this model needs ${fmtShape(e.shape)}`,
-        hint,
-      );
-    }
-  }
-  for (const e of layout.entries) {
-    const s = byName.get(e.name) as ParamEntry;
-    params.set(ckpt.params.subarray(s.offset, s.offset + s.size), e.offset);
-  }
 }
 
 /** Why `value` is not a valid ModelConfig, or undefined if it is. */
@@ -477,116 +351,4 @@ function readTensor(
     fail(`tensor ${q} has ${end - begin} bytes of data but ${dtype as string} shape ${fmtShape(dims)} needs ${need}`);
   }
   return { name, dtype: dtype as string, shape: dims, begin, end };
-}
-
-/**
- * Why a header's JSON text (which JSON.parse accepted) is not a header: nested deeper than
- * MAX_JSON_DEPTH, or an object with a key twice, of which JSON.parse would silently keep the last (two
- * entries for one tensor, say). Scans the text once; only valid JSON reaches it.
- */
-function jsonStructureProblem(text: string): string | undefined {
-  interface Frame {
-    keys: Set<string> | null; // null for an array
-    expectKey: boolean;
-    lastKey: string | undefined;
-  }
-  const stack: Frame[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x22) {
-      // a string: skip to its closing quote, stepping over escapes
-      let j = i + 1;
-      while (j < text.length && text.charCodeAt(j) !== 0x22) j += text.charCodeAt(j) === 0x5c ? 2 : 1;
-      const top = stack[stack.length - 1];
-      if (top !== undefined && top.keys !== null && top.expectKey) {
-        const key = JSON.parse(text.slice(i, j + 1)) as string;
-        if (top.keys.has(key)) {
-          if (stack.length === 1) {
-            return key === '__metadata__'
-              ? 'header has two __metadata__ entries; expected one'
-              : `header lists tensor ${quote(key)} twice; expected each tensor once`;
-          }
-          const parent = stack[stack.length - 2].lastKey;
-          if (stack.length === 2 && parent === '__metadata__') return `__metadata__ has the key ${quote(key)} twice; expected each key once`;
-          const where = parent === undefined ? 'one object' : `the entry of ${quote(parent)}`;
-          return `header has the key ${quote(key)} twice in ${where}; expected each key once`;
-        }
-        top.keys.add(key);
-        top.expectKey = false;
-        top.lastKey = key;
-      }
-      i = j;
-    } else if (c === 0x7b || c === 0x5b) {
-      // { or [
-      if (stack.length === MAX_JSON_DEPTH) {
-        return `header nests JSON more than ${MAX_JSON_DEPTH} levels deep; a safetensors header has 3 ` +
-          '(tensors, their entries, their shapes)';
-      }
-      stack.push({ keys: c === 0x7b ? new Set() : null, expectKey: c === 0x7b, lastKey: undefined });
-    } else if (c === 0x7d || c === 0x5d) {
-      stack.pop();
-    } else if (c === 0x2c) {
-      const top = stack[stack.length - 1];
-      if (top !== undefined && top.keys !== null) top.expectKey = true;
-    }
-  }
-  return undefined;
-}
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'missing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value} (${preview(value)})`;
-}
-
-/** A JSON value shown in a message, bounded in length and depth whatever the file holds. */
-function preview(value: unknown, max = 80): string {
-  const text = render(value, 0);
-  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
-}
-
-function render(value: unknown, depth: number): string {
-  if (typeof value === 'string') return JSON.stringify(clip(value, 80));
-  if (Array.isArray(value) || isObject(value)) {
-    if (depth === 3) return Array.isArray(value) ? '[...]' : '{...}';
-    const parts: string[] = [];
-    let length = 0;
-    const keys = Array.isArray(value) ? null : Object.keys(value);
-    const count = keys === null ? (value as unknown[]).length : keys.length;
-    for (let i = 0; i < count; i++) {
-      if (length > 80) {
-        parts.push('...');
-        break;
-      }
-      const part = keys === null
-        ? render((value as unknown[])[i], depth + 1)
-        : `${JSON.stringify(clip(keys[i], 40))}:${render((value as Record<string, unknown>)[keys[i]], depth + 1)}`;
-      parts.push(part);
-      length += part.length + 1;
-    }
-    return Array.isArray(value) ? `[${parts.join(',')}]` : `{${parts.join(',')}}`;
-  }
-  return String(value);
-}
-
-/** A name from the file, quoted and clipped for a message. */
-function quote(text: string, mark = "'"): string {
-  return `${mark}${clip(text, 80)}${mark}`;
-}
-
-function clip(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max - 3)}...` : text;
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((n, i) => n === b[i]);
-}
-
-function fmtShape(shape: readonly number[]): string {
-  return shape.length > 8 ? `(${shape.slice(0, 8).join(', ')}, ... ${shape.length} dimensions)` : `(${shape.join(', ')})`;
 }

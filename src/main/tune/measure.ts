@@ -3,10 +3,20 @@
 // measured epochs over the same shared data, and each window reports samples/s (rows over the summed
 // wall time of its steps) and where the mean step's time went.
 
-import type { Dataset } from './data.js';
-import type { TrainerOptions } from './options.js';
-import { Trainer, type StepTiming } from './trainer.js';
-import { flopsPerSample } from '../shared/model.js';
+import type { Dataset } from '../data.js';
+import { TRAINER_DEFAULTS, type ResolvedOptions, type TrainerOptions } from '../options.js';
+import type { FitOptions, StepTiming } from '../types.js';
+import { flopsPerSample } from '../../shared/model.js';
+
+/** What measure() needs of a Trainer. It is handed a way to make one (`(o) => new Trainer(o)`) rather
+ *  than importing the Trainer, whose workers: 'auto' runs measure() itself. */
+export interface MeasuredTrainer {
+  readonly options: Readonly<ResolvedOptions>;
+  fit(train: Dataset, fit?: FitOptions): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+export type MakeTrainer = (options: TrainerOptions) => MeasuredTrainer;
 
 export interface WindowResult {
   samplesPerSec: number;
@@ -42,13 +52,15 @@ export interface MeasureOptions {
 }
 
 /**
- * Trains a fresh model with `options` on `source` rows (repeated as needed) and measures it. The data
+ * Trains a fresh model made by `make` with `options` on `source` rows (repeated as needed) and measures it. The data
  * only needs features of the model's input width and targets for its loss.
  */
-export async function measure(options: TrainerOptions, source: { x: Float32Array; y: Int32Array | Float32Array }, m: MeasureOptions = {}): Promise<Measurement> {
+export async function measure(
+  make: MakeTrainer, options: TrainerOptions, source: { x: Float32Array; y: Int32Array | Float32Array }, m: MeasureOptions = {},
+): Promise<Measurement> {
   const windows = m.windows ?? 5;
-  const batch = options.batchSize ?? 64;
-  const trainer = new Trainer({ ...options, shuffle: false });
+  const batch = options.batchSize ?? TRAINER_DEFAULTS.batchSize;
+  const trainer = make({ ...options, shuffle: false });
   try {
     // Probe: a few steps give the step time that sizes the windows.
     const probeSteps = 3;

@@ -1,13 +1,11 @@
-// What the training script's flags turn into, apart from the Trainer's own options: the data (bundled
-// MNIST, IDX or CSV files; normalised with training statistics; a seeded validation split) and the
-// learning-rate schedule over the whole run. Kept apart from cli.ts so each can be read alone.
+// The data the training script's flags name: bundled MNIST, IDX or CSV files, normalised with training
+// statistics, with a seeded validation split; and the check that a source has its files.
 
-import { loadMnist } from './mnist.js';
 import {
-  applyNormalization, fitNormalization, loadCsv, loadIdx, splitValidation,
+  applyNormalization, fitNormalization, loadCsv, loadIdx, loadMnist, splitValidation,
   type LoadedData, type NormalizeMode, type Normalization,
-} from './loaders/index.js';
-import type { ScheduleSpec } from '../shared/schedule.js';
+} from '../main/index.js';
+import { UsageError } from './usage-error.js';
 
 /** The data flags, saved in a checkpoint's metadata so that --resume reloads the same data. */
 export interface DataFlags {
@@ -70,9 +68,6 @@ export function checkDataFlags(f: DataFlags): void {
   if (v !== undefined && !(v > 0 && v < 1)) throw new UsageError(`--validation-split takes a fraction in (0, 1); got ${v}`);
 }
 
-/** A flag problem found after parsing; the CLI prints it as one line and exits 2. */
-export class UsageError extends Error {}
-
 /** Loads the data the flags name, validated as it is read; softmax losses take class indices. */
 export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed: number): Promise<RunData> {
   let train: LoadedData;
@@ -117,60 +112,4 @@ export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed
     description,
     normalization,
   };
-}
-
-/** The schedule flags. Lengths are in scheduler steps: optimizer steps, or epochs with --schedule-interval epoch. */
-export interface ScheduleFlags {
-  schedule: 'none' | 'step' | 'multistep' | 'exponential' | 'cosine' | 'linear' | 'onecycle';
-  stepSize?: number;
-  gamma?: number;
-  milestones?: number[];
-  etaMin?: number;
-  endFactor?: number;
-  maxLr?: number;
-  pctStart?: number;
-  warmup?: number;
-  warmupStartFactor?: number;
-}
-
-/**
- * The schedule over the whole run: `total` scheduler steps (every step of every epoch, or every epoch).
- * Cosine anneals over what the warm-up leaves; OneCycle spans the run; a warm-up is a LinearLR chained
- * in front by SequentialLR.
- */
-export function buildSchedule(f: ScheduleFlags, lr: number, total: number): ScheduleSpec | null {
-  const warmup = f.warmup ?? 0;
-  if (warmup >= total && warmup > 0) throw new UsageError(`--warmup ${warmup} leaves nothing of the run's ${total} scheduler steps`);
-  const rest = total - warmup;
-  let main: ScheduleSpec | null;
-  switch (f.schedule) {
-    case 'none':
-      main = null;
-      break;
-    case 'step':
-      if (f.stepSize === undefined) throw new UsageError('--schedule step needs --step-size');
-      main = { name: 'step', stepSize: f.stepSize, gamma: f.gamma ?? 0.1 };
-      break;
-    case 'multistep':
-      if (f.milestones === undefined) throw new UsageError('--schedule multistep needs --milestones');
-      main = { name: 'multistep', milestones: f.milestones, gamma: f.gamma ?? 0.1 };
-      break;
-    case 'exponential':
-      if (f.gamma === undefined) throw new UsageError('--schedule exponential needs --gamma');
-      main = { name: 'exponential', gamma: f.gamma };
-      break;
-    case 'cosine':
-      main = { name: 'cosine', tMax: rest, etaMin: f.etaMin ?? 0 };
-      break;
-    case 'linear':
-      main = { name: 'linear', startFactor: 1, endFactor: f.endFactor ?? 0, totalIters: rest };
-      break;
-    case 'onecycle':
-      if (warmup > 0) throw new UsageError('--schedule onecycle has its own warm-up (--pct-start); drop --warmup');
-      return { name: 'onecycle', maxLr: f.maxLr ?? lr, totalSteps: total, pctStart: f.pctStart ?? 0.3 };
-  }
-  if (warmup === 0) return main;
-  const warm: ScheduleSpec = { name: 'linear', startFactor: f.warmupStartFactor ?? 1 / 3, endFactor: 1, totalIters: warmup };
-  // After the warm-up a constant rate is LinearLR with factor 1 throughout.
-  return { name: 'sequential', schedulers: [warm, main ?? { name: 'linear', startFactor: 1, endFactor: 1, totalIters: 1 }], milestones: [warmup] };
 }

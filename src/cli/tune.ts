@@ -4,13 +4,12 @@
 
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { parseFlags } from './cli-parse.js';
-import { cpuLimit } from './cpus.js';
-import { measure, type Measurement } from './measure.js';
-import { loadMnist } from './mnist.js';
-import { recommend, saveTuneEntry, scaling, scalingSvg, syntheticData, TUNE_FILE, type TuneEntry } from './tune.js';
-import { LOSSES, type LossName } from '../shared/model.js';
+import { Command, Option } from 'commander';
+import {
+  cpuLimit, loadMnist, LOSSES, measure, recommend, saveTuneEntry, scaling, scalingSvg, syntheticData, Trainer, TUNE_FILE,
+  type LossName, type Measurement, type TuneEntry,
+} from '../main/index.js';
+import { parseFlags, positiveInt, positiveIntList, positiveNumber } from './parse.js';
 
 interface TuneFlags {
   layers: number[];
@@ -23,27 +22,16 @@ interface TuneFlags {
   outDir: string;
 }
 
-const list = (what: string) => (t: string): number[] => {
-  const v = t.split(',').map(Number);
-  if (!v.every((n) => Number.isInteger(n) && n > 0)) throw new InvalidArgumentError(`expected ${what}`);
-  return v;
-};
-const positive = (integer: boolean) => (t: string): number => {
-  const v = Number(t);
-  if (!(v > 0) || (integer && !Number.isInteger(v))) throw new InvalidArgumentError(`expected a positive ${integer ? 'integer' : 'number'}`);
-  return v;
-};
-
 export function buildTuneProgram(): Command {
   const limit = cpuLimit();
   return new Command('gradpool tune')
     .description('Measure training speed at 1 ... N workers and recommend a worker count.')
-    .addOption(new Option('--layers <widths>', 'model layer widths').default([784, 128, 10], '784,128,10').argParser(list('positive integers separated by commas')))
+    .addOption(new Option('--layers <widths>', 'model layer widths').default([784, 128, 10], '784,128,10').argParser(positiveIntList()))
     .addOption(new Option('--loss <name>', 'loss (default: by output width)').choices(LOSSES))
-    .addOption(new Option('--batch-sizes <n,...>', 'batch sizes to tune for').default([64, 256], '64,256').argParser(list('positive integers separated by commas')))
-    .addOption(new Option('--max-workers <n>', `largest worker count tried; more than the CPUs shows oversubscription (default: ${limit.cpus})`).default(limit.cpus).argParser(positive(true)))
-    .addOption(new Option('--windows <n>', 'measured windows per worker count, after a warm-up').default(5).argParser(positive(true)))
-    .addOption(new Option('--window-seconds <s>', 'length of each window').default(0.5).argParser(positive(false)))
+    .addOption(new Option('--batch-sizes <n,...>', 'batch sizes to tune for').default([64, 256], '64,256').argParser(positiveIntList()))
+    .addOption(new Option('--max-workers <n>', `largest worker count tried; more than the CPUs shows oversubscription`).default(limit.cpus).argParser(positiveInt()))
+    .addOption(new Option('--windows <n>', 'measured windows per worker count, after a warm-up').default(5).argParser(positiveInt()))
+    .addOption(new Option('--window-seconds <s>', 'length of each window').default(0.5).argParser(positiveNumber()))
     .addOption(new Option('--data <source>', 'the bundled MNIST digits, or random inputs of the model\'s width').choices(['mnist', 'synthetic']).default('mnist'))
     .addOption(new Option('--out-dir <dir>', `where ${TUNE_FILE} (results, read by --workers auto) and gradpool-tune.svg go`).default('.'))
     .showHelpAfterError(false)
@@ -67,7 +55,7 @@ export async function tuneMain(argv: string[], out: NodeJS.WriteStream = process
     for (const batchSize of f.batchSizes) {
       const ms: Measurement[] = [];
       for (let workers = 1; workers <= f.maxWorkers; workers++) {
-        ms.push(await measure({ layers: f.layers, loss: f.loss, batchSize, workers, lr: 0.01 }, data, { windows: f.windows, windowSeconds: f.windowSeconds }));
+        ms.push(await measure((o) => new Trainer(o), { layers: f.layers, loss: f.loss, batchSize, workers, lr: 0.01 }, data, { windows: f.windows, windowSeconds: f.windowSeconds }));
       }
       const points = scaling(ms);
       const choice = recommend(ms.map((m) => ({ workers: m.workers, samplesPerSec: m.samplesPerSec })));

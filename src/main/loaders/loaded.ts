@@ -1,6 +1,4 @@
-// Loaders for data on disk: IDX files (the MNIST format, plain or gzipped) and CSV files, read straight
-// into flat typed arrays, plus the preparation steps between loading and training (normalisation fitted
-// on the training split, a seeded validation split). Every bad input is a DataError naming file and row.
+// What every loader returns: a data set in flat typed arrays, with the names of its rows for messages.
 
 /** A loaded data set: flat row-major features, and targets (class indices, or (N, K) float values).
  *  It is a `Dataset` as the Trainer takes it (x, y, rowName). */
@@ -18,13 +16,3 @@ export interface LoadedData {
   /** CSV header names of the feature columns, when the file has a header. */
   featureNames?: string[];
 }
-
-export { decodeIdx, loadIdx, type IdxArray } from './idx.js';
-export { loadCsv, type CsvOptions } from './csv.js';
-export {
-  applyNormalization,
-  fitNormalization,
-  splitValidation,
-  type Normalization,
-  type NormalizeMode,
-} from './prepare.js';

@@ -4,7 +4,7 @@
 
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { LoadedData } from './loaders/index.js';
+import type { LoadedData } from './loaded.js';
 
 /** Each split is loaded data like a file's: class indices, and rows named after the package's files. */
 export interface MnistSplit {

@@ -1,0 +1,42 @@
+// --resume: the saved run's flags (but the few a resume may change) and its Trainer, from the checkpoint
+// the training script wrote; and what a checkpoint records of a run.
+
+import type { Command } from 'commander';
+import { loadCheckpoint, parseMetadataJson, RUN_KEY, Trainer } from '../main/index.js';
+import { RESUMABLE, type Flags } from './program.js';
+import { UsageError } from './usage-error.js';
+
+/** With --resume, the saved run's flags (but the few a resume may change) and its Trainer. */
+export async function resolveRun(program: Command, flags: Flags): Promise<{ flags: Flags; resumed: Trainer | null }> {
+  if (flags.resume === undefined) return { flags, resumed: null };
+  const changed = Object.keys(flags).filter((k) => program.getOptionValueSource(k) === 'cli' && !RESUMABLE.has(k));
+  if (changed.length > 0) {
+    const names = changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --out, --metrics, --no-progress)`);
+  }
+  const ckpt = await loadCheckpoint(flags.resume);
+  const text = ckpt.metadata[RUN_KEY];
+  if (text === undefined) {
+    throw new UsageError(`--resume ${flags.resume}: this checkpoint has no saved run (it was not written by the training script); use --init to start from its weights`);
+  }
+  const saved = parseMetadataJson(text) as Partial<Flags>;
+  const explicit = (k: keyof Flags): boolean => program.getOptionValueSource(k) === 'cli';
+  const merged: Flags = {
+    ...flags,
+    ...saved,
+    epochs: explicit('epochs') ? flags.epochs : (saved.epochs ?? flags.epochs),
+    workers: flags.workers,
+    out: explicit('out') ? flags.out : flags.resume,
+    metrics: flags.metrics,
+    progress: flags.progress,
+    resume: flags.resume,
+  };
+  const trainer = await Trainer.load(flags.resume, { workers: flags.workers });
+  return { flags: merged, resumed: trainer };
+}
+
+/** What a checkpoint records of the run, for --resume: every flag but the per-invocation ones. */
+export function savedRun(flags: Flags): Partial<Flags> {
+  const { workers: _w, out: _o, metrics: _m, progress: _p, resume: _r, init: _i, ...run } = flags;
+  return run;
+}

@@ -1,0 +1,25 @@
+// The Trainer's options from the training script's flags: the library's names, the schedule over the
+// whole run, and --class-weight balanced worked out from the training labels.
+
+import { balancedClassWeights, type TrainerOptions } from '../main/index.js';
+import type { Flags } from './program.js';
+import { buildSchedule } from './schedule-flags.js';
+import { UsageError } from './usage-error.js';
+
+export function trainerOptions(f: Flags, labels: Int32Array | Float32Array, stepsPerEpoch: number): TrainerOptions {
+  const K = f.layers[f.layers.length - 1];
+  if (f.classWeight === 'balanced' && !(labels instanceof Int32Array)) {
+    throw new UsageError("--class-weight balanced needs class-index targets; for a sigmoid loss, weigh positives with --pos-weight (negatives / positives per output)");
+  }
+  const weight = f.classWeight === 'balanced' ? balancedClassWeights(labels, K) : f.classWeight;
+  const total = f.scheduleInterval === 'step' ? stepsPerEpoch * f.epochs : f.epochs;
+  return {
+    layers: f.layers, activation: f.activation, loss: f.loss, reduction: f.reduction,
+    lr: f.lr, momentum: f.momentum, dampening: f.dampening, weightDecay: f.weightDecay, nesterov: f.nesterov, maximize: f.maximize,
+    weight, ignoreIndex: f.ignoreIndex, labelSmoothing: f.labelSmoothing, posWeight: f.posWeight, focalGamma: f.focalGamma,
+    focalAlpha: f.focalAlpha === undefined ? undefined : f.loss === 'sigmoid-focal' ? f.focalAlpha[0] : f.focalAlpha,
+    schedule: buildSchedule(f, f.lr, total), scheduleInterval: f.scheduleInterval,
+    clipGradNorm: f.clipGradNorm, clipNormType: f.clipNormType, errorIfNonfinite: f.errorIfNonfinite, onNonfinite: f.onNonfinite,
+    batchSize: f.batchSize, shuffle: f.shuffle, seed: f.seed, workers: f.workers, shards: f.shards, kernels: f.kernels,
+  };
+}

@@ -1,0 +1,36 @@
+// Checkpoint files: written atomically (a checkpoint is either the old file or the new one, never a
+// torn one), read with every failure named by the path.
+
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../atomic-file.js';
+import { CheckpointError } from '../errors.js';
+import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from './safetensors.js';
+import type { ModelConfig } from '../../shared/model.js';
+
+/** Writes a checkpoint atomically (see atomic-file.ts): whatever was at `path` stays until the new file
+ *  is whole. `extra` metadata and `tensors` as encodeCheckpoint takes them. */
+export async function saveCheckpoint(
+  path: string,
+  config: ModelConfig,
+  params: Float32Array,
+  extra?: Record<string, string>,
+  tensors?: Record<string, Float32Array>,
+): Promise<void> {
+  await writeFileAtomic(path, encodeCheckpoint(config, params, extra, tensors));
+}
+
+/** Reads and decodes the checkpoint at `path`; a missing file is a CheckpointError saying so. */
+export async function loadCheckpoint(path: string): Promise<Checkpoint> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') {
+      throw new CheckpointError(path, 'no such file', 'check the path, or train without loading a checkpoint');
+    }
+    if (code === 'EISDIR') throw new CheckpointError(path, 'is a directory, not a checkpoint file');
+    throw new CheckpointError(path, `cannot read the file (${(err as Error).message})`);
+  }
+  return decodeCheckpoint(bytes, path);
+}

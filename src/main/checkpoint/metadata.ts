@@ -1,0 +1,36 @@
+// What a gradpool checkpoint records in its safetensors __metadata__ (string to string), each key named
+// once: the format and its version, the model config, the data checksum, the Trainer's options and
+// training state, the training script's run; the extra tensor for SGD's momentum; and the JSON codec
+// those values are written with.
+
+export const FORMAT_KEY = 'format';
+export const FORMAT = 'gradpool';
+export const VERSION_KEY = 'gradpool.version';
+export const VERSION = '1';
+/** The model config as JSON: {"layers":[...],"activation":...,"loss":...}. */
+export const CONFIG_KEY = 'config';
+/** The hex SHA-256 of the data section (every byte after the header). */
+export const CHECKSUM_KEY = 'gradpool.sha256';
+/** Keys the writer sets itself: a caller's extra metadata may not. */
+export const RESERVED_KEYS: readonly string[] = [FORMAT_KEY, VERSION_KEY, CONFIG_KEY, CHECKSUM_KEY];
+/** The Trainer's resolved options (metadataJson). */
+export const OPTIONS_KEY = 'gradpool.options';
+/** The training state for resuming (src/main/state.ts). */
+export const STATE_KEY = 'gradpool.state';
+/** The training script's flags, for --resume. */
+export const RUN_KEY = 'gradpool.run';
+/** The tensor holding SGD's momentum buffer, once it has started. */
+export const MOMENTUM_TENSOR = 'optimizer.momentum_buffer';
+
+/**
+ * A value as a metadata string (safetensors metadata is string to string): JSON, with Infinity (a norm
+ * type, say) written as the string "Infinity", which JSON has no number for. parseMetadataJson undoes it.
+ */
+export function metadataJson(value: unknown): string {
+  return JSON.stringify(value, (_, v: unknown) => (v === Infinity ? 'Infinity' : v));
+}
+
+export function parseMetadataJson(text: string): unknown {
+  return JSON.parse(text, (_, v: unknown) => (v === 'Infinity' ? Infinity : v));
+}
+

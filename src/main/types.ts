@@ -1,0 +1,99 @@
+// The types of the Trainer's API beyond its options: what fit() takes besides the data, and what the
+// Trainer reports back per step, per epoch and per evaluation. Types only, so that any module (the
+// Trainer, the tuner's measurements) can import them without importing the Trainer.
+
+import type { Dataset } from './data.js';
+import type { ClassReport } from './report.js';
+
+export interface FitOptions {
+  /** Passes over the training data. Default 1. Continues from the Trainer's epoch count. */
+  epochs?: number;
+  /** Evaluated after every epoch; its loss and accuracy go into the history. */
+  validation?: Dataset;
+  /** Called after every optimizer step. */
+  onStep?: (step: StepInfo) => void;
+  /** Called after every epoch with its record (also returned in the history); may return a promise,
+   *  which fit() awaits (to save a checkpoint, say). */
+  onEpoch?: (record: EpochRecord) => void | Promise<void>;
+  /** Aborting stops training after the current step; fit() then rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+export interface StepInfo {
+  /** 1-based epoch of this Trainer's life (continues across fit() calls and resumes). */
+  epoch: number;
+  /** 1-based batch within the epoch, and the epoch's batch count. */
+  batch: number;
+  batches: number;
+  /** Optimizer steps taken so far by this Trainer, this one included. */
+  step: number;
+  /** The batch's mean loss (per sample, or per element for the sigmoid losses). */
+  loss: number;
+  rows: number;
+  /** The learning rate this step used. */
+  lr: number;
+  /** The gradient's total norm before clipping, when clipGradNorm is set. */
+  gradNorm?: number;
+  /** True when every target of the batch was ignored, so no update was made. */
+  skipped?: boolean;
+  /** Where the step's time went. */
+  timing: StepTiming;
+}
+
+/**
+ * Where a step's wall time went, in milliseconds: stepMs = computeMs + dispatchMs + reduceMs + updateMs,
+ * where computeMs is the slowest worker's shard compute (the critical path). barrierMs is how long the
+ * other workers waited for it on average (idle time, inside computeMs, not added to the step).
+ */
+export interface StepTiming {
+  stepMs: number;
+  computeMs: number;
+  /** Shard compute summed over the workers (worker-milliseconds). */
+  computeTotalMs: number;
+  barrierMs: number;
+  /** Posting the command, waking the workers, their barriers and the coordinator's bookkeeping: the
+   *  step beyond the compute, the reduction and the update. */
+  dispatchMs: number;
+  /** Summing the gradient slots: the slowest worker's share. */
+  reduceMs: number;
+  /** Clipping and the SGD update: the slowest worker's share. */
+  updateMs: number;
+  /** Tasks the step was spread over (min(workers, shards)). */
+  tasks: number;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  /** Mean training loss over the epoch's samples, as the batches saw them (before each update). */
+  trainLoss: number;
+  trainAccuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  /** The learning rate of the epoch's last step. */
+  lr: number;
+  /** Training samples per second over the epoch's steps (evaluation excluded). */
+  samplesPerSec: number;
+  /** Wall time of the epoch's steps, in seconds (evaluation excluded). */
+  seconds: number;
+  steps: number;
+  /** Steps with no update: every target in the batch was ignored, or (onNonfinite 'skip') the loss or
+   *  gradient was not finite. */
+  skippedSteps: number;
+  /** Of those, the steps skipped for a non-finite loss or gradient. */
+  nonfiniteSteps: number;
+}
+
+export interface Evaluation {
+  /** Mean loss as the 'mean' reduction defines it, whatever the reduction option. */
+  loss: number;
+  /** Fraction of rows classified right (softmax losses; ignored rows not counted), or of outputs
+   *  thresholded right at probability 0.5 (sigmoid losses). */
+  accuracy: number;
+  rows: number;
+  /** counts[true][predicted]: K x K for softmax losses, 2 x 2 for a single sigmoid output, null for
+   *  several sigmoid outputs (multi-label: see perClass). */
+  confusion: number[][] | null;
+  /** Precision, recall, F1 and support per class (per output, of its positive class, for multi-label),
+   *  and their macro and support-weighted averages. */
+  report: ClassReport;
+}
