@@ -110,7 +110,8 @@ describe('non-finite steps', () => {
   it("stops with onNonfinite 'stop' (default), naming the step, the shard and samples, nothing applied", async () => {
     const t = make(wild);
     let last: Float32Array | null = null;
-    const err = await t.fit(data, { epochs: 2, onStep: () => (last = t.parameters.slice()) }).then(() => null, (e: unknown) => e as Error);
+    // One step per run, so that onStep can read the parameters after each step.
+    const err = await t.fit(data, { epochs: 2, stepsPerExecution: 1, onStep: () => (last = t.parameters.slice()) }).then(() => null, (e: unknown) => e as Error);
     expect(err?.name).toBe('NonfiniteError');
     expect(err!.message).toMatch(/^step \d+ \(epoch \d, batch \d of 8\) gave a non-finite (loss|gradient)/);
     expect(err!.message).toMatch(/shard \d \(positions \d+-\d+ of the epoch's order\): /);
@@ -138,7 +139,8 @@ describe('interrupts', () => {
     const stop = new AbortController();
     const t = make({ ...base, workers: 2 });
     const reason = new Error('stop here');
-    const err = await t.fit(data, { epochs: EPOCHS, onStep: (s) => s.step === 11 && stop.abort(reason), signal: stop.signal })
+    // One step per run: the abort in onStep lands before the workers take step 12.
+    const err = await t.fit(data, { epochs: EPOCHS, stepsPerExecution: 1, onStep: (s) => s.step === 11 && stop.abort(reason), signal: stop.signal })
       .then(() => null, (e: unknown) => e);
     expect(err).toBe(reason);
     expect(t.progress).toEqual({ epoch: 1, step: 11, batch: 3 });

@@ -225,7 +225,8 @@ describe('training', () => {
     const t = trainer({ layers: [784, 8, 10], batchSize: 20, workers: 2 });
     const ac = new AbortController();
     let steps = 0;
-    const run = t.fit(data, { epochs: 5, signal: ac.signal, onStep: () => { if (++steps === 3) ac.abort(new Error('stop here')); } });
+    // One step per run: the abort in onStep lands before the workers take step 4.
+    const run = t.fit(data, { epochs: 5, stepsPerExecution: 1, signal: ac.signal, onStep: () => { if (++steps === 3) ac.abort(new Error('stop here')); } });
     await expect(run).rejects.toThrow('stop here');
     expect(steps).toBe(3);
   });

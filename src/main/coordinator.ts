@@ -1,7 +1,8 @@
 // The step protocol on the coordinator's side: one fixed piscina pool whose workers each run one loop
-// task, the shared parameter, gradient, stats and control buffers they were started with; step(), which
-// posts a batch and its hyperparameters as one command that the workers carry through to the updated
-// parameters, and forward(), which posts a batch to evaluate. Between commands the workers sleep.
+// task, the shared parameter, gradient, stats, ring and control buffers they were started with; run(),
+// which posts a run of steps that the workers carry through on their own and reports each committed step
+// in order, and forward(), which posts a range of rows to evaluate. A worker that fails is stood in for
+// and what it left undone is run again. Between commands the workers sleep.
 
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -9,20 +10,24 @@ import { once } from 'node:events';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import {
-  allStamped, controlFields, HYPER_FIELDS, kCmdForward, kCmdStep, kCmdStop, kCtlArrivals, kCtlCommand,
-  kCtlDataset, kCtlEnd, kCtlFailed, kCtlGeneration, kCtlParity, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks,
-  kPhaseDone, kWorkShard, kWorkStamp, kWorkThread, stamp, stampOf, workField,
-  kHypFirst, kHypLr, kHypMaxNorm, kHypMomentum, kHypNormType, kStatComputeMs, kStatLossSum, kTimeReduceMs, kTimeUpdateMs,
-  STAT_FIELDS, stateLayout, stateViews, taskShards, TIME_FIELDS, type LoopTask, type WorkerInit,
+  allStamped, controlFields, cutBatch, HYPER_FLOATS, hyperField, kCmdForward, kCmdRun, kCmdStop, kCtlArrivals, kCtlBatch0,
+  kCtlBatchSize, kCtlBell, kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration,
+  kCtlHasMomentum, kCtlLastStep, kCtlParity, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite,
+  kHypLr, kHypMomentum, kNoFailure, kOutcomeNoTargets, kOutcomeUpdate, kPhaseReduced, kRingCoef, kRingComputeMaxMs,
+  kRingComputeSumMs, kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows,
+  kRingStartMs, kRingWorkerStartMs, kRingTasks, kRingUpdateMs, kRingWeightSum, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
+  kWorkGen, kWorkShard, kWorkStamp, kWorkThread, reportFailure, RING_BASE_FIELDS, RING_STEPS, RING_WORKER_FIELDS, ringFields,
+  STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
 import { createSharedMemory } from '../shared/wasm.js';
 import { NORM_FIELDS, normChunks } from '../shared/clip.js';
 import { paramLayout, type ModelConfig } from '../shared/model.js';
 import type { LossSpec } from '../shared/losses.js';
 import type { SGDOptions } from '../shared/sgd.js';
-import { decideStep, readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
+import { readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
 import type { SharedDataset } from './data.js';
 import { ShardFailure } from './errors.js';
+import { cpuLimit } from './cpus.js';
 import { checkLength, checkMemory } from './memory.js';
 import type { Reduction } from './options.js';
 
@@ -42,23 +47,40 @@ export interface PoolOptions {
   workerHeapMb: number | null;
 }
 
-/** A step's hyperparameters: the schedule's lr and momentum, and clipping (maxNorm null: none). */
-export interface StepHyper {
-  lr: number;
-  momentum: number;
+/** A run of optimizer steps: batches batch0 .. batch0 + steps - 1 of the dataset's current order. */
+export interface RunSpec {
+  data: SharedDataset;
+  batch0: number;
+  /** At most RING_STEPS. */
+  steps: number;
+  batchSize: number;
+  /** The lr and momentum of step j of the run (the schedule's closed form). */
+  hyper: (j: number) => { lr: number; momentum: number };
+  /** clip_grad_norm_'s max_norm, or null for no clipping, and the norm's order. */
   maxNorm: number | null;
   normType: number;
+  /** End the run at a step whose loss or gradient is not finite (nothing of it applied). */
+  stopOnNonfinite: boolean;
 }
 
-/** Where a batch's time went on the coordinator's clock, in milliseconds. */
+/** What one committed step of a run did, as the ring records it. */
+export interface StepResult {
+  sums: BatchSums;
+  decision: StepDecision;
+  timing: BatchTiming;
+}
+
+/** Where a step's time went, in milliseconds, on the workers' clocks. */
 export interface BatchTiming {
+  /** From the step's start (worker 0's; the run's post for its first step) to the next one's. */
+  stepMs: number;
   /** The slowest task's compute: the critical path of the parallel part. */
   computeMaxMs: number;
   /** Compute summed over every task (worker-milliseconds). */
   computeSumMs: number;
-  /** The slowest worker's share of summing the gradient slots (a step only). */
+  /** The slowest worker's share of summing the gradient slots. */
   reduceMs: number;
-  /** The slowest worker's share of clipping and SGD (a step only). */
+  /** The slowest worker's share of clipping and SGD. */
   updateMs: number;
   tasks: number;
 }
@@ -74,12 +96,15 @@ function workerEntry(): { filename: string; execArgv: string[] | undefined } {
   return { filename, execArgv: ['--import', pathToFileURL(tsx).href] };
 }
 
+/** How long a worker's barrier spins before it sleeps, when each worker can have a CPU of its own. */
+const BARRIER_SPIN_MS = 1;
 /** How long close() waits for the loops to leave before it ends the threads regardless. */
 const CLOSE_GRACE_MS = 5000;
 /** How long a worker that flagged its own failure may take for its task to reject. */
 const DEATH_SETTLE_MS = 10_000;
-/** The main thread's Atomics.wait slice while a command runs: between slices the event loop turns. */
-const WAIT_SLICE_MS = 20;
+/** The main thread's sleep slice while a command runs: after each, the steps committed meanwhile are
+ *  reported and the event loop gets a turn (signals, timers, abort()). */
+const WAIT_SLICE_MS = 10;
 
 export class Coordinator {
   readonly model: ModelConfig;
@@ -89,12 +114,15 @@ export class Coordinator {
   readonly workers: number;
   readonly slots: number;
   readonly maxShardRows: number;
+  /** Worker failures recovered from (their work run again) in this pool's life. */
+  retries = 0;
   private readonly paramHalves: [Float32Array, Float32Array];
   private readonly slotViews: Float32Array[];
   private readonly momentumHalves: [Float32Array, Float32Array];
   private readonly stats: Float64Array;
-  private readonly times: Float64Array;
-  private readonly partials: Float64Array;
+  private readonly ring: Float64Array;
+  /** Float64s per ring row. */
+  private readonly row: number;
   private readonly hyper: Float64Array;
   private readonly chunks: number;
   private readonly pool: Piscina;
@@ -108,6 +136,11 @@ export class Coordinator {
   private deaths: { worker: number; shard: number; error: Error }[] = [];
   /** Datasets posted to the workers and not yet released (posted again to a replacement worker). */
   private readonly posted = new Map<number, SharedDataset['buffers']>();
+  /** The sequence number of the next step (or forward command) carried out: a failed attempt uses one
+   *  up, so a re-run is a new number (faults.ts fires by it). */
+  private sequence = 1;
+  /** Set by requestStop() until the run ends: a re-posted run stops as soon too. */
+  private stopRequested = false;
   private closed = false;
 
   constructor(model: ModelConfig, loss: LossSpec, o: PoolOptions, sgd: SGDOptions) {
@@ -132,21 +165,21 @@ export class Coordinator {
     const views = stateViews(state, layout, slots);
     this.paramHalves = views.params;
     this.momentumHalves = views.momentum;
-    this.partials = views.partials;
     this.slotViews = views.slots;
     const init = {
-      hyper: sab(HYPER_FIELDS * 8),
+      hyper: sab(HYPER_FLOATS * 8),
       stats: sab(slots * STAT_FIELDS * 8),
-      times: sab(workers * TIME_FIELDS * 8),
+      ring: sab((RING_STEPS + 1) * ringFields(workers) * 8),
       control: sab(controlFields(workers) * 4),
     };
     this.hyper = new Float64Array(init.hyper);
     this.stats = new Float64Array(init.stats);
-    this.times = new Float64Array(init.times);
+    this.ring = new Float64Array(init.ring);
+    this.row = ringFields(workers);
     this.control = new Int32Array(init.control);
     const workerData: WorkerInit = {
       model, loss, state, stateMemory: shared?.memory ?? null, layout, ...init, slots, maxShardRows: this.maxShardRows,
-      workers, kernels: o.kernels, sgd: { ...sgd }, mean: o.reduction === 'mean',
+      workers, kernels: o.kernels, sgd: { ...sgd }, mean: o.reduction === 'mean', spinMs: workers <= cpuLimit().cpus ? BARRIER_SPIN_MS : 0,
     };
     const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({
@@ -178,14 +211,30 @@ export class Coordinator {
     this.loops[w] = this.pool.run(task, { transferList: [port2], signal: stop.signal }).then(() => undefined, (err: unknown) => {
       this.loops[w] = null;
       if (this.closed) return;
-      // Stands in for the worker: its stamp passes every barrier of the command, the flag voids it.
       let error = err instanceof Error ? err : new Error(String(err));
       if (error.name === 'AbortError' && error.cause instanceof Error) error = error.cause; // stopped: say why
       const shard = Atomics.load(this.control, workField(w, kWorkShard));
       this.deaths.push({ worker: w, shard, error });
-      Atomics.store(this.control, kCtlFailed, 1);
-      stamp(this.control, w, stampOf(Atomics.load(this.control, kCtlGeneration), kPhaseDone));
+      this.standIn(w);
     });
+  }
+
+  /**
+   * Stands in for worker w, whose thread has ended: nothing from the step it was in on counts, and its
+   * stamp passes every barrier of the command (contract.ts). A worker that threw has done both itself;
+   * doing them again changes nothing.
+   */
+  private standIn(w: number): void {
+    const c = this.control;
+    const g = Atomics.load(c, kCtlGeneration);
+    const inCommand = Atomics.load(c, workField(w, kWorkGen)) === g;
+    reportFailure(c, inCommand ? stepOfStamp(Atomics.load(c, workField(w, kWorkStamp))) : 0);
+    Atomics.store(c, workField(w, kWorkStamp), kStampDone);
+    Atomics.store(c, workField(w, kWorkGen), g);
+    Atomics.add(c, kCtlArrivals, 1);
+    Atomics.notify(c, kCtlArrivals);
+    Atomics.add(c, kCtlBell, 1);
+    Atomics.notify(c, kCtlBell);
   }
 
   private get parity(): 0 | 1 {
@@ -193,7 +242,7 @@ export class Coordinator {
   }
 
   /** (P) the current parameters. A view: the workers write the next step's into the other half, so
-   *  read it again after a step rather than keeping it. Write it only between commands. */
+   *  read it again after a run rather than keeping it. Read or write it only between commands. */
   get params(): Float32Array {
     return this.paramHalves[this.parity];
   }
@@ -203,100 +252,196 @@ export class Coordinator {
     return this.momentumHalves[this.parity];
   }
 
-  /** The timing of the last command. */
-  readonly timing: BatchTiming = { computeMaxMs: 0, computeSumMs: 0, reduceMs: 0, updateMs: 0, tasks: 0 };
+  /** Asks the run under way (if any) to end after the step the workers are on; they agree which. */
+  requestStop(): void {
+    this.stopRequested = true;
+    Atomics.store(this.control, kCtlStop, 1);
+  }
 
   /**
-   * One optimizer step on the rows at positions [start, end) of the dataset's order: the workers compute
-   * the shards' gradients, reduce them, and apply clipping and SGD (see step.ts). Returns the batch's sums
-   * and what was done; the new parameters are current when it returns, unless the decision was not
-   * 'update' (then the parameters and momentum are as before).
+   * Runs spec.steps optimizer steps on the workers, calling `report` for each committed step in order,
+   * while the run goes on (from the waiting loop; the parameters are then in motion: read them after
+   * run() returns). Returns how many steps were carried out: all of them, or fewer when a stop was
+   * requested, or when a non-finite step ended the run (with spec.stopOnNonfinite; it is the last one
+   * reported, and nothing of it was applied). A worker that fails is stood in for, and the steps from
+   * the one it failed in are run again on a fresh command: the same bits as without the failure.
    */
-  async step(data: SharedDataset, start: number, end: number, h: StepHyper): Promise<{ sums: BatchSums; decision: StepDecision }> {
-    const y = this.hyper;
-    y[kHypLr] = h.lr;
-    y[kHypMomentum] = h.momentum;
-    y[kHypMaxNorm] = h.maxNorm ?? 0;
-    y[kHypNormType] = h.normType;
-    y[kHypFirst] = this.hasMomentumBuffer ? 0 : 1;
-    const sums = await this.command(kCmdStep, data, start, end);
-    const decision = decideStep(sums, this.partials, this.chunks, y);
-    if (decision.outcome === 'update') {
-      // The workers wrote the other half: it becomes current.
-      Atomics.store(this.control, kCtlParity, 1 - this.parity);
-      if (Math.fround(h.momentum) !== 0) this.hasMomentumBuffer = true;
+  async run(spec: RunSpec, report: (j: number, r: StepResult) => void): Promise<number> {
+    if (spec.steps < 1 || spec.steps > RING_STEPS) throw new RangeError(`a run has 1 to ${RING_STEPS} steps; got ${spec.steps}`);
+    const failures = new Map<string, number>();
+    let done = 0;
+    try {
+      while (done < spec.steps) {
+        const c = this.control;
+        const steps = spec.steps - done;
+        const y = this.hyper;
+        y[kRunMaxNorm] = spec.maxNorm ?? 0;
+        y[kRunNormType] = spec.normType;
+        for (let j = 0; j < steps; j++) {
+          const h = spec.hyper(done + j);
+          y[hyperField(j, kHypLr)] = h.lr;
+          y[hyperField(j, kHypMomentum)] = h.momentum;
+        }
+        for (let j = 1; j <= steps; j++) {
+          for (let w = 0; w < this.workers; w++) this.ring[j * this.row + RING_BASE_FIELDS + RING_WORKER_FIELDS * w + kRingWorkerStartMs] = NaN;
+        }
+        c[kCtlBatch0] = spec.batch0 + done;
+        c[kCtlSteps] = steps;
+        c[kCtlBatchSize] = spec.batchSize;
+        c[kCtlHasMomentum] = this.hasMomentumBuffer ? 1 : 0;
+        c[kCtlStopNonfinite] = spec.stopOnNonfinite ? 1 : 0;
+        c[kCtlLastStep] = kNoFailure;
+        c[kCtlExecuted] = 0;
+        Atomics.store(c, kCtlStop, this.stopRequested ? 1 : 0);
+        let reported = 0;
+        const deliver = (upTo: number): void => {
+          for (; reported < upTo; reported++) report(done + reported, this.result(reported));
+        };
+        const g = this.post(kCmdRun, spec.data);
+        // Step k is committed once every worker is past its last barrier and into step k + 1 (which
+        // also means every worker has written its start of step k + 1), with no failure at or before k. A
+        // worker done with the command tells nothing of how far the run went: the end says (executed).
+        const committed = (): number => {
+          const failed = Atomics.load(c, kCtlFailedStep);
+          let least = kStampDone;
+          for (let w = 0; w < this.workers; w++) {
+            const s = Atomics.load(c, workField(w, kWorkGen)) === g ? Atomics.load(c, workField(w, kWorkStamp)) : -1;
+            if (s === kStampDone) return reported;
+            least = Math.min(least, s);
+          }
+          let k = reported;
+          while (k + 1 < steps && k < failed && least >= stampOf(k + 1, kPhaseReduced)) k++;
+          return k;
+        };
+        await this.waitDone(g, () => deliver(committed()));
+        const failedAt = Atomics.load(c, kCtlFailedStep);
+        const executed = failedAt === kNoFailure ? Atomics.load(c, kCtlExecuted) : failedAt;
+        deliver(executed);
+        done += executed;
+        this.sequence += executed + (failedAt === kNoFailure ? 0 : 1);
+        if (failedAt === kNoFailure) {
+          if (executed < steps) break; // a stop, or a non-finite step with stopOnNonfinite
+          continue;
+        }
+        // A worker failed: the steps before the one it failed in are committed; run the rest again on
+        // replacement workers, unless the same shard keeps failing.
+        const batch = spec.batch0 + done;
+        const start = batch * spec.batchSize;
+        await this.recover(failures, `${batch}:`, start, Math.min(start + spec.batchSize, spec.data.rows));
+      }
+      return done;
+    } finally {
+      this.stopRequested = false;
+      Atomics.store(this.control, kCtlStop, 0);
     }
-    return { sums, decision };
+  }
+
+  /** Reads step j's row of the ring, and makes its outcome the pool's: an update makes the other half
+   *  current and may start the momentum buffer. Called for each step in order. */
+  private result(j: number): StepResult {
+    const r = this.ring;
+    const at = j * this.row;
+    const outcome = r[at + kRingOutcome];
+    const sums: BatchSums = {
+      lossSum: r[at + kRingLossSum], weightSum: r[at + kRingWeightSum], correct: r[at + kRingCorrect],
+      counted: r[at + kRingCounted], rows: r[at + kRingRows],
+    };
+    const gradNorm = r[at + kRingGradNorm];
+    const decision: StepDecision = {
+      outcome: outcome === kOutcomeUpdate ? 'update' : outcome === kOutcomeNoTargets ? 'no-targets' : 'nonfinite',
+      gradNorm, coef: r[at + kRingCoef],
+    };
+    if (decision.outcome === 'update') {
+      Atomics.store(this.control, kCtlParity, 1 - this.parity);
+      if (Math.fround(this.hyper[hyperField(j, kHypMomentum)]) !== 0) this.hasMomentumBuffer = true;
+    }
+    let reduceMs = 0;
+    let updateMs = 0;
+    let next = Infinity;
+    let start = j === 0 ? r[kRingStartMs] : Infinity;
+    for (let w = 0; w < this.workers; w++) {
+      const mine = RING_BASE_FIELDS + RING_WORKER_FIELDS * w;
+      reduceMs = Math.max(reduceMs, r[at + mine + kRingReduceMs]);
+      updateMs = Math.max(updateMs, r[at + mine + kRingUpdateMs]);
+      // A worker stood in for left NaN: the others' times serve.
+      if (j > 0 && r[at + mine + kRingWorkerStartMs] < start) start = r[at + mine + kRingWorkerStartMs];
+      if (r[at + this.row + mine + kRingWorkerStartMs] < next) next = r[at + this.row + mine + kRingWorkerStartMs];
+    }
+    return {
+      sums, decision,
+      timing: {
+        stepMs: Number.isFinite(next - start) ? next - start : NaN,
+        computeMaxMs: r[at + kRingComputeMaxMs], computeSumMs: r[at + kRingComputeSumMs], reduceMs, updateMs, tasks: r[at + kRingTasks],
+      },
+    };
   }
 
   /** Loss stats (when the data has targets) and probabilities or per-sample losses (when the dataset
    *  has room for them) of the rows at positions [start, end), with the current parameters. */
   async forward(data: SharedDataset, start: number, end: number): Promise<BatchSums> {
-    return this.command(kCmdForward, data, start, end);
+    const failures = new Map<string, number>();
+    const { shards } = cutBatch(end - start, this.slots);
+    const c = this.control;
+    for (;;) {
+      c[kCtlStart] = start;
+      c[kCtlEnd] = end;
+      const g = this.post(kCmdForward, data);
+      await this.waitDone(g, () => {});
+      this.sequence++;
+      if (Atomics.load(c, kCtlFailedStep) === kNoFailure) return readBatchSums(this.stats, shards);
+      await this.recover(failures, 'forward:', start, end);
+    }
   }
 
   /**
-   * Posts a command over positions [start, end) of the dataset's order, cut into at most `slots`
-   * shards of equal size (the last may be shorter), contiguous runs of shards per worker, and waits for
-   * every worker. The cut depends only on the batch, so each slot holds the same sums whatever the
-   * worker count.
+   * Posts a command (its fields already written) on `data`: replaces the workers that died, posts the
+   * dataset to the workers that have not seen it, resets the failure report, and bumps the generation.
+   * Returns the command's generation.
    */
-  private async command(command: number, data: SharedDataset, start: number, end: number): Promise<BatchSums> {
+  private post(command: number, data: SharedDataset): number {
     if (this.closed) throw new Error('this Trainer is closed; create a new one');
-    const { shardRows, shards } = this.cut(start, end);
-    const tasks = Math.min(this.workers, shards);
+    const c = this.control;
+    for (let w = 0; w < this.workers; w++) if (this.loops[w] === null) this.startLoop(w);
     const id = data.buffers.id;
     if (!this.posted.has(id)) {
       for (const port of this.ports) port.postMessage(data.buffers);
       this.posted.set(id, data.buffers);
     }
-    const failures = new Map<number, number>();
-    for (;;) {
-      const c = this.control;
-      // Workers that died since the last command (or in the last attempt) start again first.
-      for (let w = 0; w < this.workers; w++) if (this.loops[w] === null) this.startLoop(w);
-      this.deaths = [];
-      Atomics.store(c, kCtlFailed, 0);
-      c[kCtlCommand] = command;
-      c[kCtlDataset] = id;
-      c[kCtlStart] = start;
-      c[kCtlEnd] = end;
-      c[kCtlShardRows] = shardRows;
-      c[kCtlShards] = shards;
-      c[kCtlTasks] = tasks;
-      // The bump is the release: everything written above is visible to a worker that sees it.
-      const g = Atomics.add(c, kCtlGeneration, 1) + 1;
-      Atomics.notify(c, kCtlGeneration);
-      await this.waitDone(g);
-      if (Atomics.load(c, kCtlFailed) === 0) {
-        this.time(command === kCmdStep, tasks, shards);
-        return readBatchSums(this.stats, shards);
-      }
-      // A worker failed: nothing of this command was applied. Replace the workers that died and run
-      // it again, unless the same shard keeps failing.
-      await this.settleDeaths();
-      for (const d of this.deaths) {
-        const count = (failures.get(d.shard) ?? 0) + 1;
-        failures.set(d.shard, count);
-        if (count > this.options.shardRetries) {
-          const positions: [number, number] = d.shard < 0 ? [start, end] : [start + d.shard * shardRows, Math.min(start + (d.shard + 1) * shardRows, end)];
-          const what = d.shard >= 0 ? `shard ${d.shard}` : 'the gradient reduction and update';
-          throw new ShardFailure(`${what} failed ${count} times: ${d.error.message}`, d.shard, positions, count, d.error);
-        }
-      }
-      this.retries += this.deaths.length;
-    }
+    this.deaths = [];
+    c[kCtlCommand] = command;
+    c[kCtlDataset] = id;
+    c[kCtlSequence] = this.sequence;
+    Atomics.store(c, kCtlFailedStep, kNoFailure);
+    this.ring[kRingStartMs] = performance.timeOrigin + performance.now();
+    // The bump is the release: everything written above is visible to a worker that sees it.
+    const g = Atomics.add(c, kCtlGeneration, 1) + 1;
+    Atomics.notify(c, kCtlGeneration);
+    return g;
   }
 
-  /** How positions [start, end) are cut: `shards` shards of `shardRows` rows (the last may be shorter). */
-  private cut(start: number, end: number): { shardRows: number; shards: number } {
-    const shardRows = Math.ceil((end - start) / this.slots);
-    return { shardRows, shards: Math.ceil((end - start) / shardRows) };
+  /**
+   * After a failed command: waits for the failed workers' tasks to end, counts the failure against the
+   * shard they were on (`key` names the step), and gives up with a ShardFailure when one has failed more
+   * than shardRetries times; the next post() replaces the workers. [start, end) is the step's batch.
+   */
+  private async recover(failures: Map<string, number>, key: string, start: number, end: number): Promise<void> {
+    await this.settleDeaths();
+    const { shardRows } = cutBatch(end - start, this.slots);
+    for (const d of this.deaths) {
+      const count = (failures.get(key + d.shard) ?? 0) + 1;
+      failures.set(key + d.shard, count);
+      if (count > this.options.shardRetries) {
+        const positions: [number, number] = d.shard < 0 ? [start, end] : [start + d.shard * shardRows, Math.min(start + (d.shard + 1) * shardRows, end)];
+        const what = d.shard >= 0 ? `shard ${d.shard}` : 'the gradient reduction and update';
+        throw new ShardFailure(`${what} failed ${count} times: ${d.error.message}`, d.shard, positions, count, d.error);
+      }
+    }
+    this.retries += this.deaths.length;
   }
 
   /** After a step over [start, end) came out non-finite: its shards whose loss sum or gradient is. */
   nonfiniteShards(start: number, end: number): { shard: number; positions: [number, number] }[] {
-    const { shardRows, shards } = this.cut(start, end);
+    const { shardRows, shards } = cutBatch(end - start, this.slots);
     const bad: { shard: number; positions: [number, number] }[] = [];
     for (let sh = 0; sh < shards; sh++) {
       const slot = this.slotViews[sh];
@@ -307,9 +452,6 @@ export class Coordinator {
     return bad;
   }
 
-  /** Worker failures recovered from (shards re-run) in this pool's life. */
-  retries = 0;
-
   /** A worker that threw stamps itself done before its task rejects: waits (bounded) for the rejection. */
   private async settleDeaths(): Promise<void> {
     const deadline = performance.now() + DEATH_SETTLE_MS;
@@ -317,53 +459,33 @@ export class Coordinator {
     if (this.deaths.length === 0) throw new Error('a worker reported a failure but its task did not end; the pool is unusable');
   }
 
-  private time(step: boolean, tasks: number, shards: number): void {
-    const t = this.timing;
-    t.tasks = tasks;
-    t.computeMaxMs = 0;
-    t.computeSumMs = 0;
-    for (let task = 0; task < tasks; task++) {
-      const [s0, s1] = taskShards(task, tasks, shards);
-      let ms = 0;
-      for (let s = s0; s < s1; s++) ms += this.stats[s * STAT_FIELDS + kStatComputeMs];
-      t.computeMaxMs = Math.max(t.computeMaxMs, ms);
-      t.computeSumMs += ms;
-    }
-    t.reduceMs = 0;
-    t.updateMs = 0;
-    if (!step) return;
-    for (let w = 0; w < this.workers; w++) {
-      t.reduceMs = Math.max(t.reduceMs, this.times[w * TIME_FIELDS + kTimeReduceMs]);
-      t.updateMs = Math.max(t.updateMs, this.times[w * TIME_FIELDS + kTimeUpdateMs]);
-    }
-  }
-
   /**
-   * Waits until every worker has stamped command g done. The main thread blocks on the control block in
-   * short slices (Node allows Atomics.wait there): a step's end wakes it within microseconds, where an
-   * event-loop round trip costs far more. Between slices it yields to the event loop, so that piscina can
-   * report a worker that died (then its stamp is set for it). A command during which no worker makes
-   * progress for workerTimeout ms has its unfinished workers stopped, which ends it as a failure.
+   * Waits until every worker is done with command g. The main thread sleeps on the bell (rung when a
+   * worker finishes a command) in short slices (Node allows Atomics.wait there): a command's end wakes
+   * it within microseconds. After each slice `poll` reports what was committed meanwhile and the event
+   * loop gets a turn, so that piscina can report a worker that died (then it is stood in for) and
+   * signals reach the Trainer. A command during which no worker makes progress for workerTimeout ms has
+   * its unfinished workers stopped, which ends it as a failure.
    */
-  private async waitDone(g: number): Promise<void> {
+  private async waitDone(g: number, poll: () => void): Promise<void> {
     const c = this.control;
-    const done = stampOf(g, kPhaseDone);
     let progress = Atomics.load(c, kCtlArrivals);
     let since = performance.now();
     for (;;) {
-      const arrivals = Atomics.load(c, kCtlArrivals);
-      if (allStamped(c, this.workers, done)) return;
+      const bell = Atomics.load(c, kCtlBell);
+      if (allStamped(c, this.workers, g, kStampDone)) return;
+      const woken = Atomics.wait(c, kCtlBell, bell, WAIT_SLICE_MS);
+      poll();
+      if (woken !== 'timed-out') continue;
+      await new Promise((resolve) => setImmediate(resolve));
       // Progress is any stamp; a worker still starting (a replacement loading its code) counts as busy.
+      const arrivals = Atomics.load(c, kCtlArrivals);
       if (arrivals !== progress || !this.allStarted()) {
         progress = arrivals;
         since = performance.now();
-      }
-      if (Atomics.wait(c, kCtlArrivals, arrivals, WAIT_SLICE_MS) === 'timed-out') {
-        await new Promise((resolve) => setImmediate(resolve));
-        if (performance.now() - since > this.options.workerTimeout) {
-          await this.stopStuck(done);
-          since = performance.now();
-        }
+      } else if (performance.now() - since > this.options.workerTimeout) {
+        await this.stopStuck(g);
+        since = performance.now();
       }
     }
   }
@@ -373,12 +495,15 @@ export class Coordinator {
     return true;
   }
 
-  /** Stops the workers holding the command up: those furthest behind (the others wait for them at a
+  /** Stops the workers holding command g up: those furthest behind (the others wait for them at a
    *  barrier), and waits for their threads to end. */
-  private async stopStuck(done: number): Promise<void> {
-    const stamps = Array.from({ length: this.workers }, (_, w) => Atomics.load(this.control, workField(w, kWorkStamp)));
+  private async stopStuck(g: number): Promise<void> {
+    const c = this.control;
+    // A worker not yet in the command is furthest behind of all.
+    const at = (w: number): number => (Atomics.load(c, workField(w, kWorkGen)) === g ? Atomics.load(c, workField(w, kWorkStamp)) : -1);
+    const stamps = Array.from({ length: this.workers }, (_, w) => at(w));
     const behind = Math.min(...stamps);
-    if (behind >= done) return;
+    if (behind === kStampDone) return;
     const exits: Promise<unknown>[] = [];
     for (let w = 0; w < this.workers; w++) {
       if (stamps[w] !== behind || this.loops[w] === null) continue;

@@ -1,10 +1,11 @@
-// A step's timing as the Trainer reports it (StepTiming), from the coordinator's clocks (BatchTiming)
-// and the step's wall time on the Trainer's own clock.
+// A step's timing as the Trainer reports it (StepTiming), from what the workers recorded of it in the
+// ring (BatchTiming).
 
 import type { BatchTiming } from './coordinator.js';
 import type { StepTiming } from './types.js';
 
-export function stepTiming(t: BatchTiming, stepMs: number): StepTiming {
+export function stepTiming(t: BatchTiming): StepTiming {
+  const stepMs = t.stepMs;
   return {
     stepMs,
     computeMs: t.computeMaxMs,

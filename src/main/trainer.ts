@@ -21,11 +21,12 @@ import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './st
 import { stepTiming } from './timing.js';
 import { chooseWorkers, type WorkersChoice } from './tune/choose.js';
 import type { EpochRecord, Evaluation, FitOptions } from './types.js';
-import { positiveInteger } from './validate.js';
+import { integerIn, positiveInteger } from './validate.js';
 import { checkNormFinite } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
 import type { ModelConfig } from '../shared/model.js';
 import { scheduleAt } from '../shared/schedule.js';
+import { RING_STEPS } from '../shared/contract.js';
 import { addSums, emptySums, type BatchSums } from '../shared/step.js';
 
 // The API types travel with the Trainer (the package's index exports them from here).
@@ -42,6 +43,8 @@ export class Trainer {
   private state: TrainingState = freshState();
   /** The call running on the pool, if any: every shard slot is in use by it. */
   private running: string | null = null;
+  /** True while a run of several steps is under way: the parameters are then in motion. */
+  private inRun = false;
   /** How the worker count was chosen, when it was workers: 'auto'. */
   workersChoice?: WorkersChoice;
 
@@ -86,7 +89,18 @@ export class Trainer {
    *  A view of the current parameters: each step writes the next ones elsewhere, so read this again
    *  after fit() rather than keeping an old view (copy it with .slice() to keep values). */
   get parameters(): Float32Array {
+    this.still('trainer.parameters was read');
     return this.core.params;
+  }
+
+  /** Throws while a run of steps is under way (from onStep), when the parameters are in motion. */
+  private still(what: string): void {
+    if (this.inRun) {
+      throw new GradpoolError(
+        `${what} while the workers run several steps on their own (from onStep): the parameters are in motion`,
+        'read them in onEpoch or after fit(), or give fit() stepsPerExecution: 1 to stop after every step',
+      );
+    }
   }
 
   /** Epochs completed and optimizer steps taken so far, and batches done of the epoch in progress (not 0
@@ -106,11 +120,11 @@ export class Trainer {
     assignParameters(this.core.params, this.options.layers, await loadCheckpoint(path), path);
   }
 
-  /** The learning rate (and any momentum a OneCycle schedule sets) for the next optimizer step. */
-  private hyper(): { lr: number; momentum: number } {
+  /** The learning rate (and any momentum a OneCycle schedule sets) at scheduler step t. */
+  private hyper(t: number): { lr: number; momentum: number } {
     const o = this.options;
     if (o.schedule === null) return { lr: o.lr, momentum: o.momentum };
-    const at = scheduleAt(o.schedule, o.lr, this.state.schedulerSteps);
+    const at = scheduleAt(o.schedule, o.lr, t);
     return { lr: at.lr, momentum: at.momentum ?? o.momentum };
   }
 
@@ -130,21 +144,26 @@ export class Trainer {
   private async fitNow(train: Dataset, fit: FitOptions): Promise<EpochRecord[]> {
     const epochs = fit.epochs ?? 1;
     positiveInteger('fit options.epochs', epochs);
+    const perRun = fit.stepsPerExecution ?? 'auto';
+    if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
     // Everything is validated and copied before the first step, so bad data costs no training time.
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
     const data = shareDataset(train, this.config, this.loss, 'training data', { losses: true });
     const val = fit.validation === undefined ? undefined
       : shareDataset(fit.validation, this.config, this.loss, 'validation data', { probabilities: true });
+    const stop = (): void => this.core.requestStop();
+    fit.signal?.addEventListener('abort', stop);
     try {
-      return await this.epochs(data, val, epochs, fit, train.rowName ?? ((r) => `row ${r}`));
+      return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`));
     } finally {
+      fit.signal?.removeEventListener('abort', stop);
       this.core.release(data);
       if (val !== undefined) this.core.release(val);
     }
   }
 
   private async epochs(
-    data: SharedDataset, val: SharedDataset | undefined, epochs: number, fit: FitOptions, rowName: RowName,
+    data: SharedDataset, val: SharedDataset | undefined, epochs: number, fit: FitOptions, perRun: number, rowName: RowName,
   ): Promise<EpochRecord[]> {
     const o = this.options;
     const batches = Math.ceil(data.rows / o.batchSize);
@@ -159,67 +178,27 @@ export class Trainer {
     for (let e = 0; e < epochs; e++) {
       const epoch = st.epoch + 1;
       epochOrder(data.order, o.shuffle ? o.seed : null, epoch);
-      let lr = o.lr;
       const t0 = performance.now();
       const first = st.batch; // 0, or where an interrupted epoch stopped
+      let lr = o.lr;
       let turn = performance.now();
-      for (let b = first; b < batches; b++) {
-        // A step that ends quickly never leaves the microtask queue: every few milliseconds the event loop
-        // gets a turn, so that signals, timers and abort() reach this loop within a step or so.
+      while (st.batch < batches) {
+        // Short runs that end quickly never leave the microtask queue: every few milliseconds the event
+        // loop gets a turn, so that signals, timers and abort() reach this loop.
         if (performance.now() - turn > EVENT_LOOP_TURN_MS) {
           await new Promise((resolve) => setImmediate(resolve));
           turn = performance.now();
         }
         if (fit.signal?.aborted) throw fit.signal.reason;
-        const start = b * o.batchSize;
-        const end = Math.min(start + o.batchSize, data.rows);
-        const tStep = performance.now();
-        const h = this.hyper();
-        lr = h.lr;
-        const place: StepPlace = { step: st.step + 1, epoch, batch: b + 1, batches };
-        const { sums, decision } = await this.core.step(data, start, end, {
-          ...h, maxNorm: o.clipGradNorm, normType: o.clipNormType,
-        }).catch((err: unknown) => {
-          throw err instanceof ShardFailure ? shardFailure(err, data, rowName, place, o.shardRetries) : err;
-        });
-        if (decision.outcome === 'nonfinite') {
-          if (o.clipGradNorm !== null && o.errorIfNonfinite) checkNormFinite(decision.gradNorm, o.clipNormType);
-          if (o.onNonfinite === 'stop') {
-            throw nonfiniteError(data, rowName, place, sums, decision.gradNorm, o.lr, this.core.nonfiniteShards(start, end));
-          }
-          st.epochNonfinite++;
+        const run = await this.runSteps(data, epoch, batches, Math.min(perRun, batches - st.batch), fit, rowName);
+        lr = run.lr;
+        if (run.error !== null || run.stopped) {
+          // The workers may have reached the epoch's end before they stopped: then it is complete.
+          if (st.batch === batches) this.closeEpoch(epoch, batches, lr, data.rows, first, t0);
+          throw run.error ?? (fit.signal?.aborted ? fit.signal.reason : new GradpoolError('the run of steps stopped early for no known reason'));
         }
-        if (decision.outcome !== 'update') st.epochSkipped++;
-        const timing = stepTiming(this.core.timing, performance.now() - tStep);
-        st.step++;
-        st.batch = b + 1;
-        if (o.schedule !== null && o.scheduleInterval === 'step') st.schedulerSteps++;
-        if (decision.outcome !== 'nonfinite') addSums(st.epochSums, sums);
-        fit.onStep?.({
-          epoch, batch: b + 1, batches, step: st.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
-          ...(o.clipGradNorm === null ? {} : { gradNorm: decision.gradNorm }),
-          ...(decision.outcome === 'update' ? {} : { skipped: true }), timing,
-        });
       }
-      const seconds = (performance.now() - t0) / 1000;
-      const total = st.epochSums;
-      const record: EpochRecord = {
-        epoch,
-        trainLoss: total.lossSum / total.weightSum,
-        trainAccuracy: total.correct / total.counted,
-        lr,
-        samplesPerSec: (data.rows - first * o.batchSize) / seconds,
-        seconds,
-        steps: batches,
-        skippedSteps: st.epochSkipped,
-        nonfiniteSteps: st.epochNonfinite,
-      };
-      st.epoch = epoch;
-      st.batch = 0;
-      st.epochSums = emptySums();
-      st.epochSkipped = 0;
-      st.epochNonfinite = 0;
-      if (o.schedule !== null && o.scheduleInterval === 'epoch') st.schedulerSteps++;
+      const record = this.closeEpoch(epoch, batches, lr, data.rows, first, t0);
       if (val !== undefined) {
         const ev = await this.evaluateShared(val);
         record.valLoss = ev.loss;
@@ -229,6 +208,100 @@ export class Trainer {
       await fit.onEpoch?.(record);
     }
     return history;
+  }
+
+  /** The record of the epoch whose steps are all done, and the state moved on to the next epoch.
+   *  `first` is the batch it started at (not 0 for a resumed epoch), at time t0. */
+  private closeEpoch(epoch: number, batches: number, lr: number, rows: number, first: number, t0: number): EpochRecord {
+    const o = this.options;
+    const st = this.state;
+    const seconds = (performance.now() - t0) / 1000;
+    const total = st.epochSums;
+    const record: EpochRecord = {
+      epoch,
+      trainLoss: total.lossSum / total.weightSum,
+      trainAccuracy: total.correct / total.counted,
+      lr,
+      samplesPerSec: (rows - first * o.batchSize) / seconds,
+      seconds,
+      steps: batches,
+      skippedSteps: st.epochSkipped,
+      nonfiniteSteps: st.epochNonfinite,
+    };
+    st.epoch = epoch;
+    st.batch = 0;
+    st.epochSums = emptySums();
+    st.epochSkipped = 0;
+    st.epochNonfinite = 0;
+    if (o.schedule !== null && o.scheduleInterval === 'epoch') st.schedulerSteps++;
+    return record;
+  }
+
+  /**
+   * One run of `steps` steps from the state's batch: each committed step is recorded in the training
+   * state and reported to onStep as it comes. Returns the last step's lr, the error that ends fit() (a
+   * non-finite step, a throw in onStep), and whether the run stopped before its end without one.
+   */
+  private async runSteps(
+    data: SharedDataset, epoch: number, batches: number, steps: number, fit: FitOptions, rowName: RowName,
+  ): Promise<{ lr: number; error: unknown; stopped: boolean }> {
+    const o = this.options;
+    const st = this.state;
+    const batch0 = st.batch;
+    const scheduler0 = st.schedulerSteps;
+    const perStep = o.schedule !== null && o.scheduleInterval === 'step';
+    const hyper = (j: number): { lr: number; momentum: number } => this.hyper(perStep ? scheduler0 + j : scheduler0);
+    let error: unknown = null;
+    let lr = o.lr;
+    this.inRun = steps > 1;
+    let executed: number;
+    try {
+      executed = await this.core.run({
+        data, batch0, steps, batchSize: o.batchSize, hyper, maxNorm: o.clipGradNorm, normType: o.clipNormType,
+        stopOnNonfinite: o.onNonfinite === 'stop' || (o.clipGradNorm !== null && o.errorIfNonfinite),
+      }, (j, { sums, decision, timing }) => {
+        const b = batch0 + j;
+        const place: StepPlace = { step: st.step + 1, epoch, batch: b + 1, batches };
+        lr = hyper(j).lr;
+        if (decision.outcome === 'nonfinite') {
+          const start = b * o.batchSize;
+          const end = Math.min(start + o.batchSize, data.rows);
+          try {
+            if (o.clipGradNorm !== null && o.errorIfNonfinite) checkNormFinite(decision.gradNorm, o.clipNormType);
+            if (o.onNonfinite === 'stop') error ??= nonfiniteError(data, rowName, place, sums, decision.gradNorm, o.lr, this.core.nonfiniteShards(start, end));
+          } catch (err) {
+            error ??= err;
+          }
+          // The run ends on this step: it is neither applied nor counted.
+          if (o.onNonfinite === 'stop' || error !== null) return;
+          st.epochNonfinite++;
+        }
+        if (decision.outcome !== 'update') st.epochSkipped++;
+        st.step++;
+        st.batch = b + 1;
+        if (perStep) st.schedulerSteps++;
+        if (decision.outcome !== 'nonfinite') addSums(st.epochSums, sums);
+        if (error !== null || fit.onStep === undefined) return;
+        try {
+          fit.onStep({
+            epoch, batch: b + 1, batches, step: st.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
+            ...(o.clipGradNorm === null ? {} : { gradNorm: decision.gradNorm }),
+            ...(decision.outcome === 'update' ? {} : { skipped: true }),
+            timing: stepTiming(timing),
+          });
+        } catch (err) {
+          // The workers may be a few steps on: they stop after the one they are on, which is recorded.
+          error = err;
+          this.core.requestStop();
+        }
+      });
+    } catch (err) {
+      const place: StepPlace = { step: st.step + 1, epoch, batch: st.batch + 1, batches };
+      throw err instanceof ShardFailure ? shardFailure(err, data, rowName, place, o.shardRetries) : err;
+    } finally {
+      this.inRun = false;
+    }
+    return { lr, error, stopped: error === null && executed < steps };
   }
 
   /** Loss, accuracy, confusion matrix and per-class report of the current parameters on `data`. */
@@ -263,6 +336,7 @@ export class Trainer {
   async save(path: string, metadata: Record<string, string> = {}): Promise<void> {
     // Everything is copied now, synchronously, so the file is the model between two steps even if
     // fit() goes on while it is written (as when save() is called from onEpoch).
+    this.still('save() was called');
     const momentum = this.core.hasMomentumBuffer;
     const tensors = momentum ? { [MOMENTUM_TENSOR]: new Float32Array(this.core.momentumBuffer) } : undefined;
     await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {

@@ -10,13 +10,23 @@ export interface FitOptions {
   epochs?: number;
   /** Evaluated after every epoch; its loss and accuracy go into the history. */
   validation?: Dataset;
-  /** Called after every optimizer step. */
+  /** Called for every optimizer step, in order, soon after it (several at once, when the workers are
+   *  quicker than the reports). Within a run of several steps the workers are already on later steps:
+   *  read trainer.parameters or save() in onEpoch or after fit(), or set stepsPerExecution to 1. A throw
+   *  ends the run at the step the workers are on, and fit() rejects with it. */
   onStep?: (step: StepInfo) => void;
   /** Called after every epoch with its record (also returned in the history); may return a promise,
-   *  which fit() awaits (to save a checkpoint, say). */
+   *  which fit() awaits (to save a checkpoint, say). Between epochs the pool is still: parameters and
+   *  save() are those of the epoch's end. */
   onEpoch?: (record: EpochRecord) => void | Promise<void>;
-  /** Aborting stops training after the current step; fit() then rejects with the signal's reason. */
+  /** Aborting stops training after the step the workers are on; fit() then rejects with the signal's
+   *  reason, and progress and save() record that step. */
   signal?: AbortSignal;
+  /** Optimizer steps the workers take on their own per command, as Keras' steps_per_execution: 'auto'
+   *  (default) runs to the end of the epoch (at most 4096 steps), so that the coordinator's thread is out
+   *  of the steps; 1 gives the workers one step at a time, with onStep called after each before the next
+   *  begins (slower: the coordinator wakes every step). The results are the same bits either way. */
+  stepsPerExecution?: number | 'auto';
 }
 
 export interface StepInfo {

@@ -1,7 +1,7 @@
 // The contract between the coordinator (src/main) and the workers (src/worker): what each worker is
 // given once at start-up, the step protocol's control block, and the layout of the shared buffers both
-// sides read. Nothing else crosses threads during training: a command names a dataset and a range of
-// rows, and results go to shared slots.
+// sides read. Nothing else crosses threads during training: a command names a dataset and a run of
+// batches, and results go to shared slots and the ring.
 
 import type { MessagePort } from 'node:worker_threads';
 import type { LossSpec } from './losses.js';
@@ -24,7 +24,8 @@ export interface WorkerInit {
    *  when the runtime has no WebAssembly SIMD (then `state` is a plain SharedArrayBuffer). */
   stateMemory: WasmMemory | null;
   layout: StateLayout;
-  /** (HYPER_FIELDS) float64: the step's hyperparameters, laid out by the kHyp* indices below. */
+  /** (RUN_FIELDS + RING_STEPS * HYPER_FIELDS) float64: a run's clipping settings, then each step's lr
+   *  and momentum, laid out by the kRun* and kHyp* indices below (runHyper). */
   hyper: SharedArrayBuffer;
   /** SGD's fixed options (lr and momentum come per step in hyper). */
   sgd: SGDOptions;
@@ -36,13 +37,17 @@ export interface WorkerInit {
   slots: number;
   /** Most rows a shard can have: each worker sizes its activation scratch from it once. */
   maxShardRows: number;
-  /** (workers, TIME_FIELDS) float64: where each worker's share of the last step's update went. */
-  times: SharedArrayBuffer;
+  /** (RING_STEPS + 1, ringFields(workers)) float64: each step's results, laid out by the kRing*
+   *  indices below, for the coordinator to report in order (see the protocol below). */
+  ring: SharedArrayBuffer;
   /** (controlFields(workers)) int32: the step protocol's control block, laid out by the kCtl* and
    *  kWork* indices below. */
   control: SharedArrayBuffer;
   /** Worker count: how many count themselves done for each command. */
   workers: number;
+  /** Milliseconds a barrier spins before it sleeps: 0 when there are more workers than CPUs (a spinning
+   *  worker would then take the core of the one it waits for). */
+  spinMs: number;
   /** The linear layers' kernels: WebAssembly SIMD, or the TS reference loops. */
   kernels: 'wasm' | 'js';
 }
@@ -106,10 +111,44 @@ export const kStatCounted = 4;
 export const kStatComputeMs = 5;
 export const STAT_FIELDS = 6;
 
-// Per-worker timing of a step's share of the update, one Float64 row per worker, in milliseconds.
-export const kTimeReduceMs = 0; // summing its chunks of the slots and their norm partials
-export const kTimeUpdateMs = 1; // clipping and SGD on its chunks
-export const TIME_FIELDS = 2;
+// A run's results, one Float64 row per step of the run (the ring), written by the workers during the run
+// and read by the coordinator as each step completes. Worker 0 writes the step's sums and decision once
+// every worker has reduced its share; every worker writes its own share's timing.
+export const kRingLossSum = 0;
+export const kRingWeightSum = 1;
+export const kRingCorrect = 2;
+export const kRingCounted = 3;
+export const kRingRows = 4;
+export const kRingGradNorm = 5; // the total norm of order normType when clipping, else the 2-norm
+export const kRingOutcome = 6; // kOutcomeUpdate, kOutcomeNoTargets or kOutcomeNonfinite
+export const kRingComputeMaxMs = 7; // the slowest task's shard compute: the critical path
+export const kRingComputeSumMs = 8; // shard compute summed over the tasks (worker-milliseconds)
+export const kRingTasks = 9; // workers that had shards: min(workers, shards)
+/** Row 0: when the coordinator posted the run (performance.timeOrigin + now(), ms: comparable across
+ *  threads). Later steps' starts are per worker (kRingWorkerStartMs). */
+export const kRingStartMs = 10;
+export const kRingCoef = 11; // the factor the gradient was scaled by before the update (1: not clipped)
+export const RING_BASE_FIELDS = 12;
+// Then RING_WORKER_FIELDS per worker, at RING_BASE_FIELDS + w * RING_WORKER_FIELDS: its share of summing
+// the slots (and their norm partials), and of clipping and SGD, in milliseconds; and when it began the
+// step (row `executed` of a run: when it finished the run). A step lasts from the first worker's start
+// to the first worker's start of the next, which bounds every worker's part of it.
+export const kRingReduceMs = 0;
+export const kRingUpdateMs = 1;
+export const kRingWorkerStartMs = 2;
+export const RING_WORKER_FIELDS = 3;
+
+export const kOutcomeUpdate = 0;
+export const kOutcomeNoTargets = 1;
+export const kOutcomeNonfinite = 2;
+
+/** Steps one run may take at most: the ring's length. */
+export const RING_STEPS = 4096;
+
+/** Float64s a ring row holds for `workers` workers. */
+export function ringFields(workers: number): number {
+  return RING_BASE_FIELDS + RING_WORKER_FIELDS * workers;
+}
 
 /**
  * A dataset in shared memory. The coordinator builds it once and posts it on each worker's port before
@@ -138,41 +177,70 @@ export interface DatasetBuffers {
 
 // ---------------------------------------------------------------------------------------------------
 // The step protocol. Each worker runs one long piscina task, a loop that sleeps on the control block
-// until the coordinator posts a command (bumps the generation g), computes its share of the command's
-// shards, stamps itself done, and sleeps again. A step command goes on inside the workers: at barrier
-// kPhaseReduced every shard's gradient is in its slot, each worker sums the slots over its chunks of the
-// parameters (step.ts) and writes their norm partials; at barrier kPhaseDecided every worker reads all
-// the partials, decides the same (update, clip factor, or nothing for a non-finite or empty batch) and
-// applies SGD to its chunks, reading the current half of the parameters and momentum and writing the
-// other. The coordinator makes that half current when every worker is done. A step therefore costs two
-// notifications to and from the coordinator and two barriers, and the coordinator's thread does no
-// per-parameter work.
+// until the coordinator posts a command (bumps kCtlGeneration and notifies). A command is a run of steps
+// (kCmdRun: batches batch0 .. batch0 + steps - 1 of the epoch's order, each step's lr and momentum in the
+// hyper table), or one forward pass over a range of positions (kCmdForward). The coordinator's thread
+// then sleeps while the workers go from step to step among themselves: a step has three barriers,
+//   kPhaseReduced  every shard's loss sums and gradient are in their slots (each worker computed its
+//                  contiguous run of the step's shards); each worker then sums the slots over its fixed
+//                  chunks of the parameters (step.ts) and writes their norm partials;
+//   kPhaseDecided  every share is reduced; every worker reads all the partials and makes the same
+//                  decision (update, clip by how much, or nothing for a non-finite or empty batch),
+//                  worker 0 writes the step's row of the ring, and each applies SGD to its chunks,
+//                  reading the current half of the parameters and momentum and writing the other;
+//   kPhaseUpdated  every chunk is updated: the other half is current for everyone (each worker flips
+//                  its own parity; all take the same decisions, so all agree), and the step is committed.
+// Without clipping the update needs no global norm, so each worker applies it to its chunks right after
+// reducing them, into the other half, before kPhaseDecided; the decision then only says whether that
+// half becomes current (it does not for a non-finite or empty batch): two barriers a step, the second
+// stamped kPhaseUpdated, since every chunk is updated by then.
+// The coordinator reads the ring as steps are committed, to report them in order, and learns from it
+// which half is current at the end of the run.
 //
-// Barriers are per-worker stamps, g * 4 + phase, not counters, so that the coordinator can stand in for
-// a worker that died: it stamps the dead worker done (which passes every barrier of g), sets kCtlFailed
-// so the others apply nothing, and re-runs the command once a replacement has started. Since a step
-// reads one half of the parameters and writes the other, a re-run gives the same bits.
+// Stopping inside a run is decided where every worker agrees: before stamping kPhaseDecided of step j
+// a worker that sees kCtlStop set writes j to kCtlLastStep; after the barrier every worker reads it, so
+// all end the run after the same step. A non-finite step with kCtlStopNonfinite set ends it too, with
+// nothing applied. The run's workers write how many steps they carried out to kCtlExecuted.
+//
+// Barriers are per-worker stamps within a command: kWorkGen is the command (generation) a worker's
+// stamp belongs to and kWorkStamp is stampOf(j, phase) within it, or kStampDone once the worker has
+// finished the command; a worker clears its stamp before it moves to a new generation, so a stamp read
+// after its generation always belongs to it. The coordinator can then stand in for a worker that died:
+// it stamps it done (which passes every barrier of the command) and lowers kCtlFailedStep to the step
+// the worker was in. Every worker checks kCtlFailedStep after each barrier of step j and leaves the run
+// when it is <= j: steps before it are committed; step j and later are not, and run again (on a fresh
+// command) from the current half of the parameters, which gives the same bits.
 // Int32 fields of the control block:
 export const kCtlGeneration = 0; // bumped by the coordinator for each command; workers wait on it
 export const kCtlArrivals = 1; // bumped (and notified) at every stamp; barrier waits sleep on it
-export const kCtlCommand = 2; // kCmdStep, kCmdForward or kCmdStop
+export const kCtlCommand = 2; // kCmdRun, kCmdForward or kCmdStop
 export const kCtlDataset = 3; // the dataset's id
-export const kCtlStart = 4; // positions [start, end) of the dataset's order
+export const kCtlStart = 4; // kCmdForward: positions [start, end) of the dataset's order
 export const kCtlEnd = 5;
-export const kCtlShardRows = 6; // rows per shard (the last may be shorter)
-export const kCtlShards = 7; // shards in the command: shard s goes to slot s
-export const kCtlTasks = 8; // workers with work: min(workers, shards); the others only take part in the step
-export const kCtlFailed = 9; // set when a worker failed during the command: nothing is applied
-export const kCtlParity = 10; // which half of the parameter and momentum buffers is current
-export const CONTROL_FIELDS = 11;
+export const kCtlBatch0 = 6; // kCmdRun: the run's first batch of the epoch's order
+export const kCtlSteps = 7; // kCmdRun: steps in the run (at most RING_STEPS)
+export const kCtlBatchSize = 8; // kCmdRun: rows per batch (the epoch's last batch may be shorter)
+export const kCtlParity = 9; // which half of the parameter and momentum buffers is current at the command's start
+export const kCtlHasMomentum = 10; // 1 once SGD's momentum buffer has started (torch's first step is done)
+export const kCtlStopNonfinite = 11; // 1: a non-finite step ends the run (onNonfinite 'stop', errorIfNonfinite)
+export const kCtlStop = 12; // set by the coordinator at any time: end the run after the current step
+export const kCtlLastStep = 13; // the step after which the run ends, as the workers agreed (see above)
+export const kCtlFailedStep = 14; // the first step a worker failed in (kNoFailure: none); nothing from it on counts
+export const kCtlExecuted = 15; // steps of the run the workers carried out (a non-finite last one included)
+export const kCtlSequence = 16; // the sequence number of the command's first step (faults.ts numbers steps by it)
+export const kCtlBell = 17; // bumped (and notified) when a worker is done with a command: the coordinator sleeps on it
+export const CONTROL_FIELDS = 18;
 // Then WORK_FIELDS int32 per worker, at CONTROL_FIELDS + w * WORK_FIELDS:
-export const kWorkStamp = 0; // g * 4 + the last phase the worker reached in command g
-export const kWorkShard = 1; // the shard (slot) it is computing, or -1
-export const kWorkThread = 2; // its thread's threadId (so the coordinator can tell which thread to stop)
-export const WORK_FIELDS = 3;
-export const kPhaseReduced = 1; // its shards are in their slots
-export const kPhaseDecided = 2; // its share of the gradient is reduced and its norm partials written
-export const kPhaseDone = 3; // the command is done (or failed) for it
+export const kWorkGen = 0; // the generation its stamp belongs to
+export const kWorkStamp = 1; // stampOf(j, phase) it reached in that command, or kStampDone
+export const kWorkShard = 2; // the shard (slot) it is computing, or -1
+export const kWorkThread = 3; // its thread's threadId (so the coordinator can tell which thread to stop)
+export const WORK_FIELDS = 4;
+export const kPhaseReduced = 1; // its shards of step j are in their slots
+export const kPhaseDecided = 2; // its share of step j's gradient is reduced and its norm partials written
+export const kPhaseUpdated = 3; // its chunks of step j are updated
+export const kStampDone = 0x7fffffff; // the command is done (or failed) for it
+export const kNoFailure = 0x7fffffff;
 
 /** The index in the control block of worker w's field (kWork*). */
 export function workField(w: number, field: number): number {
@@ -184,20 +252,36 @@ export function controlFields(workers: number): number {
   return CONTROL_FIELDS + workers * WORK_FIELDS;
 }
 
-/** The stamp of phase `phase` of command generation g. */
-export function stampOf(g: number, phase: number): number {
-  return g * 4 + phase;
+/** The stamp of phase `phase` of step j of a command. */
+export function stampOf(j: number, phase: number): number {
+  return j * 4 + phase;
 }
 
-/** True when every one of `workers` workers has stamped `stamp` or later. */
-export function allStamped(control: Int32Array, workers: number, stamp: number): boolean {
-  for (let w = 0; w < workers; w++) {
-    if (Atomics.load(control, workField(w, kWorkStamp)) < stamp) return false;
-  }
+/** The step a worker is in (or failed in) when its last stamp is `s`: after kPhaseUpdated, the next. */
+export function stepOfStamp(s: number): number {
+  return Math.floor(s / 4) + (s % 4 === kPhaseUpdated ? 1 : 0);
+}
+
+/** True when worker w has stamped `value` (or later) in command g. */
+export function hasStamped(control: Int32Array, w: number, g: number, value: number): boolean {
+  // The generation first: a worker clears its stamp before it takes up a new generation.
+  return Atomics.load(control, workField(w, kWorkGen)) === g && Atomics.load(control, workField(w, kWorkStamp)) >= value;
+}
+
+/** True when every one of `workers` workers has stamped `value` or later in command g. */
+export function allStamped(control: Int32Array, workers: number, g: number, value: number): boolean {
+  for (let w = 0; w < workers; w++) if (!hasStamped(control, w, g, value)) return false;
   return true;
 }
 
-/** Stamps worker w at `stamp` (never backwards) and wakes whoever waits on a barrier. */
+/** Worker w takes up command g: its stamp is cleared before its generation moves on. */
+export function enterCommand(control: Int32Array, w: number, g: number): void {
+  Atomics.store(control, workField(w, kWorkStamp), 0);
+  Atomics.store(control, workField(w, kWorkGen), g);
+}
+
+/** Stamps worker w at `value` in its current command (never backwards) and wakes whoever waits on a
+ *  barrier. */
 export function stamp(control: Int32Array, w: number, value: number): void {
   const i = workField(w, kWorkStamp);
   if (Atomics.load(control, i) < value) Atomics.store(control, i, value);
@@ -205,17 +289,50 @@ export function stamp(control: Int32Array, w: number, value: number): void {
   Atomics.notify(control, kCtlArrivals);
 }
 
-// A kCmdStep's hyperparameters, float64, written by the coordinator before the command.
+/** Stamps worker w done with its command and rings the coordinator's bell. */
+export function stampDone(control: Int32Array, w: number): void {
+  stamp(control, w, kStampDone);
+  Atomics.add(control, kCtlBell, 1);
+  Atomics.notify(control, kCtlBell);
+}
+
+/** Lowers kCtlFailedStep to j (failures can be reported by several workers and the coordinator). */
+export function reportFailure(control: Int32Array, j: number): void {
+  for (;;) {
+    const now = Atomics.load(control, kCtlFailedStep);
+    if (now <= j || Atomics.compareExchange(control, kCtlFailedStep, now, j) === now) return;
+  }
+}
+
+// The hyper buffer: a run's constants, then RING_STEPS rows of a step's own hyperparameters (float64).
+export const kRunMaxNorm = 0; // clip_grad_norm_'s max_norm; 0: no clipping
+export const kRunNormType = 1;
+export const RUN_FIELDS = 2;
 export const kHypLr = 0;
 export const kHypMomentum = 1;
-export const kHypMaxNorm = 2; // clip_grad_norm_'s max_norm; 0: no clipping
-export const kHypNormType = 3;
-export const kHypFirst = 4; // 1 while SGD's momentum buffer has not started (torch's first step)
-export const HYPER_FIELDS = 5;
+export const HYPER_FIELDS = 2;
 
-export const kCmdStep = 1; // loss stats and gradient sums into the slots, then the step (step.ts)
+/** Float64s of the hyper buffer. */
+export const HYPER_FLOATS = RUN_FIELDS + RING_STEPS * HYPER_FIELDS;
+
+/** The index in the hyper buffer of step j's field (kHyp*). */
+export function hyperField(j: number, field: number): number {
+  return RUN_FIELDS + j * HYPER_FIELDS + field;
+}
+
+export const kCmdRun = 1; // a run of optimizer steps (see above)
 export const kCmdForward = 2; // loss stats (when the data has targets) and probabilities (when wanted)
 export const kCmdStop = 3; // leave the loop: the pool is closing
+
+/**
+ * How a batch of `rows` rows is cut: `shards` shards of `shardRows` rows (the last may be shorter), at
+ * most `slots` of them. The cut depends only on the batch, so each slot holds the same sums whatever the
+ * worker count.
+ */
+export function cutBatch(rows: number, slots: number): { shardRows: number; shards: number } {
+  const shardRows = Math.ceil(rows / slots);
+  return { shardRows, shards: Math.ceil(rows / shardRows) };
+}
 
 /** The one piscina task each worker runs: its index, a port on which datasets arrive, and the
  *  generation when the task was posted (a command may be posted before the worker has started; a

@@ -7,10 +7,7 @@
 // worker count. The coordinator reads the same decision back with decideStep().
 
 import { clipCoefficient, combineNorm, kNormPowerSum, NORM_CHUNK, NORM_FIELDS, normPartials, scaleRange } from './clip.js';
-import {
-  kHypFirst, kHypLr, kHypMaxNorm, kHypMomentum, kHypNormType, kStatCorrect, kStatCounted, kStatLossSum, kStatRows,
-  kStatWeightSum, STAT_FIELDS,
-} from './contract.js';
+import { kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS } from './contract.js';
 import { sgdStep, type SGDOptions, type SGDSource, type SGDState } from './sgd.js';
 import type { WasmStepExports } from './wasm.js';
 
@@ -95,11 +92,22 @@ export interface StepDecision {
   coef: number;
 }
 
-/** The per-step hyperparameters the coordinator writes for the workers (contract.ts kHyp*). */
-export function decideStep(sums: BatchSums, partials: Float64Array, chunks: number, hyper: Float64Array): StepDecision {
+/** One step's hyperparameters, as the workers read them from the run's hyper table (contract.ts). */
+export interface StepHyper {
+  lr: number;
+  momentum: number;
+  /** clip_grad_norm_'s max_norm; 0: no clipping. */
+  maxNorm: number;
+  normType: number;
+  /** True while SGD's momentum buffer has not started (torch's first step with momentum). */
+  first: boolean;
+}
+
+/** The decision every worker (and the coordinator) takes from a batch's sums and norm partials. */
+export function decideStep(sums: BatchSums, partials: Float64Array, chunks: number, hyper: StepHyper): StepDecision {
   if (!(sums.weightSum > 0)) return { outcome: 'no-targets', gradNorm: NaN, coef: 1 };
-  const maxNorm = hyper[kHypMaxNorm];
-  const gradNorm = combineNorm(partials, chunks, maxNorm > 0 ? hyper[kHypNormType] : 2);
+  const maxNorm = hyper.maxNorm;
+  const gradNorm = combineNorm(partials, chunks, maxNorm > 0 ? hyper.normType : 2);
   // The sum of squares is finite exactly when every gradient entry is, whatever the norm's order.
   const squares = maxNorm > 0 ? combineNorm(partials, chunks, 2) : gradNorm;
   if (!Number.isFinite(sums.lossSum) || !Number.isFinite(squares) || !Number.isFinite(gradNorm)) {
@@ -165,7 +173,8 @@ export interface StepBuffers {
   grad: Float32Array;
   /** (chunks, NORM_FIELDS) norm partials. */
   partials: Float64Array;
-  hyper: Float64Array;
+  /** The step's hyperparameters. */
+  hyper: StepHyper;
   /** Scratch for sumSlots beyond four slots: NORM_CHUNK doubles, reused chunk by chunk. */
   acc: Float64Array;
 }
@@ -180,8 +189,8 @@ export function reduceShare(
     const [from, to] = chunkFloats(c, c + 1, P);
     k.sumSlots(b.grad, b.slots, shards, divisor, b.acc, from, to);
   }
-  const maxNorm = b.hyper[kHypMaxNorm];
-  k.normPartials(b.grad, maxNorm > 0 ? b.hyper[kHypNormType] : 2, c0, c1, b.partials);
+  const h = b.hyper;
+  k.normPartials(b.grad, h.maxNorm > 0 ? h.normType : 2, c0, c1, b.partials);
 }
 
 /** Phase 2, after every share is reduced: clip and update chunks [c0, c1), reading `current`, writing
@@ -193,11 +202,10 @@ export function updateShare(
   const next = 1 - current;
   if (d.coef !== 1) k.scale(b.grad, d.coef, from, to);
   const h = b.hyper;
-  const momentum = h[kHypMomentum];
-  const first = h[kHypFirst] !== 0;
+  const { momentum, first } = h;
   const source = { params: b.params[current].subarray(from, to), momentumBuffer: b.momentum[current].subarray(from, to) };
   const state = { momentumBuffer: b.momentum[next].subarray(from, to), hasMomentumBuffer: !first };
-  k.sgd(b.params[next].subarray(from, to), b.grad.subarray(from, to), state, sgd, h[kHypLr], momentum, source);
+  k.sgd(b.params[next].subarray(from, to), b.grad.subarray(from, to), state, sgd, h.lr, momentum, source);
   // A step without momentum (a schedule may set it to 0) leaves torch's buffer as it was: carry it over.
   if (Math.fround(momentum) === 0 && !first) state.momentumBuffer.set(source.momentumBuffer);
 }

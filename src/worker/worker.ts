@@ -1,22 +1,27 @@
-// The pool's worker: maps the shared parameters, gradient slots and stats once at start-up, then runs
-// the step protocol's loop (see contract.ts) as its one piscina task: sleep on the control block, map any
-// dataset that has arrived on its port, compute its share of the command's shards into their slots, and
-// for a step, meet the other workers at two barriers to reduce and apply its share of the update
-// (step.ts); count itself done, sleep again.
+// The pool's worker: maps the shared parameters, gradient slots, stats and ring once at start-up, then
+// runs the step protocol's loop (see contract.ts) as its one piscina task: sleep on the control block,
+// map any dataset that has arrived on its port, and carry out the command: a run of steps, each its share
+// of the step's shards into their slots, then, at barriers with the other workers, its share of the
+// reduction and of the update (step.ts); or its share of a forward pass. Stamp itself done, sleep again.
 
 import { receiveMessageOnPort, threadId, workerData, type MessagePort } from 'node:worker_threads';
 import { parseFaults } from '../shared/faults.js';
 import {
-  allStamped, kCmdStep, kCmdStop, kCtlArrivals, kCtlCommand, kCtlDataset, kCtlEnd, kCtlFailed,
-  kCtlGeneration, kCtlParity, kCtlShardRows, kCtlShards, kCtlStart, kCtlTasks, kPhaseDecided, kPhaseDone,
-  kPhaseReduced, kStatComputeMs, kStatCorrect, kStatCounted, kWorkShard, kWorkThread, stamp, stampOf, workField,
-  kStatLossSum, kStatRows, kStatWeightSum, kTimeReduceMs, kTimeUpdateMs, STAT_FIELDS, stateViews, taskShards, TIME_FIELDS,
+  allStamped, cutBatch, enterCommand, hyperField, kCmdForward, kCmdRun, kCmdStop, kCtlArrivals, kCtlBatch0, kCtlBatchSize,
+  kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration, kCtlHasMomentum, kCtlLastStep,
+  kCtlParity, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite, kHypLr, kHypMomentum, kOutcomeNonfinite,
+  kOutcomeNoTargets, kOutcomeUpdate, kPhaseDecided, kPhaseReduced, kPhaseUpdated, kRingCoef, kRingComputeMaxMs, kRingComputeSumMs,
+  kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows, kRingWorkerStartMs,
+  kRingTasks, kRingUpdateMs, kRingWeightSum, kRunMaxNorm, kRunNormType, kStatComputeMs, kStatCorrect,
+  kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, kWorkShard, kWorkThread, RING_BASE_FIELDS, RING_WORKER_FIELDS, reportFailure,
+  ringFields, STAT_FIELDS, stamp, stampDone, stampOf, stateViews, taskShards, workField,
   type DatasetBuffers, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
 import { NORM_CHUNK, normChunks } from '../shared/clip.js';
 import { isSoftmaxLoss, linearViews, paramLayout } from '../shared/model.js';
 import {
-  decideStep, jsStepKernels, readBatchSums, reduceShare, updateShare, wasmStepKernels, type StepBuffers,
+  decideStep, jsStepKernels, readBatchSums, reduceShare, updateShare, wasmStepKernels, type BatchSums, type StepBuffers,
+  type StepDecision,
 } from '../shared/step.js';
 import { createWasmLinear, instantiateStep } from '../shared/wasm.js';
 import { createScratch, forward, jsKernels, lossAndBackward, probabilities, type LinearKernels } from './shard.js';
@@ -32,9 +37,14 @@ const sharedParams = state.params;
 const gradSlots = state.slots.map((flat) => ({ flat, views: linearViews(flat, model.layers) }));
 const stats = new Float64Array(init.stats);
 const control = new Int32Array(init.control);
-const times = new Float64Array(init.times);
+const hyperTable = new Float64Array(init.hyper);
+const ring = new Float64Array(init.ring);
+const RING_ROW = ringFields(init.workers);
 const chunks = normChunks(P);
-const step: StepBuffers = { ...state, hyper: new Float64Array(init.hyper), acc: new Float64Array(NORM_CHUNK) };
+/** This worker's view of the step being taken: its hyperparameters are refilled from the table per step. */
+const step: StepBuffers = {
+  ...state, hyper: { lr: 0, momentum: 0, maxNorm: 0, normType: 2, first: true }, acc: new Float64Array(NORM_CHUNK),
+};
 const stepKernels = init.stateMemory === null ? jsStepKernels : wasmStepKernels(instantiateStep(init.stateMemory));
 
 // With the WebAssembly kernels, everything they touch lives in their memory: the scratch, a copy of the
@@ -112,7 +122,8 @@ function gather(d: MappedDataset, p: number, B: number): void {
 
 /** The loop: one piscina task per worker for the pool's whole life. Returns when told to stop. */
 export default function loop(task: LoopTask): number {
-  Atomics.store(control, workField(task.worker, kWorkThread), threadId);
+  const w = task.worker;
+  Atomics.store(control, workField(w, kWorkThread), threadId);
   // A new loop task (after a failure, possibly on the same thread) gets every live dataset on its new
   // port: whatever this thread mapped before is dropped, released ones included.
   datasets.clear();
@@ -123,72 +134,177 @@ export default function loop(task: LoopTask): number {
     seen = Atomics.load(control, kCtlGeneration);
     const command = control[kCtlCommand];
     if (command === kCmdStop) return 0;
+    enterCommand(control, w, seen);
     // The shard stays set if this command fails: the coordinator reads it to say which shard failed.
-    Atomics.store(control, workField(task.worker, kWorkShard), -1);
+    Atomics.store(control, workField(w, kWorkShard), -1);
+    let j = 0; // the step this worker is in, for a failure report
     try {
-      runCommand(task, command, seen);
+      const d = dataset(task.port, control[kCtlDataset]);
+      if (command === kCmdForward) forwardCommand(w, d);
+      else if (command === kCmdRun) runSteps(w, seen, d, (at) => (j = at));
     } catch (err) {
-      // The flag tells the others (and the coordinator) to apply nothing; the stamp below passes
-      // every barrier of this command, so nobody waits for this worker. Then its task rejects.
-      Atomics.store(control, kCtlFailed, 1);
+      // Nothing from step j on counts, for the others and the coordinator; the stamp below passes every
+      // barrier of this command, so nobody waits for this worker. Then its task rejects.
+      reportFailure(control, j);
       throw err;
     } finally {
-      stamp(control, task.worker, stampOf(seen, kPhaseDone));
+      stampDone(control, w);
     }
   }
 }
 
-function runCommand(task: LoopTask, command: number, g: number): void {
-  const tasks = control[kCtlTasks];
-  const shards = control[kCtlShards];
+/** A forward pass over positions [start, end): this worker's run of the shards. */
+function forwardCommand(w: number, d: MappedDataset): void {
+  const start = control[kCtlStart];
+  const end = control[kCtlEnd];
+  const { shardRows, shards } = cutBatch(end - start, init.slots);
+  const tasks = Math.min(init.workers, shards);
+  if (w >= tasks) return;
+  const [s0, s1] = taskShards(w, tasks, shards);
   const parity = control[kCtlParity] === 0 ? 0 : 1;
-  if (task.worker < tasks) {
-    const d = dataset(task.port, control[kCtlDataset]);
-    const [s0, s1] = taskShards(task.worker, tasks, shards);
-    const start = control[kCtlStart];
-    const shardRows = control[kCtlShardRows];
-    runShards(task.worker, g, d, command === kCmdStep, parity, start + s0 * shardRows, Math.min(start + s1 * shardRows, control[kCtlEnd]), shardRows, s0);
-  }
-  if (command !== kCmdStep) return;
-  // Every worker, with shards or not, takes its chunks of the reduction and of the update.
-  const [c0, c1] = taskShards(task.worker, init.workers, chunks);
-  const row = task.worker * TIME_FIELDS;
-  times[row + kTimeReduceMs] = 0;
-  times[row + kTimeUpdateMs] = 0;
-  Atomics.store(control, workField(task.worker, kWorkShard), -1);
-  if (!barrier(task.worker, stampOf(g, kPhaseReduced))) return;
-  const t0 = performance.now();
-  faults?.(g, task.worker, 'reduce', -1);
-  const sums = readBatchSums(stats, shards);
-  if (sums.weightSum > 0) reduceShare(stepKernels, step, sums, shards, init.mean, c0, c1);
-  const t1 = performance.now();
-  if (!barrier(task.worker, stampOf(g, kPhaseDecided))) return;
-  const t2 = performance.now();
-  faults?.(g, task.worker, 'update', -1);
-  const decision = decideStep(sums, step.partials, chunks, step.hyper);
-  if (decision.outcome === 'update') updateShare(stepKernels, step, decision, init.sgd, parity, c0, c1);
-  faults?.(g, task.worker, 'updated', -1);
-  times[row + kTimeReduceMs] = t1 - t0;
-  times[row + kTimeUpdateMs] = performance.now() - t2;
+  runShards(w, control[kCtlSequence], d, false, parity, start + s0 * shardRows, Math.min(start + s1 * shardRows, end), shardRows, s0);
 }
 
 /**
- * Stamps this worker at `value` and waits until every worker has: a barrier of the step. False when a
- * worker failed in this command (then there is nothing more to do). The wait has no time limit of its
- * own: a worker that dies is stamped by the coordinator, and one that hangs is stopped by it.
+ * A run of steps (see contract.ts): batch by batch, this worker's shards, then its share of the
+ * reduction and of the update between barriers, until the run's last step or the step the workers
+ * agreed to stop after. `at` is told the step this worker is in.
  */
-function barrier(worker: number, value: number): boolean {
-  stamp(control, worker, value);
-  for (;;) {
-    const arrivals = Atomics.load(control, kCtlArrivals);
-    if (allStamped(control, init.workers, value)) break;
-    Atomics.wait(control, kCtlArrivals, arrivals);
+function runSteps(w: number, g: number, d: MappedDataset, at: (j: number) => void): void {
+  const steps = control[kCtlSteps];
+  const batch0 = control[kCtlBatch0];
+  const batchSize = control[kCtlBatchSize];
+  const sequence = control[kCtlSequence];
+  const stopNonfinite = control[kCtlStopNonfinite] !== 0;
+  const h = step.hyper;
+  h.maxNorm = hyperTable[kRunMaxNorm];
+  h.normType = hyperTable[kRunNormType];
+  let parity: 0 | 1 = control[kCtlParity] === 0 ? 0 : 1;
+  let hasBuffer = control[kCtlHasMomentum] !== 0;
+  // Every worker, with shards or not, takes its chunks of the reduction and of the update.
+  const [c0, c1] = taskShards(w, init.workers, chunks);
+  // Clipping needs the whole gradient's norm before any update: a third barrier. Without it the update
+  // is fused into the reduction (contract.ts).
+  const fused = h.maxNorm === 0;
+  const mine = RING_BASE_FIELDS + RING_WORKER_FIELDS * w;
+  let j = 0;
+  for (; j < steps; j++) {
+    at(j);
+    const row = j * RING_ROW;
+    if (j > 0) ring[row + mine + kRingWorkerStartMs] = performance.timeOrigin + performance.now();
+    const seq = sequence + j;
+    const start = (batch0 + j) * batchSize;
+    const end = Math.min(start + batchSize, d.rows);
+    const { shardRows, shards } = cutBatch(end - start, init.slots);
+    const tasks = Math.min(init.workers, shards);
+    h.lr = hyperTable[hyperField(j, kHypLr)];
+    h.momentum = hyperTable[hyperField(j, kHypMomentum)];
+    h.first = !hasBuffer;
+    if (w < tasks) {
+      const [s0, s1] = taskShards(w, tasks, shards);
+      runShards(w, seq, d, true, parity, start + s0 * shardRows, Math.min(start + s1 * shardRows, end), shardRows, s0);
+    }
+    Atomics.store(control, workField(w, kWorkShard), -1);
+    if (!barrier(w, g, j, kPhaseReduced)) return;
+    const t0 = performance.now();
+    faultsAt?.(seq, w, 'reduce', -1);
+    const sums = readBatchSums(stats, shards);
+    let t1 = t0;
+    if (sums.weightSum > 0) {
+      reduceShare(stepKernels, step, sums, shards, init.mean, c0, c1);
+      t1 = performance.now();
+      // Without clipping the update needs nothing global: it is applied at once, into the other half,
+      // which becomes current only if the decision below is 'update'.
+      if (fused) update(w, seq, { outcome: 'update', gradNorm: NaN, coef: 1 }, parity, c0, c1);
+    }
+    const t2 = performance.now();
+    if (Atomics.load(control, kCtlStop) !== 0) Atomics.store(control, kCtlLastStep, j);
+    // Fused, this is the step's last barrier: its stamp says the step is done (stepOfStamp).
+    if (!barrier(w, g, j, fused ? kPhaseUpdated : kPhaseDecided)) return;
+    const decision = decideStep(sums, step.partials, chunks, h);
+    if (w === 0) writeResult(row, sums, decision, shards, tasks);
+    const last = Atomics.load(control, kCtlLastStep) <= j;
+    ring[row + mine + kRingReduceMs] = t1 - t0;
+    ring[row + mine + kRingUpdateMs] = t2 - t1;
+    if (decision.outcome === 'nonfinite' && stopNonfinite) {
+      j++; // carried out, nothing applied: the run ends on it
+      break;
+    }
+    if (!fused) {
+      const t3 = performance.now();
+      if (decision.outcome === 'update') update(w, seq, decision, parity, c0, c1);
+      ring[row + mine + kRingUpdateMs] = performance.now() - t3;
+      if (!barrier(w, g, j, kPhaseUpdated)) return;
+    }
+    if (decision.outcome === 'update') {
+      parity = parity === 0 ? 1 : 0;
+      if (Math.fround(h.momentum) !== 0) hasBuffer = true;
+    }
+    if (last) {
+      j++;
+      break;
+    }
   }
-  return Atomics.load(control, kCtlFailed) === 0;
+  ring[j * RING_ROW + mine + kRingWorkerStartMs] = performance.timeOrigin + performance.now();
+  Atomics.store(control, kCtlExecuted, j);
+}
+
+/** This worker's share of the update of step `seq`, from half `parity` into the other. */
+function update(w: number, seq: number, decision: StepDecision, parity: 0 | 1, c0: number, c1: number): void {
+  faultsAt?.(seq, w, 'update', -1);
+  updateShare(stepKernels, step, decision, init.sgd, parity, c0, c1);
+  faultsAt?.(seq, w, 'updated', -1);
+}
+
+/** Worker 0's part of a step's row of the ring: the batch's sums, the decision and the compute time. */
+function writeResult(row: number, sums: BatchSums, decision: StepDecision, shards: number, tasks: number): void {
+  ring[row + kRingLossSum] = sums.lossSum;
+  ring[row + kRingWeightSum] = sums.weightSum;
+  ring[row + kRingCorrect] = sums.correct;
+  ring[row + kRingCounted] = sums.counted;
+  ring[row + kRingRows] = sums.rows;
+  ring[row + kRingGradNorm] = decision.gradNorm;
+  ring[row + kRingCoef] = decision.coef;
+  ring[row + kRingOutcome] = decision.outcome === 'update' ? kOutcomeUpdate : decision.outcome === 'no-targets' ? kOutcomeNoTargets : kOutcomeNonfinite;
+  let max = 0;
+  let sum = 0;
+  for (let t = 0; t < tasks; t++) {
+    const [s0, s1] = taskShards(t, tasks, shards);
+    let ms = 0;
+    for (let s = s0; s < s1; s++) ms += stats[s * STAT_FIELDS + kStatComputeMs];
+    max = Math.max(max, ms);
+    sum += ms;
+  }
+  ring[row + kRingComputeMaxMs] = max;
+  ring[row + kRingComputeSumMs] = sum;
+  ring[row + kRingTasks] = tasks;
+}
+
+/** Stamp polls between two looks at the clock while a barrier spins. */
+const POLLS_PER_CLOCK = 64;
+
+/**
+ * Stamps this worker at phase `phase` of step j of command g and waits until every worker has: a
+ * barrier of the step. False when a worker failed at or before step j (then this worker leaves the
+ * run). The wait has no time limit of its own: a worker that dies is stamped by the coordinator, and
+ * one that hangs is stopped by it.
+ */
+function barrier(worker: number, g: number, j: number, phase: number): boolean {
+  const value = stampOf(j, phase);
+  stamp(control, worker, value);
+  // Spin first: the others usually arrive within a fraction of a millisecond, and a thread woken from
+  // Atomics.wait takes tens to hundreds of microseconds to run again (measured: see the README).
+  const until = init.spinMs > 0 ? performance.now() + init.spinMs : 0;
+  for (let polls = 0; ; polls++) {
+    const arrivals = Atomics.load(control, kCtlArrivals);
+    if (allStamped(control, init.workers, g, value)) break;
+    if (until === 0 || (polls % POLLS_PER_CLOCK === 0 && performance.now() > until)) Atomics.wait(control, kCtlArrivals, arrivals);
+  }
+  return Atomics.load(control, kCtlFailedStep) > j;
 }
 
 /** Faults to inject, for the fault-tolerance tests only (GRADPOOL_FAULTS, see faults.ts). */
-const faults = parseFaults(process.env.GRADPOOL_FAULTS);
+const faultsAt = parseFaults(process.env.GRADPOOL_FAULTS);
 
 /** The dataset `id`, mapping whatever has arrived on the port first (messages are datasets to map, or
  *  { release: id } for one the coordinator no longer uses). */
@@ -205,7 +321,7 @@ function dataset(port: MessagePort, id: number): MappedDataset {
 
 /** Computes the shards of positions [start, end), shard j into slot firstSlot + j. */
 function runShards(
-  worker: number, g: number, d: MappedDataset, grad: boolean, parity: 0 | 1, start: number, end: number, shardRows: number,
+  worker: number, seq: number, d: MappedDataset, grad: boolean, parity: 0 | 1, start: number, end: number, shardRows: number,
   firstSlot: number,
 ): void {
   local?.params.set(sharedParams[parity]);
@@ -215,7 +331,7 @@ function runShards(
   for (let p = start, slot = firstSlot; p < end; p += shardRows, slot++) {
     const B = Math.min(shardRows, end - p);
     Atomics.store(control, workField(worker, kWorkShard), slot);
-    faults?.(g, worker, 'compute', slot);
+    faultsAt?.(seq, worker, 'compute', slot);
     const t0 = performance.now();
     gather(d, p, B);
     forward(scratch, model, params, B, kernels);
@@ -223,11 +339,11 @@ function runShards(
     stats.fill(0, row, row + STAT_FIELDS);
     stats[row + kStatRows] = B;
     if (grad || hasTargets) {
-      const g = grad ? gradSlots[slot] : null;
-      (local?.grad ?? g?.flat)?.fill(0);
-      const views = g === null ? null : (localGrad ?? g.views);
+      const slotViews = grad ? gradSlots[slot] : null;
+      (local?.grad ?? slotViews?.flat)?.fill(0);
+      const views = slotViews === null ? null : (localGrad ?? slotViews.views);
       const sums = lossAndBackward(scratch, model, params, views, B, loss, indexTargets, kernels);
-      if (g !== null && local !== null) g.flat.set(local.grad);
+      if (slotViews !== null && local !== null) slotViews.flat.set(local.grad);
       stats[row + kStatLossSum] = sums.lossSum;
       stats[row + kStatWeightSum] = sums.weightSum;
       stats[row + kStatCorrect] = sums.correct;
@@ -244,6 +360,6 @@ function runShards(
       d.out.set(probs.subarray(0, B * K), p * K);
     }
     stats[row + kStatComputeMs] = performance.now() - t0;
-    faults?.(g, worker, 'computed', slot);
+    faultsAt?.(seq, worker, 'computed', slot);
   }
 }
