@@ -1,14 +1,18 @@
 #!/usr/bin/env node
 // The benchmark (`npm run bench`): a fixed set of workloads, each at 1 worker and at every CPU, each in
 // its own process (so its peak memory is its own), timed with the tuner's windows: medians over
-// repetitions after a warm-up. Prints a table and writes JSON Lines. The instrument for performance
-// work: figures in issues and notes come from here, never from tests.
+// repetitions after a warm-up. Beside each workload's GFLOP/s, the WebAssembly SIMD ceiling measured on
+// this machine; with --vs-pytorch, PyTorch's own training step on the same workload, run alternately with
+// gradpool's. Prints a table and writes JSON Lines. The instrument for performance work: figures in
+// issues and notes come from here, never from tests.
 
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { cpuLimit, loadMnist, measure, Trainer, type TrainerOptions } from '../src/main/index.js';
+import { median } from '../src/main/tune/measure.js';
+import { simdCeiling } from '../src/shared/wasm.js';
 
 /** The workload set. Changing it changes what numbers mean: add new names rather than edit these. */
 const WORKLOADS: Record<string, { describe: string; options: TrainerOptions }> = {
@@ -32,6 +36,7 @@ interface Result {
   overheadUs: number;
   dispatchUs: number;
   barrierUs: number;
+  waitUs: number;
   reduceUpdateUs: number;
   gflopsPerWorker: number;
   peakRssMB: number;
@@ -49,23 +54,56 @@ async function child(name: string, workers: number, windows: number, seconds: nu
   const r: Result = {
     workload: name, layers: m.layers, batchSize: m.batchSize, workers: m.workers, shards: m.shards,
     samplesPerSec: m.samplesPerSec, spread: m.spread, stepMs: t.stepMs, computeMs: t.computeMs,
-    overheadUs: 1000 * (t.stepMs - t.computeMs), dispatchUs: 1000 * t.dispatchMs, barrierUs: 1000 * t.barrierMs,
+    overheadUs: 1000 * (t.stepMs - t.computeMs), dispatchUs: 1000 * t.dispatchMs, barrierUs: 1000 * t.barrierMs, waitUs: 1000 * t.waitMs,
     reduceUpdateUs: 1000 * (t.reduceMs + t.updateMs), gflopsPerWorker: m.gflopsPerWorker,
     peakRssMB: process.resourceUsage().maxRSS / 1024, windows, kernels: m.kernels, node: process.version,
   };
   process.stdout.write(JSON.stringify(r) + '\n');
 }
 
-function table(rs: Result[]): string {
-  const head = 'workload       workers  samples/s (min-max)        vs 1 worker  step ms  overhead µs  (dispatch  reduce+update)  GFLOP/s/worker  peak MB';
+/** PyTorch's step on a workload, run by scripts/reference/torch_bench.py; null when torch is missing. */
+function torchRunner(): { describe: string; run: (o: TrainerOptions, windows: string, seconds: string) => number } | null {
+  const script = fileURLToPath(new URL('./reference/torch_bench.py', import.meta.url));
+  const python = '/usr/bin/python3';
+  const probe = spawnSync(python, [script, '784,10', '64', '1', '0.05'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    process.stdout.write(`PyTorch: not run (${python} has no torch: install Debian's python3-torch)\n`);
+    return null;
+  }
+  const info = JSON.parse(probe.stdout.trim()) as { blas: string; torch: string };
+  // OpenBLAS 0.3.21 does not know recent Intel CPUs and falls back to SSE3 kernels there: choose its
+  // AVX-512 ones on a CPU that has AVX-512, for PyTorch's child process only (never in tests or CI).
+  const avx512 = readFileSync('/proc/cpuinfo', 'utf8').includes(' avx512f');
+  const env = { ...process.env };
+  let blas = info.blas;
+  if (avx512 && !/skylakex|cooperlake|sapphirerapids/i.test(info.blas)) {
+    env.OPENBLAS_CORETYPE = 'SkylakeX';
+    blas = `${info.blas}, so OPENBLAS_CORETYPE=SkylakeX set for it`;
+  }
+  return {
+    describe: `torch ${info.torch}, one thread, BLAS kernels ${blas}`,
+    run: (o, windows, seconds) => {
+      const r = spawnSync(python, [script, o.layers.join(','), String(o.batchSize), windows, seconds], { encoding: 'utf8', env });
+      if (r.status !== 0) throw new Error(`PyTorch's bench failed: ${r.stderr}`);
+      return (JSON.parse(r.stdout.trim()) as { samplesPerSec: number }).samplesPerSec;
+    },
+  };
+}
+
+function table(rs: Result[], ceiling: number | null, torch: Map<string, number[]>): string {
+  const head = 'workload       workers  samples/s (min-max)        vs 1 worker  step ms  overhead µs  (dispatch  reduce+update)  barrier wait µs  GFLOP/s/worker  of ceiling  PyTorch samples/s  vs PyTorch  peak MB';
   const n = (v: number): string => Math.round(v).toLocaleString('en-US');
   const rows = rs.map((r) => {
     const one = rs.find((o) => o.workload === r.workload && o.workers === 1);
+    const rates = torch.get(r.workload);
+    const pt = rates === undefined || rates.length === 0 ? undefined : median(rates);
     const vs = one === undefined || r.workers === 1 ? '' : `${(r.samplesPerSec / one.samplesPerSec).toFixed(2)}x, ${Math.round((100 * r.samplesPerSec) / one.samplesPerSec / r.workers)}%`;
     return [
       r.workload.padEnd(14), String(r.workers).padStart(7), `${n(r.samplesPerSec)} (${n(r.spread[0])}-${n(r.spread[1])})`.padStart(26),
       vs.padStart(12), r.stepMs.toFixed(2).padStart(8), n(r.overheadUs).padStart(12), n(r.dispatchUs).padStart(11),
-      n(r.reduceUpdateUs).padStart(15), r.gflopsPerWorker.toFixed(2).padStart(16), n(r.peakRssMB).padStart(8),
+      n(r.reduceUpdateUs).padStart(15), n(r.waitUs).padStart(16), r.gflopsPerWorker.toFixed(2).padStart(16),
+      (ceiling === null ? '' : `${Math.round((100 * r.gflopsPerWorker) / ceiling)}%`).padStart(11),
+      (pt === undefined ? '' : n(pt)).padStart(18), (pt === undefined ? '' : `${(r.samplesPerSec / pt).toFixed(2)}x`).padStart(11), n(r.peakRssMB).padStart(8),
     ].join(' ');
   });
   return [head, ...rows].join('\n') + '\n';
@@ -81,9 +119,10 @@ async function parent(argv: string[]): Promise<number> {
     .addOption(new Option('--window-seconds <s>', 'length of each window').default('0.5'))
     .addOption(new Option('--kernels <which>', 'linear-layer kernels: WebAssembly SIMD or the TS loops').choices(['auto', 'wasm', 'js']).default('auto'))
     .addOption(new Option('--jsonl <file>', 'JSON Lines output, one record per run').default('bench.jsonl'))
+    .addOption(new Option('--vs-pytorch', "also run PyTorch's training step on each workload (one thread, /usr/bin/python3), alternating with gradpool's runs"))
     .addOption(new Option('--child <spec>').hideHelp());
   program.parse(argv, { from: 'user' });
-  const o = program.opts<{ only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string; kernels: 'auto' | 'wasm' | 'js' }>();
+  const o = program.opts<{ only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string; kernels: 'auto' | 'wasm' | 'js'; vsPytorch?: boolean }>();
   if (o.child !== undefined) {
     const [name, workers] = o.child.split(':');
     await child(name, Number(workers), Number(o.windows), Number(o.windowSeconds), o.kernels);
@@ -98,10 +137,17 @@ async function parent(argv: string[]): Promise<number> {
   const counts = [...new Set(o.workers.split(',').map(Number))];
   process.stdout.write(`gradpool bench: ${cpus.cpus} CPUs (${cpus.source}), Node ${process.version}, ${o.kernels} kernels, ${o.windows} windows of ~${o.windowSeconds} s after a warm-up\n`);
   for (const name of names) process.stdout.write(`  ${name}: ${WORKLOADS[name].describe}\n`);
+  const ceiling = simdCeiling(500);
+  process.stdout.write(`WebAssembly SIMD ceiling on this machine: ${ceiling === null ? 'no SIMD' : `${ceiling.toFixed(1)} GFLOP/s`} per thread (12 independent f32x4 multiply-add chains, src/shared/wasm.ts simdCeiling)\n`);
+  const torch = o.vsPytorch === true ? torchRunner() : null;
+  if (torch !== null) process.stdout.write(`PyTorch: ${torch.describe}\n`);
   const results: Result[] = [];
+  const torchRates = new Map<string, number[]>();
   const self = fileURLToPath(import.meta.url);
   for (const name of names) {
     for (const workers of counts) {
+      // PyTorch and gradpool alternate, so that both see the same state of the machine.
+      if (torch !== null) torchRates.set(name, [...(torchRates.get(name) ?? []), torch.run(WORKLOADS[name].options, o.windows, o.windowSeconds)]);
       const r = spawnSync(process.execPath, [...process.execArgv, self, '--child', `${name}:${workers}`, '--windows', o.windows, '--window-seconds', o.windowSeconds, '--kernels', o.kernels], { encoding: 'utf8' });
       if (r.status !== 0) {
         process.stderr.write(`bench: ${name} at ${workers} workers failed:\n${r.stderr}`);
@@ -110,7 +156,8 @@ async function parent(argv: string[]): Promise<number> {
       results.push(JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Result);
     }
   }
-  process.stdout.write('\n' + table(results));
+  if (torch !== null) for (const name of names) torchRates.get(name)?.push(torch.run(WORKLOADS[name].options, o.windows, o.windowSeconds));
+  process.stdout.write('\n' + table(results, ceiling, torchRates));
   writeFileSync(o.jsonl, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
   process.stdout.write(`\nwrote ${results.length} records to ${o.jsonl}; overhead = step time - slowest worker's shard compute\n`);
   return 0;

@@ -237,7 +237,7 @@ describe('benchmark', () => {
     expect(records.map((x) => x.workers)).toEqual([1, 2]);
     for (const x of records) {
       expect(Object.keys(x).sort()).toEqual(['barrierUs', 'batchSize', 'computeMs', 'dispatchUs', 'gflopsPerWorker', 'kernels', 'layers', 'node', 'overheadUs', 'peakRssMB',
-        'reduceUpdateUs', 'samplesPerSec', 'shards', 'spread', 'stepMs', 'windows', 'workers', 'workload'].sort());
+        'reduceUpdateUs', 'samplesPerSec', 'shards', 'spread', 'stepMs', 'waitUs', 'windows', 'workers', 'workload'].sort());
       expect(x.peakRssMB).toBeGreaterThan(10);
     }
   });

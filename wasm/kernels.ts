@@ -499,3 +499,29 @@ export function linear_backward_weight(dweight: usize, dbias: usize, dout: usize
 export function linear_backward_input(dinp: usize, dout: usize, weight: usize, B: i32, C: i32, OC: i32): void {
   rankUpdate(dinp, <usize>C << 2, dout, <usize>OC << 2, 4, weight, <usize>C << 2, B, OC, C);
 }
+
+// ---------------------------------------------------------------------------------------------------
+// The ceiling the products above are measured against (npm run bench): f32x4 multiply-adds on 12
+// independent accumulators, no loads, so that nothing but the SIMD units limits it. A mul and an add
+// per lane per step: 8 flops a vector, 96 an iteration.
+
+/** `iters` iterations of 12 independent f32x4 multiply-adds; returns a lane of their sum (so that the
+ *  work cannot be optimised away). */
+export function simd_peak(iters: i32, x: f32): f32 {
+  const m = f32x4.splat(x);
+  const k = f32x4.splat(<f32>0.999);
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(1), a2 = f32x4.splat(2), a3 = f32x4.splat(3);
+  let a4 = f32x4.splat(4), a5 = f32x4.splat(5), a6 = f32x4.splat(6), a7 = f32x4.splat(7);
+  let a8 = f32x4.splat(8), a9 = f32x4.splat(9), a10 = f32x4.splat(10), a11 = f32x4.splat(11);
+  for (let i = 0; i < iters; i++) {
+    a0 = f32x4.add(f32x4.mul(a0, k), m); a1 = f32x4.add(f32x4.mul(a1, k), m);
+    a2 = f32x4.add(f32x4.mul(a2, k), m); a3 = f32x4.add(f32x4.mul(a3, k), m);
+    a4 = f32x4.add(f32x4.mul(a4, k), m); a5 = f32x4.add(f32x4.mul(a5, k), m);
+    a6 = f32x4.add(f32x4.mul(a6, k), m); a7 = f32x4.add(f32x4.mul(a7, k), m);
+    a8 = f32x4.add(f32x4.mul(a8, k), m); a9 = f32x4.add(f32x4.mul(a9, k), m);
+    a10 = f32x4.add(f32x4.mul(a10, k), m); a11 = f32x4.add(f32x4.mul(a11, k), m);
+  }
+  const s = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)),
+    f32x4.add(f32x4.add(a8, a9), f32x4.add(a10, a11))));
+  return f32x4.extract_lane(s, 0);
+}

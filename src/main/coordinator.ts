@@ -15,7 +15,7 @@ import {
   kCtlHasMomentum, kCtlLastStep, kCtlParity, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite,
   kHypLr, kHypMomentum, kNoFailure, kOutcomeNoTargets, kOutcomeUpdate, kPhaseReduced, kRingCoef, kRingComputeMaxMs,
   kRingComputeSumMs, kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows,
-  kRingStartMs, kRingWorkerStartMs, kRingTasks, kRingUpdateMs, kRingWeightSum, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
+  kRingStartMs, kRingWaitMs, kRingWorkerStartMs, kRingTasks, kRingUpdateMs, kRingWeightSum, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
   kWorkGen, kWorkShard, kWorkStamp, kWorkThread, reportFailure, RING_BASE_FIELDS, RING_STEPS, RING_WORKER_FIELDS, ringFields,
   STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
@@ -82,6 +82,8 @@ export interface BatchTiming {
   reduceMs: number;
   /** The slowest worker's share of clipping and SGD. */
   updateMs: number;
+  /** The workers' mean time in the step's barriers (waiting for each other, and passing them). */
+  waitMs: number;
   tasks: number;
 }
 
@@ -357,12 +359,14 @@ export class Coordinator {
     }
     let reduceMs = 0;
     let updateMs = 0;
+    let waitMs = 0;
     let next = Infinity;
     let start = j === 0 ? r[kRingStartMs] : Infinity;
     for (let w = 0; w < this.workers; w++) {
       const mine = RING_BASE_FIELDS + RING_WORKER_FIELDS * w;
       reduceMs = Math.max(reduceMs, r[at + mine + kRingReduceMs]);
       updateMs = Math.max(updateMs, r[at + mine + kRingUpdateMs]);
+      waitMs += r[at + mine + kRingWaitMs] / this.workers;
       // A worker stood in for left NaN: the others' times serve.
       if (j > 0 && r[at + mine + kRingWorkerStartMs] < start) start = r[at + mine + kRingWorkerStartMs];
       if (r[at + this.row + mine + kRingWorkerStartMs] < next) next = r[at + this.row + mine + kRingWorkerStartMs];
@@ -371,7 +375,7 @@ export class Coordinator {
       sums, decision,
       timing: {
         stepMs: Number.isFinite(next - start) ? next - start : NaN,
-        computeMaxMs: r[at + kRingComputeMaxMs], computeSumMs: r[at + kRingComputeSumMs], reduceMs, updateMs, tasks: r[at + kRingTasks],
+        computeMaxMs: r[at + kRingComputeMaxMs], computeSumMs: r[at + kRingComputeSumMs], reduceMs, updateMs, waitMs, tasks: r[at + kRingTasks],
       },
     };
   }

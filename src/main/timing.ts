@@ -11,6 +11,7 @@ export function stepTiming(t: BatchTiming): StepTiming {
     computeMs: t.computeMaxMs,
     computeTotalMs: t.computeSumMs,
     barrierMs: t.computeMaxMs - t.computeSumMs / t.tasks,
+    waitMs: t.waitMs,
     dispatchMs: stepMs - t.computeMaxMs - t.reduceMs - t.updateMs,
     reduceMs: t.reduceMs,
     updateMs: t.updateMs,

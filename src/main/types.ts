@@ -61,6 +61,9 @@ export interface StepTiming {
   /** Shard compute summed over the workers (worker-milliseconds). */
   computeTotalMs: number;
   barrierMs: number;
+  /** The workers' mean time inside the step's barriers, measured by each (waiting for the others and
+   *  passing the barrier): what synchronising the workers costs, imbalance included. */
+  waitMs: number;
   /** Posting the command, waking the workers, their barriers and the coordinator's bookkeeping: the
    *  step beyond the compute, the reduction and the update. */
   dispatchMs: number;

@@ -136,7 +136,8 @@ export const RING_BASE_FIELDS = 12;
 export const kRingReduceMs = 0;
 export const kRingUpdateMs = 1;
 export const kRingWorkerStartMs = 2;
-export const RING_WORKER_FIELDS = 3;
+export const kRingWaitMs = 3; // its time in the step's barriers (spinning or asleep)
+export const RING_WORKER_FIELDS = 4;
 
 export const kOutcomeUpdate = 0;
 export const kOutcomeNoTargets = 1;

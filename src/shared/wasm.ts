@@ -43,6 +43,7 @@ interface KernelExports {
   linear_forward(out: number, inp: number, weight: number, bias: number, B: number, C: number, OC: number): void;
   linear_backward_weight(dweight: number, dbias: number, dout: number, inp: number, B: number, C: number, OC: number): void;
   linear_backward_input(dinp: number, dout: number, weight: number, B: number, C: number, OC: number): void;
+  simd_peak(iters: number, x: number): number;
 }
 
 const KERNELS_URL = new URL('./kernels.wasm', import.meta.url);
@@ -167,6 +168,30 @@ export function createWasmLinear(floats: number): WasmLinear | null {
       );
     },
   };
+}
+
+/**
+ * The WebAssembly SIMD ceiling of this thread in GFLOP/s: 12 independent f32x4 multiply-add chains (the
+ * best 128-bit SIMD without relaxed SIMD's fused multiply-add can do), timed over ~`ms` milliseconds
+ * after a warm-up. Null without WebAssembly SIMD.
+ */
+export function simdCeiling(ms = 200): number | null {
+  if (!wasmSimdSupported()) return null;
+  const { module } = kernelsModule();
+  const k = new WebAssembly.Instance(module, { env: { memory: new WebAssembly.Memory({ initial: 1, maximum: 1 }) } }).exports as unknown as KernelExports;
+  const FLOPS_PER_ITER = 12 * 4 * 2;
+  let iters = 1 << 16;
+  k.simd_peak(iters, 0.5);
+  let best = 0;
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    const t0 = performance.now();
+    k.simd_peak(iters, 0.5);
+    const s = (performance.now() - t0) / 1000;
+    if (s < 0.005) iters *= 2;
+    else best = Math.max(best, (iters * FLOPS_PER_ITER) / s / 1e9);
+  }
+  return best;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import {
   kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration, kCtlHasMomentum, kCtlLastStep,
   kCtlParity, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite, kHypLr, kHypMomentum, kOutcomeNonfinite,
   kOutcomeNoTargets, kOutcomeUpdate, kPhaseDecided, kPhaseReduced, kPhaseUpdated, kRingCoef, kRingComputeMaxMs, kRingComputeSumMs,
-  kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows, kRingWorkerStartMs,
+  kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows, kRingWaitMs, kRingWorkerStartMs,
   kRingTasks, kRingUpdateMs, kRingWeightSum, kRunMaxNorm, kRunNormType, kStatComputeMs, kStatCorrect,
   kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, kWorkShard, kWorkThread, RING_BASE_FIELDS, RING_WORKER_FIELDS, reportFailure,
   ringFields, STAT_FIELDS, stamp, stampDone, stampOf, stateViews, taskShards, workField,
@@ -190,6 +190,8 @@ function runSteps(w: number, g: number, d: MappedDataset, at: (j: number) => voi
   let j = 0;
   for (; j < steps; j++) {
     at(j);
+    if (j > 0) ring[(j - 1) * RING_ROW + mine + kRingWaitMs] = waited;
+    waited = 0;
     const row = j * RING_ROW;
     if (j > 0) ring[row + mine + kRingWorkerStartMs] = performance.timeOrigin + performance.now();
     const seq = sequence + j;
@@ -245,6 +247,7 @@ function runSteps(w: number, g: number, d: MappedDataset, at: (j: number) => voi
       break;
     }
   }
+  if (j > 0) ring[(j - 1) * RING_ROW + mine + kRingWaitMs] = waited;
   ring[j * RING_ROW + mine + kRingWorkerStartMs] = performance.timeOrigin + performance.now();
   Atomics.store(control, kCtlExecuted, j);
 }
@@ -280,6 +283,9 @@ function writeResult(row: number, sums: BatchSums, decision: StepDecision, shard
   ring[row + kRingTasks] = tasks;
 }
 
+/** Milliseconds this worker has spent in barriers in the step under way. */
+let waited = 0;
+
 /** Stamp polls between two looks at the clock while a barrier spins. */
 const POLLS_PER_CLOCK = 64;
 
@@ -291,6 +297,7 @@ const POLLS_PER_CLOCK = 64;
  */
 function barrier(worker: number, g: number, j: number, phase: number): boolean {
   const value = stampOf(j, phase);
+  const t0 = performance.now();
   stamp(control, worker, value);
   // Spin first: the others usually arrive within a fraction of a millisecond, and a thread woken from
   // Atomics.wait takes tens to hundreds of microseconds to run again (measured: see the README).
@@ -300,6 +307,7 @@ function barrier(worker: number, g: number, j: number, phase: number): boolean {
     if (allStamped(control, init.workers, g, value)) break;
     if (until === 0 || (polls % POLLS_PER_CLOCK === 0 && performance.now() > until)) Atomics.wait(control, kCtlArrivals, arrivals);
   }
+  waited += performance.now() - t0;
   return Atomics.load(control, kCtlFailedStep) > j;
 }
 

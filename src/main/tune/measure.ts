@@ -119,7 +119,7 @@ export function median(values: number[]): number {
   return s.length % 2 === 1 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
-const FIELDS = ['stepMs', 'computeMs', 'computeTotalMs', 'barrierMs', 'dispatchMs', 'reduceMs', 'updateMs', 'tasks'] as const;
+const FIELDS = ['stepMs', 'computeMs', 'computeTotalMs', 'barrierMs', 'waitMs', 'dispatchMs', 'reduceMs', 'updateMs', 'tasks'] as const;
 
 function meanTiming(ts: StepTiming[]): StepTiming {
   return Object.fromEntries(FIELDS.map((f) => [f, ts.reduce((s, t) => s + t[f], 0) / ts.length])) as unknown as StepTiming;
