@@ -60,8 +60,8 @@ describe('worker failures', () => {
     const want = await reference(2);
     const pick = new Rng(5);
     const phases = ['compute', 'computed', 'reduce', 'update', 'updated'] as const;
-    // One fault in each of 12 distinct commands, spread over the run (commands are numbered from 1; a
-    // re-run is a new command, so later faults land a little earlier in the run than their number).
+    // One fault in each of 12 distinct steps, spread over the run (steps are numbered from 1; a
+    // re-run is a new number, so later faults land a little earlier in the run than their number).
     const generations = new Set<number>();
     while (generations.size < 12) generations.add(2 + pick.nextInt(STEPS - 2));
     const faults: Fault[] = [...generations].map((generation, i) => ({

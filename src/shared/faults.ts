@@ -6,12 +6,13 @@
 //      "phase": "compute" | "computed" | "reduce" | "update" | "updated",
 //                          // before a shard, after its slot is written, before the reduction, before
 //                          // the update, after the worker's share of the next parameters is written
-//      "generation"?: g,   // the command's generation (its number in the Trainer's life, from 1)
+//      "generation"?: g,   // the step's sequence number: steps (and forward commands) carried out in
+//                          // the pool's life, from 1, a failed attempt using one up
 //      "worker"?: w,       // the worker index
 //      "shard"?: s }]      // the shard being computed (compute and computed phases only)
 //
 // A fault fires wherever every key it gives matches: with a generation, once (a re-run is a new
-// generation); without one, at every match (a shard that always fails).
+// number); without one, at every match (a shard that always fails).
 
 export type FaultKind = 'throw' | 'exit' | 'oom' | 'hang';
 export type FaultPhase = 'compute' | 'computed' | 'reduce' | 'update' | 'updated';
@@ -38,7 +39,7 @@ export function parseFaults(text: string | undefined): ((g: number, worker: numb
     for (const f of list) {
       if (f.phase !== phase || (f.generation !== undefined && f.generation !== g)) continue;
       if ((f.worker !== undefined && f.worker !== worker) || (f.shard !== undefined && f.shard !== shard)) continue;
-      inject(f, `injected ${f.kind} fault in the ${phase} phase of command ${g} on worker ${worker}${shard >= 0 ? `, shard ${shard}` : ''}`);
+      inject(f, `injected ${f.kind} fault in the ${phase} phase of step ${g} on worker ${worker}${shard >= 0 ? `, shard ${shard}` : ''}`);
     }
   };
 }
