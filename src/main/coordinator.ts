@@ -1,14 +1,9 @@
-// The step protocol on the coordinator's side: one fixed piscina pool whose workers each run one loop
-// task, the shared parameter, gradient, stats, ring and control buffers they were started with; run(),
+// The step protocol on the coordinator's side: the shared parameter, gradient, stats, ring and control
+// buffers the workers are started with (their threads and loop tasks are worker-loops.ts's); run(),
 // which posts a run of steps that the workers carry through on their own and reports each committed step
 // in order, and forward(), which posts a range of rows to evaluate. A worker that fails is stood in for
 // and what it left undone is run again. Between commands the workers sleep.
 
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { once } from 'node:events';
-import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
-import { Piscina } from 'piscina';
 import {
   allStamped, controlFields, cutBatch, HYPER_FLOATS, hyperField, kCmdForward, kCmdRun, kCmdStop, kCtlArrivals, kCtlBatch0,
   kCtlBatchSize, kCtlBell, kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration,
@@ -16,8 +11,8 @@ import {
   kHypLr, kHypMomentum, kNoFailure, kOutcomeNoTargets, kOutcomeUpdate, kPhaseReduced, kRingCoef, kRingComputeMaxMs,
   kRingComputeSumMs, kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows,
   kRingStartMs, kRingWaitMs, kRingWorkerStartMs, kRingTasks, kRingUpdateMs, kRingWeightSum, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
-  kWorkGen, kWorkShard, kWorkStamp, kWorkThread, reportFailure, RING_BASE_FIELDS, RING_STEPS, RING_WORKER_FIELDS, ringFields,
-  STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField, type LoopTask, type WorkerInit,
+  kWorkGen, kWorkStamp, reportFailure, RING_BASE_FIELDS, RING_STEPS, RING_WORKER_FIELDS, ringFields,
+  STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField, type WorkerInit,
 } from '../shared/contract.js';
 import { createSharedMemory } from '../shared/wasm.js';
 import { NORM_FIELDS, normChunks } from '../shared/clip.js';
@@ -28,6 +23,7 @@ import { readBatchSums, type BatchSums, type StepDecision } from '../shared/step
 import type { SharedDataset } from './data.js';
 import { ShardFailure } from './errors.js';
 import { cpuLimit } from './cpus.js';
+import { WorkerLoops } from './worker-loops.js';
 import { checkLength, checkMemory } from './memory.js';
 import type { Reduction } from './options.js';
 
@@ -87,23 +83,8 @@ export interface BatchTiming {
   tasks: number;
 }
 
-// The worker is TypeScript when gradpool runs from source (tests, `npm run train`) and JavaScript when
-// it runs from dist/. From source, each worker thread loads tsx, resolved from this package, so that
-// it can import the .ts worker whatever the caller's own loader is.
-function workerEntry(): { filename: string; execArgv: string[] | undefined } {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const filename = fileURLToPath(new URL(`../worker/worker.${fromSource ? 'ts' : 'js'}`, import.meta.url));
-  if (!fromSource) return { filename, execArgv: undefined };
-  const tsx = createRequire(import.meta.url).resolve('tsx');
-  return { filename, execArgv: ['--import', pathToFileURL(tsx).href] };
-}
-
 /** How long a worker's barrier spins before it sleeps, when each worker can have a CPU of its own. */
 const BARRIER_SPIN_MS = 1;
-/** How long close() waits for the loops to leave before it ends the threads regardless. */
-const CLOSE_GRACE_MS = 5000;
-/** How long a worker that flagged its own failure may take for its task to reject. */
-const DEATH_SETTLE_MS = 10_000;
 /** The main thread's sleep slice while a command runs: after each, the steps committed meanwhile are
  *  reported and the event loop gets a turn (signals, timers, abort()). */
 const WAIT_SLICE_MS = 10;
@@ -127,23 +108,15 @@ export class Coordinator {
   private readonly row: number;
   private readonly hyper: Float64Array;
   private readonly chunks: number;
-  private readonly pool: Piscina;
+  private readonly loops: WorkerLoops;
   private readonly control: Int32Array;
   private readonly options: PoolOptions;
-  /** Per worker: the port its datasets go to, its loop task's abort controller, and whether it runs. */
-  private readonly ports: MessagePort[] = [];
-  private readonly stops: AbortController[] = [];
-  private readonly loops: (Promise<void> | null)[] = [];
-  /** Workers whose loop ended with an error during the current command, and what they were doing. */
-  private deaths: { worker: number; shard: number; error: Error }[] = [];
-  /** Datasets posted to the workers and not yet released (posted again to a replacement worker). */
-  private readonly posted = new Map<number, SharedDataset['buffers']>();
   /** The sequence number of the next step (or forward command) carried out: a failed attempt uses one
    *  up, so a re-run is a new number (faults.ts fires by it). */
   private sequence = 1;
   /** Set by requestStop() until the run ends: a re-posted run stops as soon too. */
   private stopRequested = false;
-  private closed = false;
+  private closing = false;
 
   constructor(model: ModelConfig, loss: LossSpec, o: PoolOptions, sgd: SGDOptions) {
     const { workers, shards: slots } = o;
@@ -183,42 +156,7 @@ export class Coordinator {
       model, loss, state, stateMemory: shared?.memory ?? null, layout, ...init, slots, maxShardRows: this.maxShardRows,
       workers, kernels: o.kernels, sgd: { ...sgd }, mean: o.reduction === 'mean', spinMs: workers <= cpuLimit().cpus ? BARRIER_SPIN_MS : 0,
     };
-    const { filename, execArgv } = workerEntry();
-    this.pool = new Piscina({
-      filename,
-      execArgv,
-      workerData,
-      minThreads: workers,
-      maxThreads: workers,
-      idleTimeout: Number.MAX_SAFE_INTEGER,
-      concurrentTasksPerWorker: 1,
-      ...(o.workerHeapMb === null ? {} : { resourceLimits: { maxOldGenerationSizeMb: o.workerHeapMb } }),
-    });
-    // One loop task per worker for the pool's life (see contract.ts). With one task per worker at a
-    // time, the `workers` tasks land on `workers` distinct threads.
-    for (let w = 0; w < workers; w++) this.startLoop(w);
-  }
-
-  /** Posts worker w's loop task (again, after a failure: piscina has replaced a thread that died). */
-  private startLoop(w: number): void {
-    this.ports[w]?.close();
-    const { port1, port2 } = new MessageChannel();
-    port1.unref();
-    this.ports[w] = port1;
-    for (const buffers of this.posted.values()) port1.postMessage(buffers);
-    const stop = new AbortController();
-    this.stops[w] = stop;
-    Atomics.store(this.control, workField(w, kWorkThread), 0); // until the loop starts
-    const task: LoopTask = { worker: w, port: port2, generation: Atomics.load(this.control, kCtlGeneration) };
-    this.loops[w] = this.pool.run(task, { transferList: [port2], signal: stop.signal }).then(() => undefined, (err: unknown) => {
-      this.loops[w] = null;
-      if (this.closed) return;
-      let error = err instanceof Error ? err : new Error(String(err));
-      if (error.name === 'AbortError' && error.cause instanceof Error) error = error.cause; // stopped: say why
-      const shard = Atomics.load(this.control, workField(w, kWorkShard));
-      this.deaths.push({ worker: w, shard, error });
-      this.standIn(w);
-    });
+    this.loops = new WorkerLoops(workerData, workers, o.workerHeapMb, (w) => this.standIn(w));
   }
 
   /**
@@ -403,15 +341,10 @@ export class Coordinator {
    * Returns the command's generation.
    */
   private post(command: number, data: SharedDataset): number {
-    if (this.closed) throw new Error('this Trainer is closed; create a new one');
     const c = this.control;
-    for (let w = 0; w < this.workers; w++) if (this.loops[w] === null) this.startLoop(w);
+    this.loops.restart();
+    this.loops.post(data.buffers);
     const id = data.buffers.id;
-    if (!this.posted.has(id)) {
-      for (const port of this.ports) port.postMessage(data.buffers);
-      this.posted.set(id, data.buffers);
-    }
-    this.deaths = [];
     c[kCtlCommand] = command;
     c[kCtlDataset] = id;
     c[kCtlSequence] = this.sequence;
@@ -429,9 +362,9 @@ export class Coordinator {
    * than shardRetries times; the next post() replaces the workers. [start, end) is the step's batch.
    */
   private async recover(failures: Map<string, number>, key: string, start: number, end: number): Promise<void> {
-    await this.settleDeaths();
+    await this.loops.settleDeaths();
     const { shardRows } = cutBatch(end - start, this.slots);
-    for (const d of this.deaths) {
+    for (const d of this.loops.deaths) {
       const count = (failures.get(key + d.shard) ?? 0) + 1;
       failures.set(key + d.shard, count);
       if (count > this.options.shardRetries) {
@@ -440,7 +373,7 @@ export class Coordinator {
         throw new ShardFailure(`${what} failed ${count} times: ${d.error.message}`, d.shard, positions, count, d.error);
       }
     }
-    this.retries += this.deaths.length;
+    this.retries += this.loops.deaths.length;
   }
 
   /** After a step over [start, end) came out non-finite: its shards whose loss sum or gradient is. */
@@ -454,13 +387,6 @@ export class Coordinator {
       if (!finite) bad.push({ shard: sh, positions: [start + sh * shardRows, Math.min(start + (sh + 1) * shardRows, end)] });
     }
     return bad;
-  }
-
-  /** A worker that threw stamps itself done before its task rejects: waits (bounded) for the rejection. */
-  private async settleDeaths(): Promise<void> {
-    const deadline = performance.now() + DEATH_SETTLE_MS;
-    while (this.deaths.length === 0 && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1));
-    if (this.deaths.length === 0) throw new Error('a worker reported a failure but its task did not end; the pool is unusable');
   }
 
   /**
@@ -484,7 +410,7 @@ export class Coordinator {
       await new Promise((resolve) => setImmediate(resolve));
       // Progress is any stamp; a worker still starting (a replacement loading its code) counts as busy.
       const arrivals = Atomics.load(c, kCtlArrivals);
-      if (arrivals !== progress || !this.allStarted()) {
+      if (arrivals !== progress || !this.loops.allStarted()) {
         progress = arrivals;
         since = performance.now();
       } else if (performance.now() - since > this.options.workerTimeout) {
@@ -492,11 +418,6 @@ export class Coordinator {
         since = performance.now();
       }
     }
-  }
-
-  private allStarted(): boolean {
-    for (let w = 0; w < this.workers; w++) if (Atomics.load(this.control, workField(w, kWorkThread)) === 0) return false;
-    return true;
   }
 
   /** Stops the workers holding command g up: those furthest behind (the others wait for them at a
@@ -508,41 +429,24 @@ export class Coordinator {
     const stamps = Array.from({ length: this.workers }, (_, w) => at(w));
     const behind = Math.min(...stamps);
     if (behind === kStampDone) return;
-    const exits: Promise<unknown>[] = [];
-    for (let w = 0; w < this.workers; w++) {
-      if (stamps[w] !== behind || this.loops[w] === null) continue;
-      const thread = this.thread(w);
-      if (thread !== undefined) exits.push(once(thread, 'exit'));
-      this.stops[w].abort(new Error(
-        `worker ${w} made no progress for ${this.options.workerTimeout} ms (options.workerTimeout) and was stopped`,
-      ));
-    }
-    await Promise.all(exits);
-  }
-
-  /** The thread running worker w's loop, by the threadId it wrote at start. */
-  private thread(w: number): Worker | undefined {
-    const id = Atomics.load(this.control, workField(w, kWorkThread));
-    return this.pool.threads.find((t) => t.threadId === id);
+    const stuck = stamps.flatMap((s, w) => (s === behind ? [w] : []));
+    await this.loops.stop(stuck, (w) => new Error(
+      `worker ${w} made no progress for ${this.options.workerTimeout} ms (options.workerTimeout) and was stopped`,
+    ));
   }
 
   /** Tells the workers to drop a dataset they will not be asked for again. */
   release(data: SharedDataset): void {
-    const id = data.buffers.id;
-    if (!this.posted.delete(id)) return;
-    for (const port of this.ports) port.postMessage({ release: id });
+    this.loops.release(data.buffers.id);
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.closing) return;
+    this.closing = true;
     const c = this.control;
     c[kCtlCommand] = kCmdStop;
     Atomics.add(c, kCtlGeneration, 1);
     Atomics.notify(c, kCtlGeneration);
-    // A worker stuck in a command would never read the stop: destroy() ends every thread regardless.
-    await Promise.race([Promise.all(this.loops), new Promise((resolve) => setTimeout(resolve, CLOSE_GRACE_MS).unref())]);
-    for (const port of this.ports) port.close();
-    await this.pool.destroy();
+    await this.loops.close();
   }
 }
