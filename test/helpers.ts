@@ -5,6 +5,9 @@ import { afterAll } from 'vitest';
 import { main } from '../src/cli/train.js';
 import { Trainer, loadMnist, type TrainerOptions } from '../src/main/index.js';
 import type { SGDOptions } from '../src/shared/sgd.js';
+import type { LossSpec } from '../src/shared/losses.js';
+import { linearViews, type ModelConfig } from '../src/shared/model.js';
+import { createScratch, forward, lossAndBackward, type ShardSums } from '../src/worker/shard.js';
 
 const mnist = loadMnist();
 
@@ -69,3 +72,19 @@ export const SGD_SETTINGS: [string, Partial<SGDOptions>][] = [
   ['with nesterov, weightDecay and maximize', { lr: 0.05, momentum: 0.8, nesterov: true, weightDecay: 0.1, maximize: true }],
   ['with dampening, weightDecay and maximize', { momentum: 0.7, dampening: 0.3, weightDecay: 0.02, maximize: true }],
 ];
+
+/** One shard computed here, without the pool (the TS kernels): the loss sum, the 'mean' divisor and the
+ *  gradient *sum* of rows [r0, r1) of x (N, D) with class-index targets y, and their per-row losses. */
+export function oneShard(
+  model: ModelConfig, loss: LossSpec, params: Float32Array, x: Float32Array, y: Int32Array, r0: number, r1: number,
+): ShardSums & { grad: Float32Array; losses: Float32Array } {
+  const D = model.layers[0];
+  const B = r1 - r0;
+  const s = createScratch(model, B);
+  s.x.set(x.subarray(r0 * D, r1 * D));
+  s.yIndex.set(y.subarray(r0, r1));
+  const grad = new Float32Array(params.length);
+  forward(s, model, linearViews(params, model.layers), B);
+  const sums = lossAndBackward(s, model, linearViews(params, model.layers), linearViews(grad, model.layers), B, loss, true);
+  return { ...sums, grad, losses: s.losses.slice(0, B) };
+}

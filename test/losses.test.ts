@@ -9,6 +9,7 @@ import { defaultLossSpec, type LossSpec } from '../src/shared/losses.js';
 import { isSoftmaxLoss, linearViews, type LossName, type ModelConfig } from '../src/shared/model.js';
 import { createScratch, forward, lossAndBackward } from '../src/worker/shard.js';
 import { Rng } from '../src/shared/rng.js';
+import { oneShard } from './helpers.js';
 
 interface Case {
   name: string;
@@ -241,16 +242,7 @@ describe('the weighted cross-entropy mean across shards', () => {
   const pieces: [number, number][] = [[0, 3], [3, 10], [10, 12]];
 
   /** Loss sum, weight sum and parameter gradient sum of rows [r0, r1), in one shard. */
-  function shard(r0: number, r1: number) {
-    const n = r1 - r0;
-    const s = createScratch(model, n);
-    s.x.set(x.subarray(r0 * 6, r1 * 6));
-    s.yIndex.set(y.subarray(r0, r1));
-    const grad = new Float32Array(params.length);
-    forward(s, model, linearViews(params, model.layers), n);
-    const sums = lossAndBackward(s, model, linearViews(params, model.layers), linearViews(grad, model.layers), n, loss, true);
-    return { ...sums, grad };
-  }
+  const shard = (r0: number, r1: number): ReturnType<typeof oneShard> => oneShard(model, loss, params, x, y, r0, r1);
   /** The sum of the class weights of rows [r0, r1)'s targets, from the weights as float32. */
   const handWeight = (r0: number, r1: number): number => Array.from(y.subarray(r0, r1), (c) => Math.fround(weight[c])).reduce((a, b) => a + b, 0);
 

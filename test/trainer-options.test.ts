@@ -8,13 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/main/index.js';
-import { maxAbsDiff, mnistSubset, sameBits, trainers } from './helpers.js';
+import { maxAbsDiff, mnistSubset, oneShard as shardSums, sameBits, trainers } from './helpers.js';
 import { balancedClassWeights, classReport } from '../src/main/report.js';
 import { lossSpec } from '../src/main/loss-options.js';
 import { resolveOptions } from '../src/main/options.js';
-import { linearViews, type ModelConfig } from '../src/shared/model.js';
+import type { ModelConfig } from '../src/shared/model.js';
 import { scheduleAt, type ScheduleSpec } from '../src/shared/schedule.js';
-import { createScratch, forward, lossAndBackward } from '../src/worker/shard.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-options-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -24,14 +23,7 @@ const { make: trainer, keep } = trainers();
 function oneShard(o: TrainerOptions, params: Float32Array, x: Float32Array, y: Int32Array, r0: number, r1: number) {
   const resolved = resolveOptions({ ...o, workers: 1 });
   const config: ModelConfig = { layers: resolved.layers, activation: resolved.activation, loss: resolved.loss };
-  const B = r1 - r0;
-  const s = createScratch(config, B);
-  s.x.set(x.subarray(r0 * 784, r1 * 784));
-  s.yIndex.set(y.subarray(r0, r1));
-  const grad = new Float32Array(params.length);
-  forward(s, config, linearViews(params, config.layers), B);
-  const sums = lossAndBackward(s, config, linearViews(params, config.layers), linearViews(grad, config.layers), B, lossSpec(resolved), true);
-  return { ...sums, grad, losses: s.losses.slice(0, B) };
+  return shardSums(config, lossSpec(resolved), params, x, y, r0, r1);
 }
 
 describe('losses across shards', () => {

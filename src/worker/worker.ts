@@ -211,20 +211,23 @@ function runSteps(w: number, g: number, d: MappedDataset, at: (j: number) => voi
     const t0 = performance.now();
     faultsAt?.(seq, w, 'reduce', -1);
     const sums = readBatchSums(stats, shards);
+    // The shards' compute times, read now: once past the step's last barrier, the others overwrite the
+    // stats with the next step's.
+    if (w === 0) computeTimes(row, shards, tasks);
     let t1 = t0;
     if (sums.weightSum > 0) {
       reduceShare(stepKernels, step, sums, shards, init.mean, c0, c1);
       t1 = performance.now();
       // Without clipping the update needs nothing global: it is applied at once, into the other half,
       // which becomes current only if the decision below is 'update'.
-      if (fused) update(w, seq, { outcome: 'update', gradNorm: NaN, coef: 1 }, parity, c0, c1);
+      if (fused) update(w, seq, UNCLIPPED, parity, c0, c1);
     }
     const t2 = performance.now();
     if (Atomics.load(control, kCtlStop) !== 0) Atomics.store(control, kCtlLastStep, j);
     // Fused, this is the step's last barrier: its stamp says the step is done (stepOfStamp).
     if (!barrier(w, g, j, fused ? kPhaseUpdated : kPhaseDecided)) return;
     const decision = decideStep(sums, step.partials, chunks, h);
-    if (w === 0) writeResult(row, sums, decision, shards, tasks);
+    if (w === 0) writeResult(row, sums, decision);
     const last = Atomics.load(control, kCtlLastStep) <= j;
     ring[row + mine + kRingReduceMs] = t1 - t0;
     ring[row + mine + kRingUpdateMs] = t2 - t1;
@@ -259,8 +262,11 @@ function update(w: number, seq: number, decision: StepDecision, parity: 0 | 1, c
   faultsAt?.(seq, w, 'updated', -1);
 }
 
-/** Worker 0's part of a step's row of the ring: the batch's sums, the decision and the compute time. */
-function writeResult(row: number, sums: BatchSums, decision: StepDecision, shards: number, tasks: number): void {
+/** The update of a step without clipping, applied before its decision is known. */
+const UNCLIPPED: StepDecision = { outcome: 'update', gradNorm: NaN, coef: 1 };
+
+/** Worker 0's part of a step's row of the ring: the batch's sums and the decision. */
+function writeResult(row: number, sums: BatchSums, decision: StepDecision): void {
   ring[row + kRingLossSum] = sums.lossSum;
   ring[row + kRingWeightSum] = sums.weightSum;
   ring[row + kRingCorrect] = sums.correct;
@@ -269,6 +275,10 @@ function writeResult(row: number, sums: BatchSums, decision: StepDecision, shard
   ring[row + kRingGradNorm] = decision.gradNorm;
   ring[row + kRingCoef] = decision.coef;
   ring[row + kRingOutcome] = decision.outcome === 'update' ? kOutcomeUpdate : decision.outcome === 'no-targets' ? kOutcomeNoTargets : kOutcomeNonfinite;
+}
+
+/** Worker 0's part of a step's row of the ring: the slowest task's and the total shard compute time. */
+function computeTimes(row: number, shards: number, tasks: number): void {
   let max = 0;
   let sum = 0;
   for (let t = 0; t < tasks; t++) {
