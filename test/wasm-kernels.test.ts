@@ -7,6 +7,8 @@ import { describe, expect, it } from 'vitest';
 import { linearBackward, linearForward } from '../src/shared/kernels.js';
 import { Rng } from '../src/shared/rng.js';
 import { createWasmLinear, wasmSimdSupported, type WasmLinear } from '../src/shared/wasm.js';
+import { kernelArrays } from '../src/shared/model.js';
+import { createScratch } from '../src/worker/shard.js';
 
 // Tolerance relative to the magnitude of the terms summed into each element (the same sum over
 // absolute values, computed by the reference kernels): the two sides round in float32 in different
@@ -182,4 +184,19 @@ describe.skipIf(!wasmSimdSupported())('WebAssembly SIMD linear kernels', () => {
     expect(() => t.wasm.forward(t.wasm.allocate(7), t.inp, t.weight, t.bias, 2, 3, 4))
       .toThrow(new RangeError('out holds 7 floats but the sizes need 8'));
   });
+});
+
+describe("the workers' kernel regions", () => {
+  // The coordinator sizes each worker's region from kernelArrays; createScratch must allocate exactly
+  // those arrays there, or a worker runs out of room (or the sizes hide a wasted region).
+  for (const layers of [[784, 128, 10], [5, 1], [3, 7, 9, 4]]) {
+    it(`are sized for what createScratch allocates, for layers ${layers.join('-')}`, () => {
+      const allocated: number[] = [];
+      createScratch({ layers, activation: 'relu', loss: 'cross-entropy' }, 13, (n) => {
+        allocated.push(n);
+        return new Float32Array(n);
+      });
+      expect(allocated.sort((a, b) => a - b)).toEqual(kernelArrays(layers, 13).sort((a, b) => a - b));
+    });
+  }
 });

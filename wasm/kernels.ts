@@ -3,9 +3,10 @@
 // offsets into the imported memory, sizes are element counts, arrays row-major float32; the letters are
 // model.ts's (B rows, C inputs, OC outputs). The algorithmic references are src/shared/kernels.ts's.
 
-/** Where JS may start handing out arrays: past this module's static data and packing scratch, 16-byte aligned. */
+/** Where JS may start handing out arrays when this instance has the memory to itself: past the static
+ *  data and the default packing scratch, 16-byte aligned. */
 export function heap_base(): usize {
-  return SCRATCH_END;
+  return ((__heap_base + 15) & ~15) + PACK_BYTES;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -276,9 +277,23 @@ function remainderRows(y: usize, os: usize, pa: usize, n: i32, kc: i32, nc: i32)
 const KC = 128;
 const NC = 512;
 const MC = 64;
-const PACK_M: usize = (__heap_base + 15) & ~15;
-const PACK_A: usize = PACK_M + KC * NC * 4;
-const SCRATCH_END: usize = PACK_A + MC * KC * 4;
+const PACK_M_BYTES: usize = KC * NC * 4;
+const PACK_BYTES: usize = PACK_M_BYTES + MC * KC * 4;
+// The memory is shared by every worker's instance (it holds the training state, contract.ts), so each
+// instance packs into a region of its own, set by set_pack; by default the one past the static data.
+let PACK_M: usize = (__heap_base + 15) & ~15;
+let PACK_A: usize = PACK_M + PACK_M_BYTES;
+
+/** Bytes of packing scratch an instance needs (at a 16-byte aligned pointer given to set_pack). */
+export function pack_bytes(): usize {
+  return PACK_BYTES;
+}
+
+/** This instance packs into [pack, pack + pack_bytes()), which no other instance may use at the same time. */
+export function set_pack(pack: usize): void {
+  PACK_M = pack;
+  PACK_A = pack + PACK_M_BYTES;
+}
 
 /** PACK_M[j / 8][k][j % 8] = m[k, j], for k < kc, j < nc (a multiple of 8). */
 function packM(m: usize, ms: usize, kc: i32, nc: i32): void {

@@ -14,14 +14,14 @@ import {
   kWorkGen, kWorkStamp, reportFailure, RING_BASE_FIELDS, RING_STEPS, RING_WORKER_FIELDS, ringFields,
   STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField, type WorkerInit,
 } from '../shared/contract.js';
-import { createSharedMemory } from '../shared/wasm.js';
+import { createSharedMemory, wasmRegionBytes } from '../shared/wasm.js';
 import { NORM_FIELDS, normChunks } from '../shared/clip.js';
-import { paramLayout, type ModelConfig } from '../shared/model.js';
+import { kernelArrays, paramLayout, type ModelConfig } from '../shared/model.js';
 import type { LossSpec } from '../shared/losses.js';
 import type { SGDOptions } from '../shared/sgd.js';
 import { readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
 import type { SharedDataset } from './data.js';
-import { ShardFailure } from './errors.js';
+import { OptionRangeError, ShardFailure } from './errors.js';
 import { cpuLimit } from './cpus.js';
 import { WorkerLoops } from './worker-loops.js';
 import { checkLength, checkMemory } from './memory.js';
@@ -128,7 +128,9 @@ export class Coordinator {
     this.P = paramLayout(model.layers).total;
     this.chunks = normChunks(this.P);
     const sab = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(bytes);
-    const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS);
+    // With the WebAssembly kernels each worker has a region of the state's memory for its activations.
+    const regions = o.kernels === 'wasm' ? { workers, bytes: wasmRegionBytes(kernelArrays(model.layers, this.maxShardRows)) } : null;
+    const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS, regions);
     // Refused up front, with the size and the limit, rather than by a failed allocation.
     checkLength(`model: ${this.P} parameters`, this.P, 4, 'float32');
     checkMemory(`model: ${this.P} parameters in ${slots + 5} float32 buffers (parameters, momentum, gradient, ${slots} shard slots)`, layout.bytes,
@@ -136,6 +138,12 @@ export class Coordinator {
     // With the WebAssembly kernels the state is a shared WebAssembly memory, so that every worker can
     // run step.wasm's loops on it in place.
     const shared = o.kernels === 'wasm' ? createSharedMemory(layout.bytes) : null;
+    if (o.kernels === 'wasm' && shared === null) {
+      throw new OptionRangeError(
+        `options.kernels 'wasm': the model's state and ${workers} workers' activations need ${layout.bytes} bytes, more than the 4 GiB a WebAssembly memory can hold`,
+        "kernels: 'js' has no such limit; fewer shards (options.shards) or a smaller batch need less",
+      );
+    }
     const state = shared?.buffer ?? sab(layout.bytes);
     const views = stateViews(state, layout, slots);
     this.paramHalves = views.params;

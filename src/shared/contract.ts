@@ -59,7 +59,10 @@ export interface WorkerInit {
  *  momentum (2, P) float32, SGD's momentum buffer, double-buffered with the parameters;
  *  slots    (S, P) float32 at `slotStride` bytes apart: slot s holds the gradient *sum* of shard s;
  *  grad     (P) float32, the batch's gradient (the slots' sum over the divisor, clipped);
- *  partials (chunks, NORM_FIELDS) float64, the gradient's norm partials per chunk (clip.ts).
+ *  partials (chunks, NORM_FIELDS) float64, the gradient's norm partials per chunk (clip.ts);
+ *  kernels  with the WebAssembly kernels, one region of `kernelBytes` per worker: its instance's packing
+ *           scratch and its shard's activations (shard.ts createScratch), so that the kernels read the
+ *           parameters and write the gradient slots where they are, with no copy in or out.
  */
 export interface StateLayout {
   P: number;
@@ -70,10 +73,16 @@ export interface StateLayout {
   slots: number;
   grad: number;
   partials: number;
+  /** Worker w's kernel region starts at kernels + w * kernelBytes (kernelBytes 0: no regions). */
+  kernels: number;
+  kernelBytes: number;
   bytes: number;
 }
 
-export function stateLayout(P: number, slots: number, normFloats: number): StateLayout {
+/** The layout for P parameters and `slots` shard slots; `kernelRegions` per worker when given. */
+export function stateLayout(
+  P: number, slots: number, normFloats: number, kernelRegions: { workers: number; bytes: number } | null = null,
+): StateLayout {
   const align = (n: number): number => Math.ceil(n / 16) * 16;
   const stride = align(P * 4);
   const params = 0;
@@ -81,7 +90,12 @@ export function stateLayout(P: number, slots: number, normFloats: number): State
   const slotBase = momentum + 2 * stride;
   const grad = slotBase + slots * stride;
   const partials = grad + stride;
-  return { P, slotStride: stride, params, momentum, slots: slotBase, grad, partials, bytes: align(partials + normFloats * 8) };
+  const kernels = align(partials + normFloats * 8);
+  const kernelBytes = kernelRegions === null ? 0 : align(kernelRegions.bytes);
+  return {
+    P, slotStride: stride, params, momentum, slots: slotBase, grad, partials, kernels, kernelBytes,
+    bytes: kernels + (kernelRegions?.workers ?? 0) * kernelBytes,
+  };
 }
 
 /** The views of a state buffer laid out by `l`: [current, next] halves are picked by the parity. */
@@ -95,7 +109,7 @@ export function stateViews(state: SharedArrayBuffer, l: StateLayout, slots: numb
     momentum: [f(l.momentum), f(l.momentum + l.slotStride)],
     slots: Array.from({ length: slots }, (_, s) => f(l.slots + s * l.slotStride)),
     grad: f(l.grad),
-    partials: new Float64Array(state, l.partials, (l.bytes - l.partials) / 8),
+    partials: new Float64Array(state, l.partials, (l.kernels - l.partials) / 8),
   };
 }
 

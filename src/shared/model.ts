@@ -109,3 +109,15 @@ export function flopsPerSample(layers: readonly number[]): number {
   }
   return f;
 }
+
+/**
+ * The float counts of the arrays a shard's forward and backward pass keep in the WebAssembly kernels'
+ * memory, for up to maxRows rows: the inputs x, each layer's z and dz, and a and da of all but the last
+ * (whose a is its z). worker/shard.ts createScratch allocates exactly these; the coordinator sizes each
+ * worker's kernel region from them (contract.ts stateLayout).
+ */
+export function kernelArrays(layers: readonly number[], maxRows: number): number[] {
+  const widths = layers.slice(1);
+  const hidden = widths.slice(0, -1);
+  return [layers[0], ...widths, ...widths, ...hidden, ...hidden].map((w) => maxRows * w);
+}

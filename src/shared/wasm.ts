@@ -1,7 +1,9 @@
 // Loads the WebAssembly SIMD linear-layer kernels (wasm/kernels.ts, built to kernels.wasm beside this file
-// by `npm run build:wasm`) into one fixed-size memory per thread, with a bump allocator for the arrays
-// they work on. Synchronous, so a worker thread can set it up at load time; returns null where the
-// runtime has no WebAssembly SIMD, and callers keep the TS kernels of kernels.ts.
+// by `npm run build:wasm`) onto a fixed-size shared memory, with a bump allocator for the arrays they work
+// on: a memory of their own (createWasmLinear), or a worker's region of the training state's memory
+// (createWasmLinearIn), where the kernels read the parameters and write the gradient slots in place.
+// Synchronous, so a worker thread can set it up at load time; null where the runtime has no WebAssembly
+// SIMD, and callers keep the TS kernels of kernels.ts.
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +42,8 @@ export interface WasmLinear {
 /** The module's exports; pointers are byte offsets into the memory, sizes element counts. */
 interface KernelExports {
   heap_base(): number;
+  pack_bytes(): number;
+  set_pack(pack: number): void;
   linear_forward(out: number, inp: number, weight: number, bias: number, B: number, C: number, OC: number): void;
   linear_backward_weight(dweight: number, dbias: number, dout: number, inp: number, B: number, C: number, OC: number): void;
   linear_backward_input(dinp: number, dout: number, weight: number, B: number, C: number, OC: number): void;
@@ -87,10 +91,28 @@ function kernelsModule(): { module: WebAssembly.Module; heapBase: number } {
   if (compiled === undefined) {
     const module = compileBuilt(KERNELS_URL, 'WebAssembly kernels');
     // heap_base() reads no memory, so an instance over an empty one can answer it.
-    const probe = new WebAssembly.Instance(module, { env: { memory: new WebAssembly.Memory({ initial: 0 }) } });
+    const probe = new WebAssembly.Instance(module, { env: { memory: sharedMemory(0) } });
     compiled = { module, heapBase: (probe.exports as unknown as KernelExports).heap_base() };
   }
   return compiled;
+}
+
+/** A shared memory of `pages` that can never grow (so no view handed out is ever detached). */
+function sharedMemory(pages: number): WebAssembly.Memory {
+  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+}
+
+/** Bytes of `floats` floats, rounded up to whole f32x4 vectors. */
+function alignedBytes(floats: number): number {
+  return 4 * Math.ceil(floats / ALIGN_FLOATS) * ALIGN_FLOATS;
+}
+
+/** The packing scratch each instance of the kernels needs (wasm/kernels.ts), in bytes. */
+const PACK_BYTES = 64 * 1024 * 4 + 8 * 1024 * 4;
+
+/** Bytes a region for createWasmLinearIn needs to allocate arrays of these float counts. */
+export function wasmRegionBytes(arrays: readonly number[]): number {
+  return arrays.reduce((sum, n) => sum + alignedBytes(n), PACK_BYTES);
 }
 
 /** Throws unless B, C and OC are sizes the kernels can take (they are passed to wasm as i32). */
@@ -101,24 +123,45 @@ function checkSizes(B: number, C: number, OC: number): void {
 }
 
 /**
- * Compiles and instantiates synchronously (fine in Node, also in worker threads) with room for `floats` floats; null when WebAssembly SIMD is not available here (then callers use the TS kernels).
- * Each allocation takes its size rounded up to a multiple of 4 floats.
+ * The kernels on a memory of their own with room for `floats` floats (each allocation rounded up to a
+ * multiple of 4 floats); compiled and instantiated synchronously (fine in Node, also in worker threads).
  */
 export function createWasmLinear(floats: number): WasmLinear | null {
   if (!Number.isSafeInteger(floats) || floats < 0) {
     throw new TypeError(`floats must be a non-negative integer, got ${floats}`);
   }
   if (!wasmSimdSupported()) return null;
-  const { module, heapBase: base } = kernelsModule();
-  // The module imports its memory: sized here once, with maximum = initial so it can never grow and
-  // detach the views handed out below. Allocations end at `end`, not at the pages' slack, so that a
-  // sizing mistake shows at once rather than when a layer is widened.
-  const end = base + 4 * Math.ceil(floats / ALIGN_FLOATS) * ALIGN_FLOATS;
-  const pages = Math.max(1, Math.ceil(end / PAGE_BYTES));
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  const k = new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as KernelExports;
+  const base = kernelsModule().heapBase;
+  // Allocations end at `end`, not at the pages' slack, so that a sizing mistake shows at once rather
+  // than when a layer is widened.
+  const end = base + alignedBytes(floats);
+  return linearOn(sharedMemory(Math.max(1, Math.ceil(end / PAGE_BYTES))), null, base, end, `the ${floats} this WasmLinear was created with`,
+    'createWasmLinear(floats) must cover all allocations');
+}
+
+/**
+ * The kernels on the region [base, base + bytes) of `memory` (from createSharedMemory), which no other
+ * instance uses: their packing scratch first, then allocate() hands out the rest (wasmRegionBytes sizes
+ * it). Views of the rest of the memory, such as the training state's, can be passed to the kernels too.
+ */
+export function createWasmLinearIn(memory: WasmMemory, base: number, bytes: number): WasmLinear {
+  if (!Number.isSafeInteger(base) || base % 16 !== 0 || !Number.isSafeInteger(bytes) || bytes < PACK_BYTES ||
+    base + bytes > memory.buffer.byteLength) {
+    throw new RangeError(`the kernels' region [${base}, ${base + bytes}) must be 16-byte aligned, hold at least ${PACK_BYTES} bytes and lie in the memory's ${memory.buffer.byteLength}`);
+  }
+  return linearOn(memory, base, base + PACK_BYTES, base + bytes, `the ${(bytes - PACK_BYTES) / 4} past the region's packing scratch`,
+    'the region must hold wasmRegionBytes(arrays) for all allocations');
+}
+
+/** An instance on `memory` packing at `pack` (null: its default, below `start`), allocating [start, end). */
+function linearOn(
+  memory: WebAssembly.Memory, pack: number | null, start: number, end: number, room: string, hint: string,
+): WasmLinear {
+  const k = new WebAssembly.Instance(kernelsModule().module, { env: { memory } }).exports as unknown as KernelExports;
+  if (k.pack_bytes() !== PACK_BYTES) throw new Error(`kernels.wasm packs into ${k.pack_bytes()} bytes, not ${PACK_BYTES}; hint: run \`npm run build:wasm\``);
+  if (pack !== null) k.set_pack(pack);
   const buffer = memory.buffer;
-  let next = base; // byte offset of the next allocation
+  let next = start; // byte offset of the next allocation
 
   function check(name: string, a: Float32Array, floatsNeeded: number): number {
     if (a.buffer !== buffer) {
@@ -134,11 +177,11 @@ export function createWasmLinear(floats: number): WasmLinear | null {
     memory,
     allocate(n: number): Float32Array {
       if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`allocate(n): n must be a non-negative integer, got ${n}`);
-      const bytes = 4 * Math.ceil(n / ALIGN_FLOATS) * ALIGN_FLOATS;
+      const bytes = alignedBytes(n);
       if (next + bytes > end) {
         throw new RangeError(
-          `allocate(${n}) needs ${bytes / 4} floats but only ${(end - next) / 4} of the ${floats} this WasmLinear was created with are left; ` +
-          `hint: createWasmLinear(floats) must cover all allocations, each rounded up to a multiple of ${ALIGN_FLOATS} floats`,
+          `allocate(${n}) needs ${bytes / 4} floats but only ${(end - next) / 4} of ${room} are left; ` +
+          `hint: ${hint}, each rounded up to a multiple of ${ALIGN_FLOATS} floats`,
         );
       }
       const view = new Float32Array(buffer, next, n);
@@ -178,7 +221,7 @@ export function createWasmLinear(floats: number): WasmLinear | null {
 export function simdCeiling(ms = 200): number | null {
   if (!wasmSimdSupported()) return null;
   const { module } = kernelsModule();
-  const k = new WebAssembly.Instance(module, { env: { memory: new WebAssembly.Memory({ initial: 1, maximum: 1 }) } }).exports as unknown as KernelExports;
+  const k = new WebAssembly.Instance(module, { env: { memory: sharedMemory(1) } }).exports as unknown as KernelExports;
   const FLOPS_PER_ITER = 12 * 4 * 2;
   let iters = 1 << 16;
   k.simd_peak(iters, 0.5);
@@ -220,7 +263,7 @@ export function createSharedMemory(bytes: number): { memory: WasmMemory; buffer:
   if (!wasmSimdSupported()) return null;
   const pages = Math.max(1, Math.ceil(bytes / PAGE_BYTES));
   if (pages > STEP_MAX_PAGES) return null;
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const memory = sharedMemory(pages);
   return { memory, buffer: memory.buffer as unknown as SharedArrayBuffer };
 }
 

@@ -23,8 +23,8 @@ import {
   decideStep, jsStepKernels, readBatchSums, reduceShare, updateShare, wasmStepKernels, type BatchSums, type StepBuffers,
   type StepDecision,
 } from '../shared/step.js';
-import { createWasmLinear, instantiateStep } from '../shared/wasm.js';
-import { createScratch, forward, jsKernels, lossAndBackward, probabilities, type LinearKernels } from './shard.js';
+import { createWasmLinearIn, instantiateStep } from '../shared/wasm.js';
+import { createScratch, forward, jsKernels, lossAndBackward, probabilities, type LinearKernels, type Scratch } from './shard.js';
 
 const init = workerData as WorkerInit;
 const model = init.model;
@@ -32,7 +32,9 @@ const loss = init.loss;
 const perRowLoss = isSoftmaxLoss(loss.name);
 const P = paramLayout(model.layers).total;
 const K = model.layers[model.layers.length - 1];
-const state = stateViews(init.state, init.layout, init.slots);
+// With the WebAssembly kernels the state is their memory too: its views must be of that memory's own
+// buffer (the kernels check), not of the clone of it that came in workerData.
+const state = stateViews(init.stateMemory?.buffer as SharedArrayBuffer | undefined ?? init.state, init.layout, init.slots);
 const sharedParams = state.params;
 const gradSlots = state.slots.map((flat) => ({ flat, views: linearViews(flat, model.layers) }));
 const stats = new Float64Array(init.stats);
@@ -47,33 +49,34 @@ const step: StepBuffers = {
 };
 const stepKernels = init.stateMemory === null ? jsStepKernels : wasmStepKernels(instantiateStep(init.stateMemory));
 
-// With the WebAssembly kernels, everything they touch lives in their memory: the scratch, a copy of the
-// current parameters (refreshed at each command; they change only between commands) and the gradient of
-// the shard being computed (copied to its slot when done). With the TS kernels the shared buffers serve.
-const wasm = init.kernels === 'wasm' ? createWasmLinear(wasmFloats()) : null;
-if (init.kernels === 'wasm' && wasm === null) throw new Error('worker: WebAssembly SIMD is not available in this thread');
-const local = wasm === null ? null : { params: wasm.allocate(P), grad: wasm.allocate(P) };
+// The kernels, and the scratch of the shard being computed. With the WebAssembly kernels the scratch is
+// in this worker's region of the state memory (contract.ts stateLayout), and the kernels read the
+// current half of the parameters and write the shard's gradient slot where they are. The region is the
+// loop task's worker's, so it is bound when a task starts (a new task may be another worker's).
+if (init.kernels === 'wasm' && init.stateMemory === null) throw new Error('worker: the WebAssembly kernels need the state in a WebAssembly memory');
 /** The parameters' views the kernels read, by the parity of the current half. */
-const paramViews = local !== null ? [linearViews(local.params, model.layers), linearViews(local.params, model.layers)]
-  : sharedParams.map((half) => linearViews(half, model.layers));
-const localGrad = local === null ? null : linearViews(local.grad, model.layers);
-const kernels: LinearKernels = wasm === null ? jsKernels : {
-  forward: (out, inp, weight, bias, B, C, OC) => wasm.forward(out, inp, weight, bias, B, C, OC),
-  backward: (dinp, dweight, dbias, dout, inp, weight, B, C, OC) => {
-    wasm.backwardWeight(dweight, dbias, dout, inp, B, C, OC);
-    if (dinp !== null) wasm.backwardInput(dinp, dout, weight, B, C, OC);
-  },
-};
-const scratch = createScratch(model, init.maxShardRows, wasm === null ? undefined : (n) => wasm.allocate(n));
+const paramViews = sharedParams.map((half) => linearViews(half, model.layers));
+let kernels: LinearKernels = jsKernels;
+let scratch: Scratch = createScratch(model, 0);
+let boundTo = -1;
 
-/** Floats the kernels' memory needs: the parameters and one gradient, and the scratch, with alignment. */
-function wasmFloats(): number {
-  let floats = 2 * (P + 4);
-  createScratch(model, init.maxShardRows, (n) => {
-    floats += n + 4;
-    return new Float32Array(n);
-  });
-  return floats;
+function bindKernels(w: number): void {
+  if (w === boundTo) return;
+  if (init.stateMemory !== null && init.kernels === 'wasm') {
+    const { kernels: base, kernelBytes } = init.layout;
+    const wasm = createWasmLinearIn(init.stateMemory, base + w * kernelBytes, kernelBytes);
+    kernels = {
+      forward: (out, inp, weight, bias, B, C, OC) => wasm.forward(out, inp, weight, bias, B, C, OC),
+      backward: (dinp, dweight, dbias, dout, inp, weight, B, C, OC) => {
+        wasm.backwardWeight(dweight, dbias, dout, inp, B, C, OC);
+        if (dinp !== null) wasm.backwardInput(dinp, dout, weight, B, C, OC);
+      },
+    };
+    scratch = createScratch(model, init.maxShardRows, (n) => wasm.allocate(n));
+  } else if (boundTo === -1) {
+    scratch = createScratch(model, init.maxShardRows);
+  }
+  boundTo = w;
 }
 
 interface MappedDataset {
@@ -121,6 +124,7 @@ function gather(d: MappedDataset, p: number, B: number): void {
 /** The loop: one piscina task per worker for the pool's whole life. Returns when told to stop. */
 export default function loop(task: LoopTask): number {
   const w = task.worker;
+  bindKernels(w);
   Atomics.store(control, workField(w, kWorkThread), threadId);
   // A new loop task (after a failure, possibly on the same thread) gets every live dataset on its new
   // port: whatever this thread mapped before is dropped, released ones included.
@@ -340,7 +344,6 @@ function runShards(
   worker: number, seq: number, d: MappedDataset, grad: boolean, parity: 0 | 1, start: number, end: number, shardRows: number,
   firstSlot: number,
 ): void {
-  local?.params.set(sharedParams[parity]);
   const params = paramViews[parity];
   const hasTargets = d.yIndex !== null || d.yValue !== null;
   const indexTargets = d.yIndex !== null;
@@ -356,10 +359,8 @@ function runShards(
     stats[row + kStatRows] = B;
     if (grad || hasTargets) {
       const slotViews = grad ? gradSlots[slot] : null;
-      (local?.grad ?? slotViews?.flat)?.fill(0);
-      const views = slotViews === null ? null : (localGrad ?? slotViews.views);
-      const sums = lossAndBackward(scratch, model, params, views, B, loss, indexTargets, kernels);
-      if (slotViews !== null && local !== null) slotViews.flat.set(local.grad);
+      slotViews?.flat.fill(0); // the kernels add into it
+      const sums = lossAndBackward(scratch, model, params, slotViews?.views ?? null, B, loss, indexTargets, kernels);
       stats[row + kStatLossSum] = sums.lossSum;
       stats[row + kStatWeightSum] = sums.weightSum;
       stats[row + kStatCorrect] = sums.correct;
