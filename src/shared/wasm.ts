@@ -65,7 +65,7 @@ const SIMD_PROBE = new Uint8Array([
 
 let simd: boolean | undefined;
 /** The module, compiled once per thread on first use, and where its static data and scratch end. */
-let compiled: { module: WebAssembly.Module; heapBase: number } | undefined;
+let compiled: { module: WebAssembly.Module; heapBase: number; packBytes: number } | undefined;
 
 /** True when this runtime validates a SIMD module. */
 export function wasmSimdSupported(): boolean {
@@ -87,12 +87,12 @@ function compileBuilt(url: URL, what: string): WebAssembly.Module {
   return new WebAssembly.Module(bytes);
 }
 
-function kernelsModule(): { module: WebAssembly.Module; heapBase: number } {
+function kernelsModule(): { module: WebAssembly.Module; heapBase: number; packBytes: number } {
   if (compiled === undefined) {
     const module = compileBuilt(KERNELS_URL, 'WebAssembly kernels');
-    // heap_base() reads no memory, so an instance over an empty one can answer it.
-    const probe = new WebAssembly.Instance(module, { env: { memory: sharedMemory(0) } });
-    compiled = { module, heapBase: (probe.exports as unknown as KernelExports).heap_base() };
+    // heap_base() and pack_bytes() read no memory, so an instance over an empty one can answer them.
+    const probe = new WebAssembly.Instance(module, { env: { memory: sharedMemory(0) } }).exports as unknown as KernelExports;
+    compiled = { module, heapBase: probe.heap_base(), packBytes: probe.pack_bytes() };
   }
   return compiled;
 }
@@ -107,12 +107,10 @@ function alignedBytes(floats: number): number {
   return 4 * Math.ceil(floats / ALIGN_FLOATS) * ALIGN_FLOATS;
 }
 
-/** The packing scratch each instance of the kernels needs (wasm/kernels.ts), in bytes. */
-const PACK_BYTES = 64 * 1024 * 4 + 8 * 1024 * 4;
-
-/** Bytes a region for createWasmLinearIn needs to allocate arrays of these float counts. */
+/** Bytes a region for createWasmLinearIn needs to allocate arrays of these float counts: the module's
+ *  packing scratch (wasm/kernels.ts pack_bytes) and the arrays. */
 export function wasmRegionBytes(arrays: readonly number[]): number {
-  return arrays.reduce((sum, n) => sum + alignedBytes(n), PACK_BYTES);
+  return arrays.reduce((sum, n) => sum + alignedBytes(n), kernelsModule().packBytes);
 }
 
 /** Throws unless B, C and OC are sizes the kernels can take (they are passed to wasm as i32). */
@@ -145,6 +143,7 @@ export function createWasmLinear(floats: number): WasmLinear | null {
  * it). Views of the rest of the memory, such as the training state's, can be passed to the kernels too.
  */
 export function createWasmLinearIn(memory: WasmMemory, base: number, bytes: number): WasmLinear {
+  const PACK_BYTES = kernelsModule().packBytes;
   if (!Number.isSafeInteger(base) || base % 16 !== 0 || !Number.isSafeInteger(bytes) || bytes < PACK_BYTES ||
     base + bytes > memory.buffer.byteLength) {
     throw new RangeError(`the kernels' region [${base}, ${base + bytes}) must be 16-byte aligned, hold at least ${PACK_BYTES} bytes and lie in the memory's ${memory.buffer.byteLength}`);
@@ -158,7 +157,6 @@ function linearOn(
   memory: WebAssembly.Memory, pack: number | null, start: number, end: number, room: string, hint: string,
 ): WasmLinear {
   const k = new WebAssembly.Instance(kernelsModule().module, { env: { memory } }).exports as unknown as KernelExports;
-  if (k.pack_bytes() !== PACK_BYTES) throw new Error(`kernels.wasm packs into ${k.pack_bytes()} bytes, not ${PACK_BYTES}; hint: run \`npm run build:wasm\``);
   if (pack !== null) k.set_pack(pack);
   const buffer = memory.buffer;
   let next = start; // byte offset of the next allocation
