@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The training script: `npm run train -- <flags>`, and the `gradpool` bin. See src/main/cli.ts.
+// The training script: `npm run train -- <flags>` (the `gradpool` bin is scripts/gradpool.ts). See src/cli/train.ts.
 import { main } from '../src/cli/train.js';
 
 process.exitCode = await main(process.argv.slice(2));

@@ -10,7 +10,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers.js';
 import { balancedClassWeights } from '../src/main/report.js';
-import { loadCheckpoint, loadMnist } from '../src/main/index.js';
+import { loadCheckpoint, loadMnist, saveCheckpoint } from '../src/main/index.js';
 import { Rng } from '../src/shared/rng.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-cli-data-'));
@@ -109,6 +109,71 @@ describe('own data', () => {
     const bad = await runCli(['--layers', '784,9,10', '--init', init, '--out', out]);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/tensor 'layers\.0\.weight' has shape \(8, 784\) but this model needs \(9, 784\)/);
+  });
+});
+
+describe('the preprocessing in the checkpoint', () => {
+  /** Mean and population std of each feature column of a CSV file written by writeCsv, in doubles. */
+  function columnStats(path: string): { mean: number[]; std: number[] } {
+    const rows = readFileSync(path, 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').slice(0, 4).map(Number));
+    const mean = [0, 1, 2, 3].map((c) => rows.reduce((a, r) => a + Math.fround(r[c]), 0) / rows.length);
+    const std = [0, 1, 2, 3].map((c) => Math.sqrt(rows.reduce((a, r) => a + (Math.fround(r[c]) - mean[c]) ** 2, 0) / rows.length));
+    return { mean, std };
+  }
+  const csvFlags = (train: string, out: string, epochs: number): string[] => ['--data', 'csv', '--train', train, '--label-column', 'species',
+    '--layers', '4,8,3', '--epochs', String(epochs), '--lr', '0.1', '--no-progress', '--out', out];
+
+  it('records the training statistics and column names, and --resume uses them rather than fitting them again', async () => {
+    const train = join(dir, 'pp-train.csv');
+    const out = join(dir, 'pp.safetensors');
+    writeCsv(train, 300, 7);
+    expect((await runCli(csvFlags(train, out, 1))).code).toBe(0);
+    const first = JSON.parse((await loadCheckpoint(out)).metadata['gradpool.preprocessing']);
+    const { mean, std } = columnStats(train);
+    expect(first.normalize.mode).toBe('standardize');
+    expect(first.normalize.offset).toEqual(mean.map(Math.fround));
+    expect(first.normalize.scale).toEqual(std.map((v) => Math.fround(1 / v)));
+    expect(first.featureNames).toEqual(['height', 'weight', 'age', 'noise']);
+    expect(first.labelNames).toEqual(['species']);
+    // The training file changes (other rows, other statistics); the resumed model keeps its own.
+    writeCsv(train, 300, 8);
+    const r = await runCli(['--resume', out, '--epochs', '2']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`features normalised (standardize, statistics recorded in ${out})`);
+    expect(JSON.parse((await loadCheckpoint(out)).metadata['gradpool.preprocessing'])).toEqual(first);
+  });
+
+  it('fits the statistics again on --resume of a checkpoint that records none, as earlier versions did, and says so', async () => {
+    const train = join(dir, 'legacy-train.csv');
+    const out = join(dir, 'legacy.safetensors');
+    writeCsv(train, 300, 9);
+    expect((await runCli(csvFlags(train, out, 1))).code).toBe(0);
+    const ckpt = await loadCheckpoint(out);
+    const { 'gradpool.preprocessing': _p, 'gradpool.sha256': _s, format: _f, 'gradpool.version': _v, config: _c, ...rest } = ckpt.metadata;
+    await saveCheckpoint(out, ckpt.config, ckpt.params, rest, ckpt.tensors);
+    const r = await runCli(['--resume', out, '--epochs', '2']);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`features normalised (standardize, training statistics), fitted again: ${out} records no preprocessing`);
+    expect((await loadCheckpoint(out)).metadata['gradpool.preprocessing']).toBeUndefined();
+    // The same two epochs uninterrupted: the data normalised by the Trainer gives the same bits.
+    const whole = join(dir, 'legacy-whole.safetensors');
+    expect((await runCli(csvFlags(train, whole, 2))).code).toBe(0);
+    expect(Buffer.from((await loadCheckpoint(out)).params.buffer).equals(Buffer.from((await loadCheckpoint(whole)).params.buffer))).toBe(true);
+  });
+
+  it('takes the statistics of an --init checkpoint that records them', async () => {
+    const a = join(dir, 'pp-a.csv');
+    const b = join(dir, 'pp-b.csv');
+    writeCsv(a, 300, 10);
+    writeCsv(b, 300, 11);
+    const initPath = join(dir, 'pp-init.safetensors');
+    expect((await runCli(csvFlags(a, initPath, 1))).code).toBe(0);
+    const out = join(dir, 'pp-from-init.safetensors');
+    const r = await runCli([...csvFlags(b, out, 1), '--init', initPath]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`statistics recorded in ${initPath}`);
+    expect((await loadCheckpoint(out)).metadata['gradpool.preprocessing']).toBe((await loadCheckpoint(initPath)).metadata['gradpool.preprocessing']);
   });
 });
 

@@ -35,13 +35,20 @@ export function trainers(): { make: (o: TrainerOptions) => Trainer; keep: (t: Tr
 
 /** Runs the training script's main() in this process with stdout and stderr captured (not a terminal). */
 export async function runCli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  return runCommand(main, args);
+}
+
+/** Runs a command's main (train, evaluate, predict, tune) in this process, stdout and stderr captured. */
+export async function runCommand(
+  command: (argv: string[], out: NodeJS.WriteStream) => Promise<number>, args: string[],
+): Promise<{ code: number; out: string; err: string }> {
   let out = '';
   let err = '';
   const stream = { write: (s: string) => ((out += s), true), isTTY: false } as unknown as NodeJS.WriteStream;
   const write = process.stderr.write;
   process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
   try {
-    return { code: await main(args, stream), out, err };
+    return { code: await command(args, stream), out, err };
   } finally {
     process.stderr.write = write;
   }

@@ -10,10 +10,13 @@ export function epochLine(r: EpochRecord, epochs: number, valName = 'test'): str
     `${Math.round(r.samplesPerSec)} samples/s, ${r.seconds.toFixed(2)} s\n`;
 }
 
-export function matrixText(m: number[][]): string {
-  const w = Math.max(4, ...m.flat().map((v) => String(v).length + 1));
-  const head = '     ' + m.map((_, k) => String(k).padStart(w)).join('') + '\n';
-  return head + m.map((row, k) => String(k).padStart(4) + ' ' + row.map((v) => String(v).padStart(w)).join('')).join('\n') + '\n';
+/** The confusion matrix, rows and columns headed by class index, or by class name when given. */
+export function matrixText(m: number[][], names?: readonly string[]): string {
+  const label = (k: number): string => names?.[k] ?? String(k);
+  const w = Math.max(4, ...m.flat().map((v) => String(v).length + 1), ...m.map((_, k) => label(k).length + 1));
+  const lw = Math.max(4, ...m.map((_, k) => label(k).length));
+  const head = ' '.repeat(lw + 1) + m.map((_, k) => label(k).padStart(w)).join('') + '\n';
+  return head + m.map((row, k) => label(k).padStart(lw) + ' ' + row.map((v) => String(v).padStart(w)).join('')).join('\n') + '\n';
 }
 
 /** The run's header: the model, the optimizer, the pool, the data, and where a resumed run stands. */

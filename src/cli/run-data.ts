@@ -1,9 +1,10 @@
-// The data the training script's flags name: bundled MNIST, IDX or CSV files, normalised with training
-// statistics, with a seeded validation split; and the check that a source has its files.
+// The data the training script's flags name: bundled MNIST, IDX or CSV files, with a seeded validation
+// split, and the model's preprocessing for them (the normalisation fitted on the training split, the
+// column and class names), or the one a checkpoint recorded; and the check that a source has its files.
 
 import {
-  applyNormalization, fitNormalization, loadCsv, loadIdx, loadMnist, splitValidation,
-  type LoadedData, type NormalizeMode, type Normalization,
+  applyNormalization, fitPreprocessing, loadCsv, loadIdx, loadMnist, splitValidation,
+  type LoadedData, type NormalizeMode, type Preprocessing, type ResolvedPreprocessing,
 } from '../main/index.js';
 import { UsageError } from './usage-error.js';
 
@@ -29,8 +30,18 @@ export interface RunData {
   /** Evaluated at the end, with the confusion matrix and per-class report. */
   test?: LoadedData;
   description: string;
-  normalization: Normalization | null;
+  /** For a new model: the preprocessing fitted on the training split (the data stays raw; the Trainer
+   *  applies it). null when the model's own is used (recorded, or the legacy path below). */
+  preprocessing: Preprocessing | null;
 }
+
+/** Where the model's preprocessing comes from: fitted on this run's training split, recorded in the
+ *  checkpoint that is resumed or initialised from, or (a checkpoint written before gradpool recorded
+ *  one) fitted again and applied to the data as that version did. */
+export type PreprocessingSource =
+  | { kind: 'fit' }
+  | { kind: 'recorded'; path: string; preprocessing: ResolvedPreprocessing }
+  | { kind: 'legacy'; path: string };
 
 /** The default normalisation per source: MNIST is already in [0, 1]; IDX pixels are bytes; CSV
  *  features have any scale. */
@@ -69,7 +80,9 @@ export function checkDataFlags(f: DataFlags): void {
 }
 
 /** Loads the data the flags name, validated as it is read; softmax losses take class indices. */
-export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed: number): Promise<RunData> {
+export async function loadRunData(
+  f: DataFlags, classIndexTargets: boolean, seed: number, source: PreprocessingSource = { kind: 'fit' },
+): Promise<RunData> {
   let train: LoadedData;
   let test: LoadedData | undefined;
   let description: string;
@@ -97,12 +110,21 @@ export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed
     description += `; ${validation.rows} of the training rows held out for validation (seed ${seed})`;
   }
   const mode = f.normalize ?? defaultNormalize(f.data);
-  let normalization: Normalization | null = null;
-  if (mode !== 'none') {
-    // Statistics from the training split only, applied to every split.
-    normalization = fitNormalization(train, mode);
-    for (const d of [train, validation, test]) if (d !== undefined) applyNormalization(d, normalization);
-    description += `; features normalised (${mode}, training statistics)`;
+  let preprocessing: Preprocessing | null = null;
+  if (source.kind === 'recorded') {
+    const n = source.preprocessing.normalize;
+    if (n !== null) description += `; features normalised (${n.mode}, statistics recorded in ${source.path})`;
+  } else {
+    // Statistics from the training split only, applied to every split (by the Trainer, or here for a
+    // checkpoint that records none).
+    const fitted = fitPreprocessing(train, mode);
+    if (mode !== 'none') description += `; features normalised (${mode}, training statistics)`;
+    if (source.kind === 'fit') {
+      preprocessing = fitted;
+    } else if (fitted.normalize !== null) {
+      for (const d of [train, validation, test]) if (d !== undefined) applyNormalization(d, fitted.normalize);
+      description += `, fitted again: ${source.path} records no preprocessing (written by an earlier gradpool)`;
+    }
   }
   return {
     train,
@@ -110,6 +132,6 @@ export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed
     validationName: validation !== undefined ? 'validation' : 'test',
     test,
     description,
-    normalization,
+    preprocessing,
   };
 }

@@ -6,32 +6,23 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
-  CheckpointError, DataError, defaultLoss, isOptionError, isSoftmaxLoss, metadataJson, reportText, RUN_KEY, Trainer,
+  defaultLoss, isSoftmaxLoss, loadCheckpoint, metadataJson, parsePreprocessing,
+  reportText, RUN_KEY, Trainer,
 } from '../main/index.js';
 import { epochLine, headerText, matrixText } from './output.js';
-import { parseFlags, usageWords } from './parse.js';
+import { parseFlags } from './parse.js';
 import { buildProgram, type Flags } from './program.js';
 import { MetricsFile, ProgressBar } from './progress.js';
 import { resolveRun, savedRun } from './resume.js';
-import { checkDataFlags, loadRunData, type RunData } from './run-data.js';
+import { checkDataFlags, loadRunData, type PreprocessingSource, type RunData } from './run-data.js';
 import { trainerOptions } from './trainer-options.js';
-import { UsageError } from './usage-error.js';
+import { failure, isUsageError, UsageError } from './usage-error.js';
 
 /** fit()'s abort reason when a signal interrupts training. */
 class Interrupted extends Error {
   constructor(readonly signal: NodeJS.Signals) {
     super(`interrupted by ${signal}`);
   }
-}
-
-/** Errors that mean the user asked for something that cannot be done: exit 2, as a bad flag. */
-function isUsageError(err: unknown): boolean {
-  return err instanceof UsageError || err instanceof DataError || err instanceof CheckpointError || isOptionError(err);
-}
-
-function fail(message: string, code: number): number {
-  process.stderr.write(`gradpool: ${usageWords(message)}\n`);
-  return code;
 }
 
 /** Runs the training script; returns the process exit code (2 for usage errors, 1 for failures). */
@@ -43,21 +34,25 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
   try {
     run = await resolveRun(program, parsed.flags);
   } catch (err) {
-    if (isUsageError(err)) return fail((err as Error).message, 2);
+    if (isUsageError(err)) return failure('gradpool', err);
     throw err;
   }
   const flags = run.flags;
   const outPath = resolve(flags.out);
   if (!existsSync(dirname(outPath)) || !statSync(dirname(outPath)).isDirectory()) {
     await run.resumed?.close();
-    return fail(`--out ${flags.out}: the folder ${dirname(outPath)} does not exist`, 2);
+    return failure('gradpool', new UsageError(`--out ${flags.out}: the folder ${dirname(outPath)} does not exist`));
   }
   let trainer: Trainer | null = run.resumed;
   try {
     checkDataFlags(flags);
-    const data = await loadRunData(flags, isSoftmaxLoss(flags.loss ?? defaultLoss(flags.layers[flags.layers.length - 1])), flags.seed);
+    const source = await preprocessingSource(trainer, flags);
+    const data = await loadRunData(flags, isSoftmaxLoss(flags.loss ?? defaultLoss(flags.layers[flags.layers.length - 1])), flags.seed, source);
     if (trainer === null) {
-      trainer = await Trainer.create(trainerOptions(flags, data.train.y, Math.ceil(data.train.rows / flags.batchSize)));
+      const preprocessing = source.kind === 'recorded' ? source.preprocessing : data.preprocessing;
+      trainer = await Trainer.create({
+        ...trainerOptions(flags, data.train.y, Math.ceil(data.train.rows / flags.batchSize)), preprocessing,
+      });
       if (flags.init !== undefined) await trainer.loadParameters(flags.init);
     }
     const done = trainer.progress.epoch;
@@ -68,10 +63,24 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     out.write(headerText(trainer, data, flags.resume));
     return await train(trainer, data, flags, outPath, out);
   } catch (err) {
-    return fail((err as Error).message, isUsageError(err) ? 2 : 1);
+    return failure('gradpool', err);
   } finally {
     await trainer?.close();
   }
+}
+
+/** The model's preprocessing: the resumed checkpoint's or the --init file's when it records one (the
+ *  weights were trained on inputs prepared so), else fitted on this run's training split. */
+async function preprocessingSource(resumed: Trainer | null, flags: Flags): Promise<PreprocessingSource> {
+  if (resumed !== null) {
+    const p = resumed.preprocessing;
+    const path = flags.resume as string;
+    return p === null ? { kind: 'legacy', path } : { kind: 'recorded', path, preprocessing: p };
+  }
+  if (flags.init === undefined) return { kind: 'fit' };
+  const ckpt = await loadCheckpoint(flags.init);
+  const p = parsePreprocessing(ckpt.metadata, ckpt.config, flags.init);
+  return p === null ? { kind: 'fit' } : { kind: 'recorded', path: flags.init, preprocessing: p };
 }
 
 /** The epochs, saved after each; the test evaluation at the end; the interrupt handled on the way. */

@@ -8,6 +8,7 @@ import type { DatasetBuffers } from '../shared/contract.js';
 import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, type LossName, type ModelConfig } from '../shared/model.js';
 import { DataError, shapeText } from './errors.js';
+import { normalizeInPlace, type Normalization } from './loaders/prepare.js';
 import { checkLength, checkMemory } from './memory.js';
 
 type Numbers = ArrayLike<number>;
@@ -21,6 +22,9 @@ export interface Dataset {
   y: Numbers | readonly Numbers[];
   /** Where row r came from, for error messages (loaders set it: 'train.csv line 12'). */
   rowName?: (row: number) => string;
+  /** The feature columns' names (loaders set them from a CSV header): checked against the ones the
+   *  model's preprocessing records, which must be the same in the same order. */
+  featureNames?: readonly string[];
 }
 
 /** Features only, for predict(). */
@@ -47,12 +51,14 @@ export interface ShareOutputs {
 }
 
 /**
- * Validates `data` for the model and its loss, and copies it into shared buffers. `what` names the data
- * in errors ('training data', 'validation data'). Targets are class indices when y has one number per
- * row and the loss is a softmax one; otherwise values of the output's shape (N, K).
+ * Validates `data` for the model and its loss, and copies it into shared buffers, normalising the
+ * features by `normalize` when given (the model's preprocessing). `what` names the data in errors
+ * ('training data', 'validation data'). Targets are class indices when y has one number per row and the
+ * loss is a softmax one; otherwise values of the output's shape (N, K).
  */
 export function shareDataset(
   data: Dataset, model: ModelConfig, loss: LossSpec, what: string, outputs: ShareOutputs = {},
+  normalize: Normalization | null = null,
 ): SharedDataset {
   if (typeof data !== 'object' || data === null || !('x' in data) || !('y' in data)) {
     throw new DataError(`${what} must be an object { x, y }; got ${describe(data)}`);
@@ -63,7 +69,7 @@ export function shareDataset(
   const flat = data.y as Numbers | null | undefined;
   const yColumns = isSoftmaxLoss(loss.name) && typeof flat?.[0] === 'number' && flat.length === N ? 1 : K;
   checkShared(what, N, model, yColumns, outputs);
-  const { x, rows } = copyFeatures(data.x, model, what, data.rowName);
+  const { x, rows } = copyFeatures(data.x, model, what, normalize, data.rowName);
   const shape = targetShape(data.y, `${what}: y`);
   const at = (r: number): string => from(data.rowName, r);
   if (isSoftmaxLoss(loss.name) && shape.length === 1 && shape[0] === rows) {
@@ -83,10 +89,11 @@ export function shareDataset(
   return finish(x, 'values', y.buffer as SharedArrayBuffer, rows, model, null, outputs);
 }
 
-/** Features only, for prediction: validated and shared, with an output buffer. */
-export function shareFeatures(x: Features, model: ModelConfig, what: string): SharedDataset {
+/** Features only, for prediction: validated, normalised as shareDataset does, and shared, with an
+ *  output buffer. */
+export function shareFeatures(x: Features, model: ModelConfig, what: string, normalize: Normalization | null = null): SharedDataset {
   checkShared(what, rowCount(x, model, what), model, 0, { probabilities: true });
-  const f = copyFeatures(x, model, what);
+  const f = copyFeatures(x, model, what, normalize);
   return finish(f.x, null, null, f.rows, model, null, { probabilities: true });
 }
 
@@ -155,7 +162,9 @@ function checkShared(what: string, rows: number, model: ModelConfig, yColumns: n
   checkMemory(`${what}: ${rows} rows in shared memory (${parts} per row)`, 4 * rows * columns, hint);
 }
 
-function copyFeatures(src: unknown, model: ModelConfig, what: string, rowName?: (r: number) => string): { x: SharedArrayBuffer; rows: number } {
+function copyFeatures(
+  src: unknown, model: ModelConfig, what: string, normalize: Normalization | null, rowName?: (r: number) => string,
+): { x: SharedArrayBuffer; rows: number } {
   const D = model.layers[0];
   const nested = isNested(src, `${what}: x`);
   const rows = rowCount(src, model, what);
@@ -177,6 +186,19 @@ function copyFeatures(src: unknown, model: ModelConfig, what: string, rowName?: 
         );
       }
       x[r * D + c] = v;
+    }
+  }
+  if (normalize !== null) {
+    const bad = normalizeInPlace(x, rows, D, normalize);
+    if (bad >= 0) {
+      const r = Math.floor(bad / D);
+      const c = bad % D;
+      const v = nested ? (src as readonly Numbers[])[r][c] : (src as Numbers)[bad];
+      throw new DataError(
+        `${what}: x row ${r}${from(rowName, r)}, column ${c} is ${v}, which normalises to ${x[bad]} ` +
+          `((x - ${normalize.offset[c]}) * ${normalize.scale[c]}), beyond float32's range`,
+        "the model's normalisation was fitted on data of another scale: check the column",
+      );
     }
   }
   return { x: buf, rows };

@@ -4,6 +4,7 @@
 // src/shared/sgd.ts); the loss's are in loss-options.ts.
 
 import { cpuLimit } from './cpus.js';
+import type { Preprocessing } from './preprocessing.js';
 import { APPLIES_TO, validateLossOptions, type LossOptions } from './loss-options.js';
 import {
   boolean, definedEntries, integerIn, knownKeys, nonNegativeInteger, numberWhere, oneOf, positiveInteger, shown,
@@ -78,6 +79,10 @@ export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, Schedu
   /** Each worker's V8 heap limit in MB (piscina's resourceLimits.maxOldGenerationSizeMb): a worker that
    *  exceeds it is ended and its shard re-run. Default: none (Node's own). Shared buffers do not count. */
   workerHeapMb?: number | null;
+  /** The model's input pipeline: normalisation statistics, feature, label and class names
+   *  (fitPreprocessing fits one on a loaded training split). fit, evaluate, predict and losses then take
+   *  raw features and normalise them; save() records it and load() restores it. Default none. */
+  preprocessing?: Preprocessing | null;
 }
 
 export interface ResolvedOptions extends SGDOptions, LossOptions {
@@ -137,7 +142,7 @@ const OPTION_REGISTRY: { readonly [K in keyof TrainerOptions]-?: true } = {
   lr: true, momentum: true, dampening: true, weightDecay: true, nesterov: true, maximize: true,
   ...(Object.fromEntries(Object.keys(APPLIES_TO).map((k) => [k, true])) as { [K in keyof LossOptions]-?: true }),
   schedule: true, scheduleInterval: true, clipGradNorm: true, clipNormType: true, errorIfNonfinite: true,
-  onNonfinite: true, shardRetries: true, workerTimeout: true, workerHeapMb: true,
+  onNonfinite: true, shardRetries: true, workerTimeout: true, workerHeapMb: true, preprocessing: true,
 };
 export const OPTION_NAMES = Object.keys(OPTION_REGISTRY) as (keyof TrainerOptions)[];
 
@@ -154,11 +159,13 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
   }
   const workers = options.workers ?? cpuLimit().cpus;
   positiveInteger('options.workers', workers);
+  // The preprocessing is the model's, not an option of the run: the Trainer keeps it apart (preprocessing.ts).
+  const { preprocessing: _, ...given } = options;
   const o: ResolvedOptions = {
     ...TRAINER_DEFAULTS,
     loss: defaultLoss(K),
     shards: defaultShards(workers),
-    ...definedEntries(options),
+    ...definedEntries(given),
     layers,
     workers,
     kernels: resolveKernels(options.kernels),

@@ -4,9 +4,11 @@
 // happens in the Coordinator; this file is the API and the epoch loop. Its types are in types.ts.
 
 import { Coordinator } from './coordinator.js';
-import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset } from './data.js';
+import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset, type ShareOutputs } from './data.js';
 import { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
-import { metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, STATE_KEY } from './checkpoint/metadata.js';
+import {
+  metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, STATE_KEY,
+} from './checkpoint/metadata.js';
 import { assignParameters } from './checkpoint/parameters.js';
 import type { Checkpoint } from './checkpoint/safetensors.js';
 import { CheckpointError, DataError, GradpoolError, ShardFailure } from './errors.js';
@@ -15,6 +17,7 @@ import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
 import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { epochOrder } from './order.js';
+import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { classReport } from './report.js';
 import { freshState, parseState, stateJson, type TrainingState } from './state.js';
 import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
@@ -24,7 +27,7 @@ import type { EpochRecord, Evaluation, FitOptions } from './types.js';
 import { integerIn, positiveInteger } from './validate.js';
 import { checkNormFinite } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
-import type { ModelConfig } from '../shared/model.js';
+import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
 import { scheduleAt } from '../shared/schedule.js';
 import { RING_STEPS } from '../shared/contract.js';
 import { addSums, emptySums, type BatchSums } from '../shared/step.js';
@@ -41,6 +44,8 @@ export class Trainer {
   readonly loss: Readonly<LossSpec>;
   private readonly core: Coordinator;
   private state: TrainingState = freshState();
+  /** The model's input pipeline (preprocessing.ts), or null: features are used as given. */
+  private prep: ResolvedPreprocessing | null;
   /** The call running on the pool, if any: every shard slot is in use by it. */
   private running: string | null = null;
   /** True while a run of several steps is under way: the parameters are then in motion. */
@@ -66,6 +71,7 @@ export class Trainer {
     this.options = resolveOptions(options);
     this.config = modelConfig(this.options);
     this.loss = lossSpec(this.options);
+    this.prep = resolvePreprocessing('options.preprocessing', options.preprocessing, this.config);
     const o = this.options;
     this.core = new Coordinator(this.config, this.loss, o, o);
     initParameters(this.core.params, o.layers, o.seed);
@@ -73,13 +79,16 @@ export class Trainer {
 
   /**
    * Rebuilds a Trainer from a checkpoint written by save(): its model, its options and its training
-   * state (epoch, step, schedule position, momentum), so fit() continues exactly where it stopped.
+   * state (epoch, step, schedule position, momentum), so fit() continues exactly where it stopped, and
+   * its preprocessing, so predict() and evaluate() take raw features as at the end of training (a file
+   * that records none, as those written before gradpool recorded it, has `preprocessing` null).
    * `options` override the saved ones (workers, say); layers, activation and loss are the file's.
    */
   static async load(path: string, options: Omit<TrainerOptions, 'layers' | 'activation' | 'loss'> = {}): Promise<Trainer> {
     const ckpt = await loadCheckpoint(path);
     const saved = savedOptions(ckpt, path);
-    const trainer = await Trainer.create({ ...saved, ...options, ...ckpt.config });
+    const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
+    const trainer = await Trainer.create({ ...saved, preprocessing, ...options, ...ckpt.config });
     assignParameters(trainer.core.params, trainer.options.layers, ckpt, path);
     trainer.restoreState(ckpt, path);
     return trainer;
@@ -115,9 +124,27 @@ export class Trainer {
     return this.core.retries;
   }
 
-  /** Replaces the parameters (only) with a checkpoint's, refusing one whose tensors do not fit. */
+  /** The model's input pipeline: normalisation statistics, feature, label and class names; null when
+   *  none was given or recorded. A copy. */
+  get preprocessing(): ResolvedPreprocessing | null {
+    const p = this.prep;
+    if (p === null) return null;
+    return {
+      normalize: p.normalize === null ? null : { mode: p.normalize.mode, offset: p.normalize.offset.slice(), scale: p.normalize.scale.slice() },
+      featureNames: p.featureNames?.slice() ?? null,
+      labelNames: p.labelNames?.slice() ?? null,
+      classNames: p.classNames?.slice() ?? null,
+    };
+  }
+
+  /** Replaces the parameters with a checkpoint's, refusing one whose tensors do not fit, and the
+   *  preprocessing with the checkpoint's when it records one (the weights were trained on inputs
+   *  prepared so). */
   async loadParameters(path: string): Promise<void> {
-    assignParameters(this.core.params, this.options.layers, await loadCheckpoint(path), path);
+    const ckpt = await loadCheckpoint(path);
+    const prep = parsePreprocessing(ckpt.metadata, this.config, path);
+    assignParameters(this.core.params, this.options.layers, ckpt, path);
+    if (prep !== null) this.prep = prep;
   }
 
   /** The learning rate (and any momentum a OneCycle schedule sets) at scheduler step t. */
@@ -148,9 +175,9 @@ export class Trainer {
     if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
     // Everything is validated and copied before the first step, so bad data costs no training time.
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
-    const data = shareDataset(train, this.config, this.loss, 'training data', { losses: true });
+    const data = this.share(train, 'training data', { losses: true });
     const val = fit.validation === undefined ? undefined
-      : shareDataset(fit.validation, this.config, this.loss, 'validation data', { probabilities: true });
+      : this.share(fit.validation, 'validation data', { probabilities: true });
     const stop = (): void => this.core.requestStop();
     fit.signal?.addEventListener('abort', stop);
     try {
@@ -307,23 +334,48 @@ export class Trainer {
   /** Loss, accuracy, confusion matrix and per-class report of the current parameters on `data`. */
   async evaluate(data: Dataset): Promise<Evaluation> {
     return this.exclusive('evaluate', () =>
-      this.using(shareDataset(data, this.config, this.loss, 'evaluation data', { probabilities: true }), (d) => this.evaluateShared(d)));
+      this.using(this.share(data, 'evaluation data', { probabilities: true }), (d) => this.evaluateShared(d)));
   }
 
   /** Probabilities (N, K), row-major: softmax rows for the softmax losses, sigmoids otherwise. */
   async predict(x: Features): Promise<Float32Array> {
     return this.exclusive('predict', () =>
-      this.using(shareFeatures(x, this.config, 'predict input'), async (d) => {
+      this.using(this.shareX(x, 'predict input'), async (d) => {
         await this.forwardAll(d);
         return new Float32Array(d.out as Float32Array);
       }));
+  }
+
+  /**
+   * The predicted class of each row: its name when the preprocessing records class names (a model trained
+   * on a CSV of class names), else its index as a string. Softmax losses: the most probable output; one
+   * sigmoid output: class 1 when its probability is at least 0.5. Several sigmoid outputs are independent
+   * labels, not one class: use predict().
+   */
+  async predictClasses(x: Features): Promise<string[]> {
+    const K = this.config.layers[this.config.layers.length - 1];
+    if (!isSoftmaxLoss(this.config.loss) && K > 1) {
+      throw new GradpoolError(
+        `predictClasses() picks one class per row, but loss '${this.config.loss}' with ${K} outputs predicts ${K} independent labels`,
+        "use predict() for each output's probability",
+      );
+    }
+    const p = await this.predict(x);
+    const names = this.prep?.classNames ?? null;
+    const rows = p.length / K;
+    const out = new Array<string>(rows);
+    for (let r = 0; r < rows; r++) {
+      const c = K === 1 ? (p[r] >= 0.5 ? 1 : 0) : argmax(p, r * K, K);
+      out[r] = names === null ? String(c) : names[c];
+    }
+    return out;
   }
 
   /** Per-sample losses, PyTorch's reduction='none': (N) for softmax losses (0 for ignored rows), (N, K)
    *  row-major for the sigmoid losses. */
   async losses(data: Dataset): Promise<Float32Array> {
     return this.exclusive('losses', () =>
-      this.using(shareDataset(data, this.config, this.loss, 'loss data', { losses: true }), async (d) => {
+      this.using(this.share(data, 'loss data', { losses: true }), async (d) => {
         await this.forwardAll(d);
         return new Float32Array(d.lossOut as Float32Array);
       }));
@@ -343,6 +395,7 @@ export class Trainer {
       ...metadata,
       [OPTIONS_KEY]: metadataJson(this.options),
       [STATE_KEY]: stateJson(this.state, momentum),
+      ...(this.prep === null ? {} : { [PREPROCESSING_KEY]: preprocessingJson(this.prep) }),
     }, tensors);
   }
 
@@ -381,6 +434,33 @@ export class Trainer {
     }
   }
 
+  /** `data` checked against the model's recorded columns, validated and copied into shared memory with
+   *  the model's normalisation. */
+  private share(data: Dataset, what: string, outputs: ShareOutputs): SharedDataset {
+    this.checkColumns(data, what);
+    return shareDataset(data, this.config, this.loss, what, outputs, this.prep?.normalize ?? null);
+  }
+
+  private shareX(x: Features, what: string): SharedDataset {
+    this.checkColumns(x, what);
+    return shareFeatures(x, this.config, what, this.prep?.normalize ?? null);
+  }
+
+  /** Refuses loaded data (a loader's result names its columns) whose feature columns are not the ones the
+   *  model was trained on, in that order: the same count in another order would be silently wrong. */
+  private checkColumns(data: unknown, what: string): void {
+    const want = this.prep?.featureNames ?? null;
+    const have = typeof data === 'object' && data !== null ? (data as { featureNames?: unknown }).featureNames : undefined;
+    if (want === null || !Array.isArray(have)) return;
+    if (have.length === want.length && have.every((n, i) => n === want[i])) return;
+    const missing = want.filter((n) => !have.includes(n));
+    throw new DataError(
+      `${what} has the feature columns ${listed(have)}, but the model was trained on ${listed(want)}` +
+        (missing.length > 0 ? `; missing: ${listed(missing)}` : '; the same columns in another order'),
+      `load the data with featureColumns: trainer.preprocessing.featureNames`,
+    );
+  }
+
   /** Forward passes over every row in order, batch by batch; returns the summed stats. */
   private async forwardAll(data: SharedDataset): Promise<BatchSums> {
     const chunk = this.core.slots * this.core.maxShardRows;
@@ -414,4 +494,16 @@ function savedOptions(ckpt: Checkpoint, path: string): Partial<TrainerOptions> {
   } catch {
     throw new CheckpointError(path, `metadata "${OPTIONS_KEY}" is not valid JSON: ${text.slice(0, 80)}`);
   }
+}
+
+function argmax(p: Float32Array, base: number, K: number): number {
+  let best = 0;
+  for (let k = 1; k < K; k++) if (p[base + k] > p[base + best]) best = k;
+  return best;
+}
+
+/** 'a', 'b', 'c' (the first 8, then how many more). */
+function listed(names: readonly unknown[]): string {
+  const shown = names.slice(0, 8).map((n) => `'${String(n)}'`).join(', ');
+  return names.length > 8 ? `${shown} and ${names.length - 8} more` : shown;
 }

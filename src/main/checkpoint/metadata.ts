@@ -1,7 +1,7 @@
 // What a gradpool checkpoint records in its safetensors __metadata__ (string to string), each key named
 // once: the format and its version, the model config, the data checksum, the Trainer's options and
-// training state, the training script's run; the extra tensor for SGD's momentum; and the JSON codec
-// those values are written with.
+// training state, the model's preprocessing, the training script's run; the extra tensor for SGD's
+// momentum; and the JSON codec those values are written with.
 
 export const FORMAT_KEY = 'format';
 export const FORMAT = 'gradpool';
@@ -17,6 +17,8 @@ export const RESERVED_KEYS: readonly string[] = [FORMAT_KEY, VERSION_KEY, CONFIG
 export const OPTIONS_KEY = 'gradpool.options';
 /** The training state for resuming (src/main/state.ts). */
 export const STATE_KEY = 'gradpool.state';
+/** The model's input pipeline (src/main/preprocessing.ts): normalisation, column and class names. */
+export const PREPROCESSING_KEY = 'gradpool.preprocessing';
 /** The training script's flags, for --resume. */
 export const RUN_KEY = 'gradpool.run';
 /** The tensor holding SGD's momentum buffer, once it has started. */

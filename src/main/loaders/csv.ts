@@ -179,7 +179,10 @@ class CsvReader {
       targetColumns: K,
       rowName: (r) => `${path} line ${lines[r]}`,
     };
-    if (this.header !== null) data.featureNames = this.featureColumns.map((c) => this.header![c]);
+    if (this.header !== null) {
+      data.featureNames = this.featureColumns.map((c) => this.header![c]);
+      data.labelNames = this.labelOrder.map((c) => this.header![c]);
+    }
     return data;
   }
 

@@ -157,18 +157,19 @@ function gunzipError(path: string, err: unknown): DataError {
 }
 
 /** Loads an images file (N, d1, d2, ...) and a labels file (N,) of class indices. Values stay raw
- *  (0..255 for MNIST); normalisation is a separate step (fitNormalization). */
-export async function loadIdx(imagesPath: string, labelsPath: string): Promise<LoadedData> {
-  const [imageBytes, labelBytes] = await Promise.all([readBytes(imagesPath), readBytes(labelsPath)]);
+ *  (0..255 for MNIST); normalisation is a separate step (fitNormalization). Without a labels file (to
+ *  predict), y is empty and targetColumns 0. */
+export async function loadIdx(imagesPath: string, labelsPath?: string): Promise<LoadedData> {
+  const [imageBytes, labelBytes] = await Promise.all([readBytes(imagesPath), labelsPath === undefined ? null : readBytes(labelsPath)]);
   const images = decodeIdx(imageBytes, imagesPath);
-  const labels = decodeIdx(labelBytes, labelsPath);
+  const labels = labelBytes === null ? null : decodeIdx(labelBytes, labelsPath as string);
   if (images.dims.length < 2) {
     throw new DataError(
       `${imagesPath}: images must have shape (N, d1, ...) with at least 2 dimensions; got ${shapeText(images.dims)}`,
-      labels.dims.length >= 2 ? 'the images and labels files look swapped' : undefined,
+      labels !== null && labels.dims.length >= 2 ? 'the images and labels files look swapped' : undefined,
     );
   }
-  if (labels.dims.length !== 1) {
+  if (labels !== null && labels.dims.length !== 1) {
     throw new DataError(
       `${labelsPath}: labels must be 1-D, one class index per image (N,); got shape ${shapeText(labels.dims)}`,
       labels.dims.length >= 2 && images.dims.length === 2 ? 'the images and labels files look swapped' : undefined,
@@ -176,7 +177,7 @@ export async function loadIdx(imagesPath: string, labelsPath: string): Promise<L
   }
   const rows = images.dims[0];
   const features = images.dims.slice(1).reduce((a, b) => a * b, 1);
-  if (labels.dims[0] !== rows) {
+  if (labels !== null && labels.dims[0] !== rows) {
     throw new DataError(
       `${imagesPath} has ${rows} images but ${labelsPath} has ${labels.dims[0]} labels; expected one label per image`,
       'check that both files belong to the same split (train or t10k)',
@@ -187,7 +188,7 @@ export async function loadIdx(imagesPath: string, labelsPath: string): Promise<L
 
   checkArray(`${imagesPath}: ${rows} x ${features} float32 features`, rows * features, 4, 'float32');
   checkMemory(`${imagesPath}: ${rows} x ${features} float32 features beside the decoded file`,
-    4 * rows * features + images.data.byteLength + labels.data.byteLength);
+    4 * rows * features + images.data.byteLength + (labels?.data.byteLength ?? 0));
   const x = new Float32Array(rows * features);
   const src = images.data;
   for (let i = 0; i < src.length; i++) {
@@ -200,6 +201,8 @@ export async function loadIdx(imagesPath: string, labelsPath: string): Promise<L
     }
     x[i] = v;
   }
+  const rowName = (r: number): string => `${imagesPath} image ${r}`;
+  if (labels === null) return { x, y: new Int32Array(0), rows, features, targetColumns: 0, rowName };
   const y = new Int32Array(rows);
   for (let r = 0; r < rows; r++) {
     const v = labels.data[r];
@@ -208,7 +211,7 @@ export async function loadIdx(imagesPath: string, labelsPath: string): Promise<L
     }
     y[r] = v;
   }
-  return { x, y, rows, features, targetColumns: 1, rowName: (r) => `${imagesPath} image ${r}` };
+  return { x, y, rows, features, targetColumns: 1, rowName };
 }
 
 async function readBytes(path: string): Promise<Uint8Array> {

@@ -78,9 +78,24 @@ export function applyNormalization(data: LoadedData, n: Normalization): void {
     );
   }
   if (n.mode === 'none') return;
+  normalizeInPlace(x, N, D, n);
+}
+
+/**
+ * x' = (x - offset) * scale over N rows of D float32 features, in place: the subtraction and product in
+ * double precision, rounded once to float32 on the store. Returns the flat index of the first result that
+ * is not finite (beyond float32's range), or -1.
+ */
+export function normalizeInPlace(x: Float32Array, N: number, D: number, n: Normalization): number {
+  let bad = -1;
   for (let r = 0; r < N; r++) {
-    for (let d = 0; d < D; d++) x[r * D + d] = (x[r * D + d] - n.offset[d]) * n.scale[d];
+    for (let d = 0; d < D; d++) {
+      const i = r * D + d;
+      x[i] = (x[i] - n.offset[d]) * n.scale[d];
+      if (bad < 0 && !Number.isFinite(x[i])) bad = i;
+    }
   }
+  return bad;
 }
 
 /**
@@ -132,5 +147,7 @@ function pick(data: LoadedData, rows: Int32Array): LoadedData {
   const rowName = data.rowName;
   const picked: LoadedData = { x, y, rows: n, features: D, targetColumns: K, rowName: (i) => rowName(rows[i]) };
   if (data.featureNames !== undefined) picked.featureNames = data.featureNames.slice();
+  if (data.labelNames !== undefined) picked.labelNames = data.labelNames.slice();
+  if (data.classNames !== undefined) picked.classNames = data.classNames.slice();
   return picked;
 }
