@@ -16,6 +16,7 @@ import { confusionMatrices } from './evaluation.js';
 import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
 import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
+import { EarlyStopping } from './early-stopping.js';
 import { epochOrder } from './order.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { classReport } from './report.js';
@@ -33,7 +34,7 @@ import { RING_STEPS } from '../shared/contract.js';
 import { addSums, emptySums, type BatchSums } from '../shared/step.js';
 
 // The API types travel with the Trainer (the package's index exports them from here).
-export type { EpochRecord, Evaluation, FitOptions, StepInfo, StepTiming } from './types.js';
+export type { EarlyStoppingOptions, EpochRecord, Evaluation, FitOptions, Monitor, StepInfo, StepTiming } from './types.js';
 
 /** How long the epoch loop may run steps without giving the event loop a turn. */
 const EVENT_LOOP_TURN_MS = 10;
@@ -173,6 +174,8 @@ export class Trainer {
     positiveInteger('fit options.epochs', epochs);
     const perRun = fit.stepsPerExecution ?? 'auto';
     if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
+    const early = fit.earlyStopping === undefined ? null
+      : new EarlyStopping('fit options.earlyStopping', fit.earlyStopping, fit.validation !== undefined);
     // Everything is validated and copied before the first step, so bad data costs no training time.
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
     const data = this.share(train, 'training data', { losses: true });
@@ -181,7 +184,7 @@ export class Trainer {
     const stop = (): void => this.core.requestStop();
     fit.signal?.addEventListener('abort', stop);
     try {
-      return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`));
+      return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`), early);
     } finally {
       fit.signal?.removeEventListener('abort', stop);
       this.core.release(data);
@@ -191,6 +194,7 @@ export class Trainer {
 
   private async epochs(
     data: SharedDataset, val: SharedDataset | undefined, epochs: number, fit: FitOptions, perRun: number, rowName: RowName,
+    early: EarlyStopping | null,
   ): Promise<EpochRecord[]> {
     const o = this.options;
     const batches = Math.ceil(data.rows / o.batchSize);
@@ -202,6 +206,7 @@ export class Trainer {
         'resume with the same training data',
       );
     }
+    let best: Float32Array | null = null; // the best epoch's parameters, for restoreBestWeights
     for (let e = 0; e < epochs; e++) {
       const epoch = st.epoch + 1;
       epochOrder(data.order, o.shuffle ? o.seed : null, epoch);
@@ -232,7 +237,17 @@ export class Trainer {
         record.valAccuracy = ev.accuracy;
       }
       history.push(record);
-      await fit.onEpoch?.(record);
+      if (early !== null) {
+        const { improved, stop } = early.update(record);
+        if (improved && early.restoreBestWeights) best = this.core.params.slice();
+        if (stop !== null) {
+          if (best !== null) this.core.params.set(best);
+          record.stopReason = stop;
+        }
+      }
+      const answer = await fit.onEpoch?.(record);
+      if (answer === false && record.stopReason === undefined) record.stopReason = `stopped by onEpoch after epoch ${record.epoch}`;
+      if (record.stopReason !== undefined) break;
     }
     return history;
   }

@@ -17,8 +17,12 @@ export interface FitOptions {
   onStep?: (step: StepInfo) => void;
   /** Called after every epoch with its record (also returned in the history); may return a promise,
    *  which fit() awaits (to save a checkpoint, say). Between epochs the pool is still: parameters and
-   *  save() are those of the epoch's end. */
-  onEpoch?: (record: EpochRecord) => void | Promise<void>;
+   *  save() are those of the epoch's end. Returning false (or a promise of false) ends fit() there,
+   *  cleanly: it resolves with the history, the last record's stopReason saying so. */
+  onEpoch?: (record: EpochRecord) => void | boolean | Promise<void | boolean>;
+  /** Stop when a monitored metric stops improving (Keras' EarlyStopping, Lightning's): see
+   *  EarlyStoppingOptions. fit() resolves with the history; the last record's stopReason says why. */
+  earlyStopping?: EarlyStoppingOptions;
   /** Aborting stops training after the step the workers are on; fit() then rejects with the signal's
    *  reason, and progress and save() record that step. */
   signal?: AbortSignal;
@@ -27,6 +31,21 @@ export interface FitOptions {
    *  of the steps; 1 gives the workers one step at a time, with onStep called after each before the next
    *  begins (slower: the coordinator wakes every step). The results are the same bits either way. */
   stepsPerExecution?: number | 'auto';
+}
+
+export type Monitor = 'valLoss' | 'valAccuracy' | 'trainLoss' | 'trainAccuracy';
+
+export interface EarlyStoppingOptions {
+  /** The metric watched: 'valLoss' (default; needs fit's validation), 'valAccuracy', 'trainLoss' or
+   *  'trainAccuracy'. Losses improve downwards, accuracies upwards (Keras' mode 'auto'). */
+  monitor?: Monitor;
+  /** Epochs without improvement before stopping. Default 3 (Lightning's; Keras' is 0, which stops at
+   *  the first epoch that does not improve). */
+  patience?: number;
+  /** The least change that counts as an improvement. Default 0. */
+  minDelta?: number;
+  /** When stopping, restore the parameters of the best epoch (Keras' restore_best_weights). Default false. */
+  restoreBestWeights?: boolean;
 }
 
 export interface StepInfo {
@@ -94,6 +113,8 @@ export interface EpochRecord {
   skippedSteps: number;
   /** Of those, the steps skipped for a non-finite loss or gradient. */
   nonfiniteSteps: number;
+  /** On the last record of a fit() that ended before its epochs: why (early stopping, onEpoch). */
+  stopReason?: string;
 }
 
 export interface Evaluation {

@@ -1,0 +1,77 @@
+// Early stopping, as Keras' EarlyStopping callback and PyTorch Lightning's EarlyStopping: after each
+// epoch a monitored metric is compared with the best so far; when it has not improved by more than
+// minDelta for `patience` epochs in a row, fit() ends cleanly after that epoch and resolves with its
+// history, the last record saying why. restoreBestWeights (Keras' restore_best_weights) puts back the
+// parameters of the best epoch when it stops.
+
+import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
+import type { EpochRecord, Monitor } from './types.js';
+import { boolean, knownKeys, nonNegativeInteger, numberWhere, oneOf, shown } from './validate.js';
+
+const MONITORS: readonly Monitor[] = ['valLoss', 'valAccuracy', 'trainLoss', 'trainAccuracy'];
+
+export const EARLY_STOPPING_DEFAULTS = { monitor: 'valLoss', patience: 3, minDelta: 0, restoreBestWeights: false } as const;
+
+/** Tracks the monitored metric epoch by epoch and says when to stop. */
+export class EarlyStopping {
+  readonly monitor: Monitor;
+  readonly patience: number;
+  readonly minDelta: number;
+  readonly restoreBestWeights: boolean;
+  best = NaN;
+  bestEpoch = 0;
+  private wait = 0;
+
+  /** Validates `spec` (named `name` in errors); `validation` says whether fit has validation data. */
+  constructor(name: string, spec: unknown, validation: boolean) {
+    if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
+      throw new OptionTypeError(`${name} must be an object { monitor, patience, minDelta, restoreBestWeights }; got ${shown(spec)}`);
+    }
+    knownKeys(name, spec, Object.keys(EARLY_STOPPING_DEFAULTS), 'an early stopping option');
+    const o = { ...EARLY_STOPPING_DEFAULTS, ...Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) };
+    oneOf(`${name}.monitor`, o.monitor, MONITORS);
+    nonNegativeInteger(`${name}.patience`, o.patience);
+    numberWhere(`${name}.minDelta`, o.minDelta, 'a finite number >= 0', (v) => Number.isFinite(v) && v >= 0);
+    boolean(`${name}.restoreBestWeights`, o.restoreBestWeights);
+    if (o.monitor.startsWith('val') && !validation) {
+      throw new OptionRangeError(
+        `${name}.monitor '${o.monitor}' needs validation data, and fit() was given none`,
+        "pass fit options.validation, or monitor 'trainLoss'",
+      );
+    }
+    this.monitor = o.monitor;
+    this.patience = o.patience;
+    this.minDelta = o.minDelta;
+    this.restoreBestWeights = o.restoreBestWeights;
+  }
+
+  /** Losses improve downwards, accuracies upwards. */
+  private get lower(): boolean {
+    return this.monitor.endsWith('Loss');
+  }
+
+  /**
+   * Takes an epoch's record: whether it is the best so far (its parameters are then worth keeping) and,
+   * when the patience has run out, why training stops. A metric that is not a number (NaN) never improves.
+   */
+  update(r: EpochRecord): { improved: boolean; stop: string | null } {
+    const v = r[this.monitor] as number;
+    const improved = !Number.isNaN(v) &&
+      (Number.isNaN(this.best) || (this.lower ? v < this.best - this.minDelta : v > this.best + this.minDelta));
+    if (improved) {
+      this.best = v;
+      this.bestEpoch = r.epoch;
+      this.wait = 0;
+      return { improved, stop: null };
+    }
+    this.wait++;
+    if (this.wait <= this.patience) return { improved, stop: null };
+    const by = this.minDelta > 0 ? ` by more than ${this.minDelta}` : '';
+    return {
+      improved,
+      stop: `early stopping: ${this.monitor} did not improve${by} for ${this.wait} epoch${this.wait === 1 ? '' : 's'} ` +
+        `(best ${Number(this.best.toPrecision(6))} at epoch ${this.bestEpoch})` +
+        (this.restoreBestWeights ? `; parameters restored from epoch ${this.bestEpoch}` : ''),
+    };
+  }
+}
