@@ -46,7 +46,7 @@ describe('own data', () => {
       '--layers', '4,16,3', '--epochs', '15', '--lr', '0.1', '--batch-size', '32', '--out', join(dir, 'csv.safetensors')]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/data: CSV .*train\.csv, 600 train \/ 200 test; features normalised \(standardize, training statistics\)/);
+    expect(r.out).toMatch(/data: CSV .*train\.csv, 600 train \/ 200 test; 60 of the training rows held out for validation \(--validation-split 0\.1, seed 0\); the test data is evaluated at the end only; features normalised \(standardize, training statistics\)/);
     expect(r.out).toMatch(/per-class report on the test data:\n +precision +recall +f1 +support\n/);
     const accuracy = Number(/test accuracy (\d+\.\d\d)%\)\n$/.exec(r.out)?.[1]);
     expect(accuracy).toBeGreaterThan(90);
@@ -72,7 +72,7 @@ describe('own data', () => {
       '--layers', '784,32,10', '--epochs', '3', '--out', join(dir, 'idx.safetensors')]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/data: IDX .*, 2000 train \/ 500 test; features normalised \(scale, training statistics\)/);
+    expect(r.out).toMatch(/data: IDX .*, 2000 train \/ 500 test; 200 of the training rows .*; features normalised \(scale, training statistics\)/);
     expect(Number(/test accuracy (\d+\.\d\d)%\)\n$/.exec(r.out)?.[1])).toBeGreaterThan(80);
   });
 
@@ -94,7 +94,7 @@ describe('own data', () => {
 
   it("derives --class-weight balanced from the training labels, as scikit-learn's n / (K * count)", async () => {
     const out = join(dir, 'balanced.safetensors');
-    const r = await runCli(['--layers', '784,8,10', '--epochs', '1', '--class-weight', 'balanced', '--out', out]);
+    const r = await runCli(['--layers', '784,8,10', '--epochs', '1', '--class-weight', 'balanced', '--validation-split', '0', '--out', out]);
     expect(r.code).toBe(0);
     const saved = JSON.parse((await loadCheckpoint(out)).metadata['gradpool.options']);
     expect(saved.weight).toEqual(balancedClassWeights(loadMnist().train.y, 10));
@@ -121,7 +121,7 @@ describe('the preprocessing in the checkpoint', () => {
     return { mean, std };
   }
   const csvFlags = (train: string, out: string, epochs: number): string[] => ['--data', 'csv', '--train', train, '--label-column', 'species',
-    '--layers', '4,8,3', '--epochs', String(epochs), '--lr', '0.1', '--no-progress', '--out', out];
+    '--layers', '4,8,3', '--epochs', String(epochs), '--lr', '0.1', '--validation-split', '0', '--no-progress', '--out', out];
 
   it('records the training statistics and column names, and --resume uses them rather than fitting them again', async () => {
     const train = join(dir, 'pp-train.csv');
@@ -137,7 +137,7 @@ describe('the preprocessing in the checkpoint', () => {
     expect(first.labelNames).toEqual(['species']);
     // The training file changes (other rows, other statistics); the resumed model keeps its own.
     writeCsv(train, 300, 8);
-    const r = await runCli(['--resume', out, '--epochs', '2']);
+    const r = await runCli(['--resume', out, '--epochs', '1']);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toContain(`features normalised (standardize, statistics recorded in ${out})`);
@@ -152,7 +152,7 @@ describe('the preprocessing in the checkpoint', () => {
     const ckpt = await loadCheckpoint(out);
     const { 'gradpool.preprocessing': _p, 'gradpool.sha256': _s, format: _f, 'gradpool.version': _v, config: _c, ...rest } = ckpt.metadata;
     await saveCheckpoint(out, ckpt.config, ckpt.params, rest, ckpt.tensors);
-    const r = await runCli(['--resume', out, '--epochs', '2']);
+    const r = await runCli(['--resume', out, '--epochs', '1']);
     expect(r.code).toBe(0);
     expect(r.out).toContain(`features normalised (standardize, training statistics), fitted again: ${out} records no preprocessing`);
     expect((await loadCheckpoint(out)).metadata['gradpool.preprocessing']).toBeUndefined();
@@ -220,7 +220,7 @@ describe('resume', () => {
     // the metrics file goes on from the saved step: one line per step, then the epoch's line
     const lines = readFileSync(metrics, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const steps = lines.filter((l) => l.type === 'step');
-    const stepsPerEpoch = Math.ceil(8004 / 64);
+    const stepsPerEpoch = Math.ceil((8004 - Math.round(0.1 * 8004)) / 64); // the default validation split held out
     expect(steps[0].step).toBe(stoppedAt * stepsPerEpoch + 1);
     expect(steps.at(-1).step).toBe(3 * stepsPerEpoch);
     expect(lines.filter((l) => l.type === 'epoch').map((l) => l.epoch)).toEqual([3, 2, 1].filter((e) => e > stoppedAt).reverse());
@@ -279,7 +279,7 @@ describe('resume', () => {
   it('says when a resumed run has nothing left to do', async () => {
     const r = await runCli(['--resume', join(dir, 'whole.safetensors')]);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/has trained 3 of 3 epochs already; give --epochs more than 3 to go on/);
+    expect(r.out).toMatch(/has trained all 3 epochs of its run; give --epochs n to train n more\n$/);
   });
 
   it('runs the script from the command line with a schedule, as a user types it', () => {
@@ -287,7 +287,7 @@ describe('resume', () => {
       '--schedule', 'onecycle', '--max-lr', '0.2', '--out', join(dir, 'onecycle.safetensors')], { encoding: 'utf8', timeout: 60_000 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/schedule: \{"name":"onecycle","maxLr":0\.2,"totalSteps":126,"pctStart":0\.3\} per step/);
+    expect(r.stdout).toMatch(/schedule: \{"name":"onecycle","maxLr":0\.2,"totalSteps":113,"pctStart":0\.3\} per step/);
   });
 });
 
@@ -304,7 +304,7 @@ describe('multi-label data', () => {
       '--pos-weight', '2,2,1', '--layers', '3,16,3', '--epochs', '20', '--lr', '0.1', '--validation-split', '0.25', '--out', join(dir, 'tags.safetensors')]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/100 of the training rows held out for validation \(seed 0\)/);
+    expect(r.out).toMatch(/100 of the training rows held out for validation \(--validation-split 0\.25, seed 0\)/);
     const last = r.out.split('\n').filter((l) => l.startsWith('epoch 20/20'))[0];
     const accuracy = Number(/validation accuracy (\d+\.\d\d)%/.exec(last)?.[1]);
     expect(accuracy).toBeGreaterThan(90);

@@ -26,11 +26,12 @@ describe('training script', () => {
     expect(r.code).toBe(0);
     const lines = r.out.split('\n');
     expect(lines[0]).toMatch(/^gradpool: MLP 784-32-10 \(relu\), cross-entropy, SGD lr 0\.05 momentum 0\.9, batch 64, 2 workers x 4 shards, wasm kernels, seed 0$/);
-    expect(lines[1]).toBe('data: MNIST digits (bundled), 8004 train / 1996 test');
+    expect(lines[1]).toBe('data: MNIST digits (bundled), 8004 train / 1996 test; 800 of the training rows held out for validation ' +
+      '(--validation-split 0.1, seed 0); the test data is evaluated at the end only');
     const epochs = lines.filter((l) => l.startsWith('epoch '));
     expect(epochs).toHaveLength(2);
     for (const l of epochs) {
-      expect(l).toMatch(/^epoch \d\/2: train loss \d\.\d{4}, test loss \d\.\d{4}, test accuracy \d+\.\d\d%, lr 0\.05, \d+ samples\/s, \d+\.\d\d s$/);
+      expect(l).toMatch(/^epoch \d\/2: train loss \d\.\d{4}, train accuracy \d+\.\d\d%, validation loss \d\.\d{4}, validation accuracy \d+\.\d\d%, lr 0\.05, \d+ samples\/s, \d+\.\d\d s; elapsed \d+\.\d s(, ETA \d+\.\d s)?$/);
     }
     const head = lines.indexOf('confusion matrix on the test data (rows: true class, columns: predicted):');
     const matrix = lines.slice(head + 2, lines.indexOf('per-class report on the test data:'));
@@ -77,7 +78,12 @@ describe('training script', () => {
   it('refuses layers that do not fit the data before training, exit code 2', async () => {
     const r = await runCli(['--layers', '784,16,5', '--out', join(dir, 'never.safetensors')]);
     expect(r.code).toBe(2);
-    expect(r.err).toMatch(/^gradpool: training data: y\[\d+\] \(mnist\/src\/digits\/5\.json image \d+\) = 5 is not a class index in \[0, 5\)/);
+    expect(r.err).toBe('gradpool: --layers 784,16,5 ends in 5 outputs, but the training labels go up to class 9 (10 classes); ' +
+      'end --layers in 10 (e.g. --layers 784,16,10)\n');
+    const f = await runCli(['--layers', '392,10', '--out', join(dir, 'never.safetensors')]);
+    expect(f.code).toBe(2);
+    expect(f.err).toBe('gradpool: --layers 392,10 starts with 392 inputs, but the MNIST digits have 784 features per row; ' +
+      'start --layers with 784 (e.g. --layers 784,10)\n');
     expect(r.out).not.toMatch(/^epoch/m);
     expect(existsSync(join(dir, 'never.safetensors'))).toBe(false);
   });
@@ -91,7 +97,7 @@ describe('training script', () => {
   it('exits 2 on an unknown flag when run as a script', () => {
     const r = spawnScript(['--learning-rate', '0.1']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toBe("gradpool: unknown option '--learning-rate'\n");
+    expect(r.stderr).toBe("gradpool: unknown option '--learning-rate'\n(Did you mean --lr?)\n");
   });
 
   it('lists every flag with its default in --help, as the README documents them', () => {

@@ -113,4 +113,23 @@ describe('early stopping', () => {
     await expect(t.fit(train, { validation: withValidation ? validation : undefined, earlyStopping: spec as never })).rejects.toThrow(message);
     expect(t.progress.step).toBe(0);
   });
+
+  it('prints one line per epoch with verbose, the figures of the history, silent without', async () => {
+    const lines: string[] = [];
+    const write = process.stdout.write;
+    process.stdout.write = ((t: string) => (lines.push(t), true)) as typeof process.stdout.write;
+    let history: EpochRecord[];
+    try {
+      history = await make(options).fit(train, { epochs: 3, validation, verbose: true });
+      await make(options).fit(train, { epochs: 1 });
+    } finally {
+      process.stdout.write = write;
+    }
+    expect(lines).toHaveLength(3);
+    history.forEach((r, i) => {
+      expect(lines[i]).toMatch(new RegExp(`^epoch ${i + 1}/3: train loss ${r.trainLoss.toFixed(4)}, train accuracy ${(100 * r.trainAccuracy).toFixed(2)}%, ` +
+        `validation loss ${(r.valLoss as number).toFixed(4)}, validation accuracy ${(100 * (r.valAccuracy as number)).toFixed(2)}%, lr 0.3, .*; elapsed [0-9.]+ s${i < 2 ? ', ETA [0-9.]+ s' : ''}\n$`));
+    });
+    await expect(make(options).fit(train, { verbose: 1 as never })).rejects.toThrow(/fit options\.verbose must be a boolean; got 1/);
+  });
 });

@@ -1,14 +1,7 @@
-// What the training script prints: the header, one fixed line per epoch, the confusion matrix.
+// What the training script prints beside the epoch lines (the library's epochText): the header and the
+// confusion matrix.
 
-import type { EpochRecord, Trainer } from '../main/index.js';
-
-/** One fixed line per epoch. */
-export function epochLine(r: EpochRecord, epochs: number, valName = 'test'): string {
-  const val = r.valLoss === undefined ? '' :
-    `, ${valName} loss ${r.valLoss.toFixed(4)}, ${valName} accuracy ${(100 * (r.valAccuracy as number)).toFixed(2)}%`;
-  return `epoch ${r.epoch}/${epochs}: train loss ${r.trainLoss.toFixed(4)}${val}, lr ${Number(r.lr.toPrecision(4))}, ` +
-    `${Math.round(r.samplesPerSec)} samples/s, ${r.seconds.toFixed(2)} s\n`;
-}
+import type { Trainer } from '../main/index.js';
 
 /** The confusion matrix, rows and columns headed by class index, or by class name when given. */
 export function matrixText(m: number[][], names?: readonly string[]): string {

@@ -37,7 +37,8 @@ export function parseFlags<T>(program: Command, argv: string[], out: NodeJS.Writ
   } catch (err) {
     const e = err as { code?: string; message?: string };
     if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return { code: 0 };
-    process.stderr.write(`${name}: ${usageWords((e.message ?? String(err)).replace(/^error: /, ''))}\n`);
+    const message = (e.message ?? String(err)).replace(/^error: /, '');
+    process.stderr.write(`${name}: ${usageWords(message)}${e.code === 'commander.unknownOption' ? synonymHint(program, message) : ''}\n`);
     return { code: 2 };
   }
 }
@@ -47,4 +48,27 @@ export function usageWords(message: string): string {
   return message
     .replace(/options\.weight\b/g, '--class-weight')
     .replace(/options\.(\w+)/g, (_, name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
+}
+
+/** What users of PyTorch, Keras or other trainers type for a flag of ours. */
+const SYNONYMS: Record<string, string> = {
+  'learning-rate': 'lr', 'learningrate': 'lr', 'batch': 'batch-size', 'batchsize': 'batch-size', 'bs': 'batch-size',
+  'epoch': 'epochs', 'num-epochs': 'epochs', 'max-epochs': 'epochs', 'n-epochs': 'epochs', 'num-workers': 'workers',
+  'threads': 'workers', 'jobs': 'workers', 'patience': 'early-stopping-patience', 'early-stopping': 'early-stopping-patience',
+  'checkpoint': 'out', 'output': 'out', 'save': 'out', 'val-split': 'validation-split', 'validation': 'validation-split',
+  'label': 'label-column', 'target': 'label-column', 'labels': 'label-column', 'wd': 'weight-decay', 'decay': 'weight-decay',
+  'hidden': 'layers', 'layer-sizes': 'layers', 'lr-schedule': 'schedule', 'scheduler': 'schedule', 'clip': 'clip-grad-norm',
+  'max-grad-norm': 'clip-grad-norm', 'gradient-clip-val': 'clip-grad-norm',
+};
+
+/** '\n(Did you mean --lr?)' for an unknown flag that names one of ours another way (underscores and
+ *  camelCase included), when commander has no suggestion of its own. */
+function synonymHint(program: Command, message: string): string {
+  if (message.includes('Did you mean')) return '';
+  const flag = /unknown option '--([^'=]+)/.exec(message)?.[1];
+  if (flag === undefined) return '';
+  const plain = flag.replace(/_/g, '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).toLowerCase();
+  const ours = new Set(program.options.map((o) => o.long?.replace(/^--/, '')));
+  const target = ours.has(plain) ? plain : SYNONYMS[plain];
+  return target !== undefined && ours.has(target) ? `\n(Did you mean --${target}?)` : '';
 }

@@ -2,14 +2,21 @@
 // the script's recipe as defaults where it departs from the library's (PyTorch's) own.
 
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { ACTIVATIONS, cpuLimit, LOSSES, TRAINER_DEFAULTS, type Activation, type LossName } from '../main/index.js';
+import {
+  ACTIVATIONS, cpuLimit, EARLY_STOPPING_DEFAULTS, LOSSES, TRAINER_DEFAULTS, type Activation, type LossName, type Monitor,
+} from '../main/index.js';
 import { anyNumber, finite, nonNegative, numberList, positiveInt, positiveIntList } from './parse.js';
 import type { DataFlags } from './run-data.js';
 import type { ScheduleFlags } from './schedule-flags.js';
+import { VERSION } from './version.js';
 
 /** The script's recipe: defaults that reach 95%+ on the bundled digits in seconds. The Trainer's own
- *  defaults stay PyTorch's (lr 0.001, no momentum). */
-export const RECIPE = { layers: '784,128,10', lr: 0.05, momentum: 0.9, batchSize: TRAINER_DEFAULTS.batchSize, epochs: 10, seed: TRAINER_DEFAULTS.seed };
+ *  defaults stay PyTorch's (lr 0.001, no momentum). A tenth of the training rows is held out for the
+ *  per-epoch figures and the choice of epoch (as Keras' validation_split); the test data only at the end. */
+export const RECIPE = {
+  layers: '784,128,10', lr: 0.05, momentum: 0.9, batchSize: TRAINER_DEFAULTS.batchSize, epochs: 10, seed: TRAINER_DEFAULTS.seed,
+  validationSplit: 0.1,
+};
 
 export interface Flags extends DataFlags, ScheduleFlags {
   layers: number[];
@@ -44,11 +51,17 @@ export interface Flags extends DataFlags, ScheduleFlags {
   init?: string;
   resume?: string;
   metrics?: string;
+  plot?: string;
+  saveBest?: string;
+  earlyStoppingPatience?: number;
+  monitor: Monitor;
+  minDelta: number;
+  restoreBestWeights: boolean;
   progress: boolean;
 }
 
 /** Flags that --resume may change; every other one is the saved run's. */
-export const RESUMABLE = new Set(['epochs', 'workers', 'out', 'metrics', 'progress', 'resume']);
+export const RESUMABLE = new Set(['epochs', 'workers', 'out', 'metrics', 'plot', 'progress', 'resume']);
 
 const layerList = positiveIntList('at least two positive integers separated by commas, input width first (e.g. 784,128,10)');
 
@@ -108,10 +121,14 @@ export function buildProgram(): Command {
     .addOption(o('--test-images <file>', 'idx: test images'))
     .addOption(o('--test-labels <file>', 'idx: test labels'))
     .addOption(o('--normalize <mode>', 'features: none, scale (min-max to [0, 1]) or standardize, with training statistics (default: none for mnist, scale for idx, standardize for csv)').choices(['none', 'scale', 'standardize']))
-    .addOption(o('--validation-split <f>', 'hold out this fraction of the training rows (seeded) for per-epoch validation').argParser(finite((v) => v > 0 && v < 1, 'a fraction in (0, 1)')))
+    .addOption(o('--validation-split <f>', 'hold out this fraction of the training rows (seeded) for the per-epoch figures, early stopping and --save-best; 0: none').default(RECIPE.validationSplit).argParser(finite((v) => v >= 0 && v < 1, 'a fraction in [0, 1)')))
     // run
     .addOption(o('--batch-size <n>', 'rows per mini-batch').default(RECIPE.batchSize).argParser(positiveInt()))
-    .addOption(o('--epochs <n>', 'passes over the training data (with --resume: the total)').default(RECIPE.epochs).argParser(positiveInt()))
+    .addOption(o('--epochs <n>', 'passes over the training data (with --resume: more epochs, the interrupted one counting; default there: the rest of the saved run)').default(RECIPE.epochs).argParser(positiveInt()))
+    .addOption(o('--early-stopping-patience <n>', 'stop when --monitor has not improved for n epochs (Keras EarlyStopping)').argParser(finite((v) => Number.isInteger(v) && v >= 0, 'an integer >= 0')))
+    .addOption(o('--monitor <metric>', 'what early stopping and --save-best watch').choices(['valLoss', 'valAccuracy', 'trainLoss', 'trainAccuracy']).default(EARLY_STOPPING_DEFAULTS.monitor))
+    .addOption(o('--min-delta <x>', 'the least change of --monitor that counts as an improvement').default(EARLY_STOPPING_DEFAULTS.minDelta).argParser(nonNegative()))
+    .addOption(o('--restore-best-weights', "early stopping: end with the best epoch's weights").default(false))
     .addOption(o('--workers <n|auto>', "worker threads; 'auto' measures, or reads npm run tune's saved result").default(cpuLimit().cpus)
       .argParser((t) => (t === 'auto' ? 'auto' : positiveInt()(t))))
     .addOption(o('--shards <n>', 'shards per batch, independent of --workers (default: max(4, workers))').argParser(positiveInt()))
@@ -122,8 +139,13 @@ export function buildProgram(): Command {
     .addOption(o('--out <path>', 'where the model is saved, after every epoch (safetensors)').default('model.safetensors'))
     .addOption(o('--init <checkpoint>', 'start from these weights (shapes must fit --layers)'))
     .addOption(o('--resume <checkpoint>', 'continue a run saved by --out: its options, optimizer, schedule and epoch'))
+    .addOption(o('--save-best <path>', 'also save the best epoch by --monitor here (resumable, as --out)'))
     .addOption(o('--metrics <file.jsonl>', 'append one JSON line per step and per epoch'))
+    .addOption(o('--plot <file.svg>', 'draw the learning curves (loss, accuracy, lr per epoch) here after every epoch'))
     .addOption(o('--no-progress', 'no progress bar, even on a terminal'))
+    .version(VERSION, '--version', 'print the version')
+    .addHelpText('after', '\nOther commands: gradpool tune (the worker count), gradpool evaluate, gradpool predict (a saved model),\n' +
+      'gradpool plot (learning curves from a --metrics file); each takes --help.')
     .showHelpAfterError(false)
     .exitOverride();
 }

@@ -1,19 +1,26 @@
 // What the training script shows and records while it trains: a progress bar per epoch on a terminal
-// (nothing otherwise), and a JSON Lines metrics file with one line per step and per epoch.
+// (nothing otherwise), with elapsed time and ETAs, and a JSON Lines metrics file with one line per step
+// and per epoch.
 
 import { closeSync, openSync, writeSync } from 'node:fs';
 import cliProgress from 'cli-progress';
-import type { EpochRecord, StepInfo } from '../main/index.js';
+import { duration, type EpochRecord, type StepInfo } from '../main/index.js';
 
-/** The epoch's progress bar, or nothing when `out` is not a terminal or the bar is turned off. */
+/** The epoch's progress bar, with the epoch's elapsed time and ETA and the whole run's ETA, or nothing
+ *  when `out` is not a terminal or the bar is turned off. */
 export class ProgressBar {
   private readonly bar: cliProgress.SingleBar | null;
   private epochStart = 0;
   private seen = 0;
+  private readonly runStart = performance.now();
+  private epochsDone = 0;
+  private active = false;
+  private startBatch = 0; // batches already done when the bar started (a resumed epoch)
 
-  constructor(out: NodeJS.WriteStream, enabled: boolean, private readonly epochs: number) {
+  /** `lastEpoch` is the run's last epoch number; `epochs` how many this invocation trains. */
+  constructor(out: NodeJS.WriteStream, enabled: boolean, private readonly lastEpoch: number, private readonly epochs: number) {
     this.bar = enabled && out.isTTY ? new cliProgress.SingleBar({
-      format: 'epoch {epoch} |{bar}| {value}/{total} batches, loss {loss}, {rate} samples/s',
+      format: 'epoch {epoch} |{bar}| {value}/{total} batches, loss {loss}, {rate} samples/s, {elapsed} elapsed, ETA {eta}, run ETA {runEta}',
       stream: out, hideCursor: true, clearOnComplete: true,
     }, cliProgress.Presets.shades_classic) : null;
   }
@@ -21,18 +28,36 @@ export class ProgressBar {
   step(s: StepInfo): void {
     const bar = this.bar;
     if (bar === null) return;
-    if (s.batch === 1) {
-      this.epochStart = performance.now();
+    const now = performance.now();
+    if (!this.active) {
+      this.epochStart = now;
       this.seen = 0;
-      bar.start(s.batches, 0, { epoch: `${s.epoch}/${this.epochs}`, loss: '-', rate: '-' });
+      this.active = true;
+      this.startBatch = s.batch - 1;
+      bar.start(s.batches, s.batch - 1, { epoch: `${s.epoch}/${this.lastEpoch}`, loss: '-', rate: '-', elapsed: '-', eta: '-', runEta: '-' });
     }
     this.seen += s.rows;
-    bar.update(s.batch, { loss: s.loss.toFixed(4), rate: Math.round(this.seen / ((performance.now() - this.epochStart) / 1000)) });
-    if (s.batch === s.batches) bar.stop();
+    const elapsed = (now - this.epochStart) / 1000;
+    const eta = (elapsed / (s.batch - this.startBatch)) * (s.batches - s.batch);
+    const perEpoch = this.epochsDone > 0 ? (this.epochStart - this.runStart) / 1000 / this.epochsDone : elapsed + eta;
+    const runEta = eta + perEpoch * Math.max(0, this.epochs - this.epochsDone - 1);
+    bar.update(s.batch, {
+      loss: s.loss.toFixed(4), rate: Math.round(this.seen / Math.max(elapsed, 1e-3)),
+      elapsed: duration(elapsed), eta: duration(eta), runEta: duration(runEta),
+    });
+    if (s.batch === s.batches) this.stop();
   }
 
+  /** After each epoch's evaluation: the next epoch's bar starts afresh. */
+  epochDone(): void {
+    this.epochsDone++;
+    this.stop();
+  }
+
+  /** Ends the bar, putting the line and the cursor back (also on an interrupt). */
   stop(): void {
-    this.bar?.stop();
+    if (this.active) this.bar?.stop();
+    this.active = false;
   }
 }
 

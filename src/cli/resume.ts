@@ -21,22 +21,45 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
   }
   const saved = parseMetadataJson(text) as Partial<Flags>;
   const explicit = (k: keyof Flags): boolean => program.getOptionValueSource(k) === 'cli';
+  const trainer = await Trainer.load(flags.resume, { workers: flags.workers });
+  // --epochs with --resume means more epochs, as fit()'s epochs does (the interrupted one counts);
+  // without it, the rest of the saved run. Inside the script, epochs is the run's last epoch.
+  const lastEpoch = explicit('epochs') ? trainer.progress.epoch + flags.epochs : (saved.epochs ?? flags.epochs);
   const merged: Flags = {
     ...flags,
     ...saved,
-    epochs: explicit('epochs') ? flags.epochs : (saved.epochs ?? flags.epochs),
+    // A run saved before the validation split became the default had none: it keeps none.
+    validationSplit: saved.validationSplit ?? 0,
+    epochs: lastEpoch,
     workers: flags.workers,
     out: explicit('out') ? flags.out : flags.resume,
     metrics: flags.metrics,
     progress: flags.progress,
     resume: flags.resume,
   };
-  const trainer = await Trainer.load(flags.resume, { workers: flags.workers });
   return { flags: merged, resumed: trainer };
 }
 
 /** What a checkpoint records of the run, for --resume: every flag but the per-invocation ones. */
 export function savedRun(flags: Flags): Partial<Flags> {
-  const { workers: _w, out: _o, metrics: _m, progress: _p, resume: _r, init: _i, ...run } = flags;
+  const { workers: _w, out: _o, metrics: _m, plot: _pl, progress: _p, resume: _r, init: _i, ...run } = flags;
   return run;
+}
+
+/** The metadata entry of the best epoch so far by --monitor, for --save-best across resumes. */
+export const BEST_KEY = 'gradpool.run.best';
+
+export interface SavedBest {
+  monitor: string;
+  value: number;
+  epoch: number;
+}
+
+/** The best epoch a checkpoint records (written with --save-best), or null. */
+export function savedBest(ckpt: { metadata: Record<string, string> }): SavedBest | null {
+  const text = ckpt.metadata[BEST_KEY];
+  if (text === undefined) return null;
+  const v = parseMetadataJson(text) as Partial<SavedBest>;
+  return typeof v.monitor === 'string' && typeof v.value === 'number' && typeof v.epoch === 'number'
+    ? { monitor: v.monitor, value: v.value, epoch: v.epoch } : null;
 }

@@ -24,9 +24,9 @@ export interface DataFlags {
 
 export interface RunData {
   train: LoadedData;
-  /** Evaluated after every epoch: the validation split if asked for, else the test set, if any. */
+  /** Evaluated after every epoch (the per-epoch figures, early stopping, --save-best): the validation
+   *  split of the training data. The test data is not: choosing an epoch by it would be choosing on it. */
   validation?: LoadedData;
-  validationName: string;
   /** Evaluated at the end, with the confusion matrix and per-class report. */
   test?: LoadedData;
   description: string;
@@ -76,7 +76,7 @@ export function checkDataFlags(f: DataFlags): void {
     unused([...csv, ...idx]);
   }
   const v = f.validationSplit;
-  if (v !== undefined && !(v > 0 && v < 1)) throw new UsageError(`--validation-split takes a fraction in (0, 1); got ${v}`);
+  if (v !== undefined && !(v >= 0 && v < 1)) throw new UsageError(`--validation-split takes a fraction in [0, 1); got ${v}`);
 }
 
 /** Loads the data the flags name, validated as it is read; softmax losses take class indices. */
@@ -103,12 +103,13 @@ export async function loadRunData(
     description = `CSV ${f.train}, ${train.rows} train` + (test === undefined ? '' : ` / ${test.rows} test`);
   }
   let validation: LoadedData | undefined;
-  if (f.validationSplit !== undefined) {
+  if (f.validationSplit !== undefined && f.validationSplit > 0) {
     const split = splitValidation(train, f.validationSplit, seed);
     train = split.train;
     validation = split.validation;
-    description += `; ${validation.rows} of the training rows held out for validation (seed ${seed})`;
+    description += `; ${validation.rows} of the training rows held out for validation (--validation-split ${f.validationSplit}, seed ${seed})`;
   }
+  if (test !== undefined) description += '; the test data is evaluated at the end only';
   const mode = f.normalize ?? defaultNormalize(f.data);
   let preprocessing: Preprocessing | null = null;
   if (source.kind === 'recorded') {
@@ -128,8 +129,7 @@ export async function loadRunData(
   }
   return {
     train,
-    validation: validation ?? test,
-    validationName: validation !== undefined ? 'validation' : 'test',
+    validation,
     test,
     description,
     preprocessing,

@@ -6,14 +6,14 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
-  defaultLoss, isSoftmaxLoss, loadCheckpoint, metadataJson, parsePreprocessing,
-  reportText, RUN_KEY, Trainer,
+  BestMetric, cpuLimit, curvesSvg, defaultLoss, epochText, isSoftmaxLoss, loadCheckpoint, metadataJson, parsePreprocessing,
+  reportText, RUN_KEY, RunClock, Trainer, writeFileAtomic, type EpochRecord,
 } from '../main/index.js';
-import { epochLine, headerText, matrixText } from './output.js';
+import { headerText, matrixText } from './output.js';
 import { parseFlags } from './parse.js';
 import { buildProgram, type Flags } from './program.js';
 import { MetricsFile, ProgressBar } from './progress.js';
-import { resolveRun, savedRun } from './resume.js';
+import { BEST_KEY, resolveRun, savedBest, savedRun } from './resume.js';
 import { checkDataFlags, loadRunData, type PreprocessingSource, type RunData } from './run-data.js';
 import { trainerOptions } from './trainer-options.js';
 import { failure, isUsageError, UsageError } from './usage-error.js';
@@ -48,6 +48,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     checkDataFlags(flags);
     const source = await preprocessingSource(trainer, flags);
     const data = await loadRunData(flags, isSoftmaxLoss(flags.loss ?? defaultLoss(flags.layers[flags.layers.length - 1])), flags.seed, source);
+    checkRunFlags(flags, data, trainer);
     if (trainer === null) {
       const preprocessing = source.kind === 'recorded' ? source.preprocessing : data.preprocessing;
       trainer = await Trainer.create({
@@ -57,7 +58,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     }
     const done = trainer.progress.epoch;
     if (done >= flags.epochs) {
-      out.write(`gradpool: ${flags.resume} has trained ${done} of ${flags.epochs} epochs already; give --epochs more than ${done} to go on\n`);
+      out.write(`gradpool: ${flags.resume} has trained all ${done} epochs of its run; give --epochs n to train n more\n`);
       return 0;
     }
     out.write(headerText(trainer, data, flags.resume));
@@ -66,6 +67,47 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     return failure('gradpool', err);
   } finally {
     await trainer?.close();
+  }
+}
+
+/**
+ * What the flags ask that the data cannot give, in the terms of the flags (the library would word it
+ * for the API): a first layer that is not the data's feature count, a last layer with fewer outputs
+ * than the labels have classes, a validation metric without a validation split. And a warning for more
+ * workers than CPUs.
+ */
+function checkRunFlags(flags: Flags, data: RunData, resumed: Trainer | null): void {
+  const layers = resumed?.options.layers ?? flags.layers;
+  const what = flags.data === 'mnist' ? 'the MNIST digits have' : `this data has`;
+  if (resumed === null && layers[0] !== data.train.features) {
+    throw new UsageError(
+      `--layers ${layers.join(',')} starts with ${layers[0]} inputs, but ${what} ${data.train.features} features per row; ` +
+        `start --layers with ${data.train.features} (e.g. --layers ${[data.train.features, ...layers.slice(1)].join(',')})`,
+    );
+  }
+  const K = layers[layers.length - 1];
+  if (resumed === null && data.train.y instanceof Int32Array && data.train.targetColumns === 1 && K > 1) {
+    let top = -1;
+    for (const v of data.train.y) if (v > top) top = v;
+    if (top >= K) {
+      const classes = data.train.classNames?.length ?? top + 1;
+      throw new UsageError(
+        `--layers ${layers.join(',')} ends in ${K} outputs, but the training labels go up to class ${top} (${classes} classes); ` +
+          `end --layers in ${classes} (e.g. --layers ${[...layers.slice(0, -1), classes].join(',')})`,
+      );
+    }
+  }
+  const watched = flags.earlyStoppingPatience !== undefined || flags.saveBest !== undefined;
+  if (watched && flags.monitor.startsWith('val') && data.validation === undefined) {
+    throw new UsageError(`--monitor ${flags.monitor} needs validation data, and --validation-split is 0; give a split (e.g. 0.1) or --monitor trainLoss`);
+  }
+  const cpus = cpuLimit().cpus;
+  const workers = resumed?.options.workers ?? flags.workers;
+  if (typeof workers === 'number' && workers > cpus) {
+    process.stderr.write(
+      `gradpool: warning: --workers ${workers} is more than the ${cpus} CPUs this process may use: the workers will take turns ` +
+        `on them and wait for each other at every step, which is slower than ${cpus} (npm run tune measures it)\n`,
+    );
   }
 }
 
@@ -83,37 +125,71 @@ async function preprocessingSource(resumed: Trainer | null, flags: Flags): Promi
   return p === null ? { kind: 'fit' } : { kind: 'recorded', path: flags.init, preprocessing: p };
 }
 
-/** The epochs, saved after each; the test evaluation at the end; the interrupt handled on the way. */
+/** The epochs, saved after each (and the best by --monitor, with --save-best); the test evaluation at the
+ *  end; the interrupt handled on the way. */
 async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: string, out: NodeJS.WriteStream): Promise<number> {
-  const runMeta = { [RUN_KEY]: metadataJson(savedRun(flags)) };
-  const bar = new ProgressBar(out, flags.progress, flags.epochs);
+  const run = { [RUN_KEY]: metadataJson(savedRun(flags)) };
+  const best = flags.saveBest === undefined ? null : new BestMetric(flags.monitor, flags.minDelta);
+  // A resumed run goes on comparing with the best epoch its checkpoint records.
+  const before = flags.resume === undefined ? null : savedBest(await loadCheckpoint(flags.resume));
+  if (best !== null && before !== null && before.monitor === flags.monitor) {
+    best.best = before.value;
+    best.bestEpoch = before.epoch;
+  }
+  const meta = (): Record<string, string> => (best === null || best.bestEpoch === 0 ? run
+    : { ...run, [BEST_KEY]: metadataJson({ monitor: best.monitor, value: best.best, epoch: best.bestEpoch }) });
+  const epochs = flags.epochs - trainer.progress.epoch;
+  const bar = new ProgressBar(out, flags.progress, flags.epochs, epochs);
   const metrics = new MetricsFile(flags.metrics);
+  const clock = new RunClock(epochs);
+  const history: EpochRecord[] = [];
   // Ctrl-C or SIGTERM: the step under way finishes, the run is saved, and the message says how to go
-  // on. A second signal ends the process at once (the checkpoint file is replaced atomically).
+  // on. A second signal ends the process at once (the checkpoint file is replaced atomically), after
+  // putting the terminal's line and cursor back.
   const interrupt = new AbortController();
-  const onSignal = (signal: NodeJS.Signals): void => interrupt.abort(new Interrupted(signal));
+  const again = (signal: NodeJS.Signals): void => {
+    bar.stop();
+    process.stderr.write(`gradpool: ${signal} again: stopped without saving; ${outPath} holds the last complete save\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  const onSignal = (signal: NodeJS.Signals): void => {
+    bar.stop();
+    process.once('SIGINT', again);
+    process.once('SIGTERM', again);
+    interrupt.abort(new Interrupted(signal));
+  };
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const early = flags.earlyStoppingPatience === undefined ? undefined
+    : { monitor: flags.monitor, patience: flags.earlyStoppingPatience, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights };
   try {
     await trainer.fit(data.train, {
       signal: interrupt.signal,
-      epochs: flags.epochs - trainer.progress.epoch,
+      epochs,
       validation: data.validation,
+      earlyStopping: early,
       onStep: (s) => {
         metrics.step(s);
         bar.step(s);
       },
       onEpoch: async (r) => {
-        out.write(epochLine(r, flags.epochs, data.validationName));
+        bar.epochDone();
+        out.write(epochText(r, { epochs: flags.epochs, ...clock.epoch() }));
         metrics.epoch(r);
-        await trainer.save(outPath, runMeta);
+        history.push(r);
+        const improved = best !== null && best.update(r);
+        await trainer.save(outPath, meta());
+        if (best !== null && improved) {
+          await trainer.save(flags.saveBest as string, meta());
+          out.write(`saved the best epoch so far (${flags.monitor} ${Number(best.best.toPrecision(6))}) to ${flags.saveBest}\n`);
+        }
+        if (flags.plot !== undefined) await writeFileAtomic(flags.plot, curvesSvg(history, `gradpool: MLP ${trainer.options.layers.join('-')}, ${trainer.options.loss}`));
       },
     });
   } catch (err) {
     if (!(err instanceof Interrupted)) throw err;
-    bar.stop();
     const p = trainer.progress;
-    await trainer.save(outPath, runMeta);
+    await trainer.save(outPath, meta());
     process.stderr.write(
       `gradpool: interrupted by ${err.signal} after step ${p.step} (epoch ${p.epoch + (p.batch > 0 ? 1 : 0)}` +
       `${p.batch > 0 ? `, batch ${p.batch}` : ''}); saved ${outPath}\n` +
@@ -123,14 +199,19 @@ async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: str
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGINT', again);
+    process.off('SIGTERM', again);
+    bar.stop();
     metrics.close();
   }
   const evaluation = data.test !== undefined ? await trainer.evaluate(data.test) : null;
+  const names = trainer.preprocessing?.classNames ?? undefined;
   if (evaluation !== null) {
+    out.write(`the test data, evaluated once, now (${data.test?.rows} rows):\n`);
     if (evaluation.confusion !== null) {
-      out.write(`confusion matrix on the test data (rows: true class, columns: predicted):\n${matrixText(evaluation.confusion)}`);
+      out.write(`confusion matrix on the test data (rows: true class, columns: predicted):\n${matrixText(evaluation.confusion, names)}`);
     }
-    out.write(`per-class report on the test data:\n${reportText(evaluation.report)}`);
+    out.write(`per-class report on the test data:\n${reportText(evaluation.report, names)}`);
   }
   out.write(`saved ${outPath}` + (evaluation === null ? '' : ` (test accuracy ${(100 * evaluation.accuracy).toFixed(2)}%)`) + '\n');
   return 0;

@@ -12,14 +12,36 @@ const MONITORS: readonly Monitor[] = ['valLoss', 'valAccuracy', 'trainLoss', 'tr
 
 export const EARLY_STOPPING_DEFAULTS = { monitor: 'valLoss', patience: 3, minDelta: 0, restoreBestWeights: false } as const;
 
-/** Tracks the monitored metric epoch by epoch and says when to stop. */
-export class EarlyStopping {
-  readonly monitor: Monitor;
-  readonly patience: number;
-  readonly minDelta: number;
-  readonly restoreBestWeights: boolean;
+/**
+ * The best value of a metric so far, epoch by epoch: losses improve downwards, accuracies upwards (Keras'
+ * mode 'auto'), by more than minDelta; a value that is not a number (NaN) never improves. What early
+ * stopping and the training script's --save-best (Keras' ModelCheckpoint with save_best_only) compare by.
+ */
+export class BestMetric {
   best = NaN;
   bestEpoch = 0;
+
+  constructor(readonly monitor: Monitor, readonly minDelta = 0) {}
+
+  /** Takes an epoch's record; true when it is the best so far. */
+  update(r: EpochRecord): boolean {
+    const v = r[this.monitor];
+    if (v === undefined || Number.isNaN(v)) return false;
+    const lower = this.monitor.endsWith('Loss');
+    const improved = Number.isNaN(this.best) || (lower ? v < this.best - this.minDelta : v > this.best + this.minDelta);
+    if (improved) {
+      this.best = v;
+      this.bestEpoch = r.epoch;
+    }
+    return improved;
+  }
+}
+
+/** Tracks the monitored metric epoch by epoch and says when to stop. */
+export class EarlyStopping {
+  readonly patience: number;
+  readonly restoreBestWeights: boolean;
+  private readonly metric: BestMetric;
   private wait = 0;
 
   /** Validates `spec` (named `name` in errors); `validation` says whether fit has validation data. */
@@ -39,39 +61,26 @@ export class EarlyStopping {
         "pass fit options.validation, or monitor 'trainLoss'",
       );
     }
-    this.monitor = o.monitor;
+    this.metric = new BestMetric(o.monitor, o.minDelta);
     this.patience = o.patience;
-    this.minDelta = o.minDelta;
     this.restoreBestWeights = o.restoreBestWeights;
-  }
-
-  /** Losses improve downwards, accuracies upwards. */
-  private get lower(): boolean {
-    return this.monitor.endsWith('Loss');
   }
 
   /**
    * Takes an epoch's record: whether it is the best so far (its parameters are then worth keeping) and,
-   * when the patience has run out, why training stops. A metric that is not a number (NaN) never improves.
+   * when the patience has run out, why training stops.
    */
   update(r: EpochRecord): { improved: boolean; stop: string | null } {
-    const v = r[this.monitor] as number;
-    const improved = !Number.isNaN(v) &&
-      (Number.isNaN(this.best) || (this.lower ? v < this.best - this.minDelta : v > this.best + this.minDelta));
-    if (improved) {
-      this.best = v;
-      this.bestEpoch = r.epoch;
-      this.wait = 0;
-      return { improved, stop: null };
-    }
-    this.wait++;
+    const m = this.metric;
+    const improved = m.update(r);
+    this.wait = improved ? 0 : this.wait + 1;
     if (this.wait <= this.patience) return { improved, stop: null };
-    const by = this.minDelta > 0 ? ` by more than ${this.minDelta}` : '';
+    const by = m.minDelta > 0 ? ` by more than ${m.minDelta}` : '';
     return {
       improved,
-      stop: `early stopping: ${this.monitor} did not improve${by} for ${this.wait} epoch${this.wait === 1 ? '' : 's'} ` +
-        `(best ${Number(this.best.toPrecision(6))} at epoch ${this.bestEpoch})` +
-        (this.restoreBestWeights ? `; parameters restored from epoch ${this.bestEpoch}` : ''),
+      stop: `early stopping: ${m.monitor} did not improve${by} for ${this.wait} epoch${this.wait === 1 ? '' : 's'} ` +
+        `(best ${Number(m.best.toPrecision(6))} at epoch ${m.bestEpoch})` +
+        (this.restoreBestWeights ? `; parameters restored from epoch ${m.bestEpoch}` : ''),
     };
   }
 }

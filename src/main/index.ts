@@ -3,10 +3,14 @@
 // worker-count tuner. The CLI (src/cli) uses only what this file exports. Nothing inside src/main imports
 // this file, so it cannot close a cycle.
 
-export { Trainer, type EarlyStoppingOptions, type FitOptions, type Monitor, type StepInfo, type StepTiming, type EpochRecord, type Evaluation } from './trainer.js';
+export {
+  Trainer, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation, type EarlyStoppingOptions, type Monitor,
+} from './trainer.js';
 export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
 export type { LossOptions } from './loss-options.js';
-export { EARLY_STOPPING_DEFAULTS } from './early-stopping.js';
+export { BestMetric, EARLY_STOPPING_DEFAULTS } from './early-stopping.js';
+export { duration, epochText, RunClock, type EpochTextOptions } from './epoch-text.js';
+export { curvesSvg, epochsFromMetrics } from './curves.js';
 export type { Dataset, Features } from './data.js';
 export {
   CheckpointError, DataError, GradpoolError, isOptionError, NonfiniteError, OptionRangeError, OptionTypeError, ShardFailure,

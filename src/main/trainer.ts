@@ -17,6 +17,7 @@ import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
 import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { EarlyStopping } from './early-stopping.js';
+import { epochText, RunClock } from './epoch-text.js';
 import { epochOrder } from './order.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { classReport } from './report.js';
@@ -25,7 +26,7 @@ import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './st
 import { stepTiming } from './timing.js';
 import { chooseWorkers, type WorkersChoice } from './tune/choose.js';
 import type { EpochRecord, Evaluation, FitOptions } from './types.js';
-import { integerIn, positiveInteger } from './validate.js';
+import { boolean, integerIn, positiveInteger } from './validate.js';
 import { checkNormFinite } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
@@ -172,6 +173,7 @@ export class Trainer {
   private async fitNow(train: Dataset, fit: FitOptions): Promise<EpochRecord[]> {
     const epochs = fit.epochs ?? 1;
     positiveInteger('fit options.epochs', epochs);
+    if (fit.verbose !== undefined) boolean('fit options.verbose', fit.verbose);
     const perRun = fit.stepsPerExecution ?? 'auto';
     if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
     const early = fit.earlyStopping === undefined ? null
@@ -207,6 +209,9 @@ export class Trainer {
       );
     }
     let best: Float32Array | null = null; // the best epoch's parameters, for restoreBestWeights
+    const verbose = fit.verbose ?? false;
+    const clock = new RunClock(epochs);
+    const lastEpoch = st.epoch + epochs;
     for (let e = 0; e < epochs; e++) {
       const epoch = st.epoch + 1;
       epochOrder(data.order, o.shuffle ? o.seed : null, epoch);
@@ -245,6 +250,7 @@ export class Trainer {
           record.stopReason = stop;
         }
       }
+      if (verbose) process.stdout.write(epochText(record, { epochs: lastEpoch, valName: 'validation', ...clock.epoch() }));
       const answer = await fit.onEpoch?.(record);
       if (answer === false && record.stopReason === undefined) record.stopReason = `stopped by onEpoch after epoch ${record.epoch}`;
       if (record.stopReason !== undefined) break;

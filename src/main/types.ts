@@ -20,6 +20,9 @@ export interface FitOptions {
    *  save() are those of the epoch's end. Returning false (or a promise of false) ends fit() there,
    *  cleanly: it resolves with the history, the last record's stopReason saying so. */
   onEpoch?: (record: EpochRecord) => void | boolean | Promise<void | boolean>;
+  /** Print one line per epoch to standard output (Keras' verbose=2): losses, accuracies, lr, speed,
+   *  the run's elapsed time and ETA. Default false: fit() is silent. */
+  verbose?: boolean;
   /** Stop when a monitored metric stops improving (Keras' EarlyStopping, Lightning's): see
    *  EarlyStoppingOptions. fit() resolves with the history; the last record's stopReason says why. */
   earlyStopping?: EarlyStoppingOptions;

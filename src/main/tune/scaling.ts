@@ -3,6 +3,7 @@
 
 import type { Measurement } from './measure.js';
 import type { TuneEntry } from './choose.js';
+import { escapeXml as escape, niceCeil } from '../svg.js';
 
 /** Per worker count: median samples/s, spread, speed-up over one worker and parallel efficiency. */
 export function scaling(ms: Measurement[]): TuneEntry['measured'] {
@@ -17,7 +18,7 @@ export function scaling(ms: Measurement[]): TuneEntry['measured'] {
 
 /**
  * The scaling curve as a standalone SVG: samples/s against workers (one line per batch size, left axis)
- * and parallel efficiency (dashed, right axis). Written by hand: a chart library would outweigh it.
+ * and parallel efficiency (dashed, right axis).
  */
 export function scalingSvg(title: string, series: { label: string; points: TuneEntry['measured'] }[], cpus: number): string {
   const W = 720, H = 420, L = 70, R = 70, T = 50, B = 60;
@@ -60,14 +61,4 @@ export function scalingSvg(title: string, series: { label: string; points: TuneE
   });
   out.push('</svg>');
   return out.join('\n') + '\n';
-}
-
-/** The next of 1, 2, 2.5, 5 times a power of ten at or above v, so the axis ticks are round. */
-function niceCeil(v: number): number {
-  const p = 10 ** Math.floor(Math.log10(v));
-  return ([1, 2, 2.5, 5, 10].find((m) => m * p >= v) as number) * p;
-}
-
-function escape(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
