@@ -15,26 +15,27 @@ export class ProgressBar {
   private readonly runStart = performance.now();
   private epochsDone = 0;
   private active = false;
+  private closed = false;
   private startBatch = 0; // batches already done when the bar started (a resumed epoch)
 
   /** `lastEpoch` is the run's last epoch number; `epochs` how many this invocation trains. */
   constructor(out: NodeJS.WriteStream, enabled: boolean, private readonly lastEpoch: number, private readonly epochs: number) {
     this.bar = enabled && out.isTTY ? new cliProgress.SingleBar({
-      format: 'epoch {epoch} |{bar}| {value}/{total} batches, loss {loss}, {rate} samples/s, {elapsed} elapsed, ETA {eta}, run ETA {runEta}',
+      format: 'epoch {epoch} |{bar}| {value}/{total} batches, loss {loss}, {rate} samples/s, {elapsed} elapsed, ETA {epochEta}, run ETA {runEta}',
       stream: out, hideCursor: true, clearOnComplete: true,
     }, cliProgress.Presets.shades_classic) : null;
   }
 
   step(s: StepInfo): void {
     const bar = this.bar;
-    if (bar === null) return;
+    if (bar === null || this.closed) return;
     const now = performance.now();
     if (!this.active) {
       this.epochStart = now;
       this.seen = 0;
       this.active = true;
       this.startBatch = s.batch - 1;
-      bar.start(s.batches, s.batch - 1, { epoch: `${s.epoch}/${this.lastEpoch}`, loss: '-', rate: '-', elapsed: '-', eta: '-', runEta: '-' });
+      bar.start(s.batches, s.batch - 1, { epoch: `${s.epoch}/${this.lastEpoch}`, loss: '-', rate: '-', elapsed: '-', epochEta: '-', runEta: '-' });
     }
     this.seen += s.rows;
     const elapsed = (now - this.epochStart) / 1000;
@@ -43,7 +44,7 @@ export class ProgressBar {
     const runEta = eta + perEpoch * Math.max(0, this.epochs - this.epochsDone - 1);
     bar.update(s.batch, {
       loss: s.loss.toFixed(4), rate: Math.round(this.seen / Math.max(elapsed, 1e-3)),
-      elapsed: duration(elapsed), eta: duration(eta), runEta: duration(runEta),
+      elapsed: duration(elapsed), epochEta: duration(eta), runEta: duration(runEta),
     });
     if (s.batch === s.batches) this.stop();
   }
@@ -54,10 +55,16 @@ export class ProgressBar {
     this.stop();
   }
 
-  /** Ends the bar, putting the line and the cursor back (also on an interrupt). */
+  /** Ends the bar, putting the line and the cursor back. */
   stop(): void {
     if (this.active) this.bar?.stop();
     this.active = false;
+  }
+
+  /** Ends the bar for good (an interrupt): steps still reported after it draw nothing. */
+  close(): void {
+    this.stop();
+    this.closed = true;
   }
 }
 

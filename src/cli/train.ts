@@ -148,12 +148,12 @@ async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: str
   // putting the terminal's line and cursor back.
   const interrupt = new AbortController();
   const again = (signal: NodeJS.Signals): void => {
-    bar.stop();
+    bar.close();
     process.stderr.write(`gradpool: ${signal} again: stopped without saving; ${outPath} holds the last complete save\n`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   const onSignal = (signal: NodeJS.Signals): void => {
-    bar.stop();
+    bar.close();
     process.once('SIGINT', again);
     process.once('SIGTERM', again);
     interrupt.abort(new Interrupted(signal));
