@@ -15,4 +15,8 @@ export interface LoadedData {
   rowName: (row: number) => string;
   /** CSV header names of the feature columns, when the file has a header. */
   featureNames?: string[];
+  /** CSV header names of the label column(s), when the file has a header. */
+  labelNames?: string[];
+  /** The class name of each class index, when the labels were names (CSV): index k is classNames[k]. */
+  classNames?: string[];
 }
