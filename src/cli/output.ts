@@ -1,4 +1,5 @@
-// What the training script prints: the header, one fixed line per epoch, the confusion matrix.
+// What the training script prints: the header, the data's loading time, one fixed line per epoch, the
+// confusion matrix.
 
 import type { EpochRecord, Trainer } from '../main/index.js';
 
@@ -31,4 +32,11 @@ export function headerText(
     (p.epoch > 0 || p.batch > 0
       ? `resuming after epoch ${p.epoch}${p.batch > 0 ? ` and ${p.batch} batches of epoch ${p.epoch + 1}` : ''} (step ${p.step}) from ${resumedFrom}\n`
       : '');
+}
+
+/** How long reading the data took, and at what rate when files were read. */
+export function loadingLine(loading: { seconds: number; bytes: number }): string {
+  const { seconds, bytes } = loading;
+  const rate = bytes === 0 ? '' : ` (${(bytes / 1e6).toFixed(1)} MB, ${(bytes / 1e6 / Math.max(seconds, 1e-6)).toFixed(1)} MB/s)`;
+  return `data loaded in ${seconds.toFixed(2)} s${rate}\n`;
 }

@@ -1,6 +1,8 @@
 // The data the training script's flags name: bundled MNIST, IDX or CSV files, normalised with training
-// statistics, with a seeded validation split; and the check that a source has its files.
+// statistics, with a seeded validation split, and how long loading took; and the check that a source
+// has its files.
 
+import { statSync } from 'node:fs';
 import {
   applyNormalization, fitNormalization, loadCsv, loadIdx, loadMnist, splitValidation,
   type LoadedData, type NormalizeMode, type Normalization,
@@ -17,6 +19,10 @@ export interface DataFlags {
   testImages?: string;
   testLabels?: string;
   labelColumn?: string;
+  /** CSV: the delimiter, already a character (',', ';', '\t', '|'); detected when not given. */
+  delimiter?: string;
+  featureColumns?: string;
+  ignoreColumns?: string;
   normalize?: NormalizeMode;
   validationSplit?: number;
 }
@@ -30,6 +36,8 @@ export interface RunData {
   test?: LoadedData;
   description: string;
   normalization: Normalization | null;
+  /** Reading the files: seconds, and the bytes of the files read (0 for the bundled MNIST). */
+  loading: { seconds: number; bytes: number };
 }
 
 /** The default normalisation per source: MNIST is already in [0, 1]; IDX pixels are bytes; CSV
@@ -48,7 +56,10 @@ export function checkDataFlags(f: DataFlags): void {
     const given = flags.filter(([, v]) => v !== undefined).map(([n]) => n);
     if (given.length > 0) throw new UsageError(`${given.join(', ')} ${given.length > 1 ? 'apply' : 'applies'} to another --data than ${f.data}`);
   };
-  const csv: [string, string | undefined][] = [['--train', f.train], ['--test', f.test], ['--label-column', f.labelColumn]];
+  const csv: [string, string | undefined][] = [
+    ['--train', f.train], ['--test', f.test], ['--label-column', f.labelColumn], ['--delimiter', f.delimiter],
+    ['--feature-columns', f.featureColumns], ['--ignore-columns', f.ignoreColumns],
+  ];
   const idx: [string, string | undefined][] = [
     ['--train-images', f.trainImages], ['--train-labels', f.trainLabels], ['--test-images', f.testImages], ['--test-labels', f.testLabels],
   ];
@@ -68,11 +79,16 @@ export function checkDataFlags(f: DataFlags): void {
   if (v !== undefined && !(v > 0 && v < 1)) throw new UsageError(`--validation-split takes a fraction in (0, 1); got ${v}`);
 }
 
+/** A comma-separated list of columns: 0-based indices or header names. */
+const columnList = (text: string): (string | number)[] => text.split(',').map((c) => (/^\d+$/.test(c.trim()) ? Number(c) : c.trim()));
+
 /** Loads the data the flags name, validated as it is read; softmax losses take class indices. */
 export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed: number): Promise<RunData> {
   let train: LoadedData;
   let test: LoadedData | undefined;
   let description: string;
+  const start = performance.now();
+  let files: string[] = [];
   if (f.data === 'mnist') {
     const m = loadMnist();
     train = m.train;
@@ -81,14 +97,29 @@ export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed
   } else if (f.data === 'idx') {
     train = await loadIdx(f.trainImages as string, f.trainLabels as string);
     test = f.testImages === undefined ? undefined : await loadIdx(f.testImages, f.testLabels as string);
+    files = [f.trainImages, f.trainLabels, f.testImages, f.testLabels].filter((p) => p !== undefined) as string[];
     description = `IDX ${f.trainImages}, ${train.rows} train` + (test === undefined ? '' : ` / ${test.rows} test`);
   } else {
-    const labelColumns = (f.labelColumn as string).split(',').map((c) => (/^\d+$/.test(c.trim()) ? Number(c) : c.trim()));
-    const targets = classIndexTargets && labelColumns.length === 1 ? 'index' : 'values';
-    train = await loadCsv(f.train as string, { labelColumns, targets });
-    test = f.test === undefined ? undefined : await loadCsv(f.test, { labelColumns, targets });
+    const labelColumns = columnList(f.labelColumn as string);
+    const options = {
+      labelColumns,
+      targets: classIndexTargets && labelColumns.length === 1 ? 'index' : 'values',
+      delimiter: f.delimiter,
+      featureColumns: f.featureColumns === undefined ? undefined : columnList(f.featureColumns),
+      ignoreColumns: f.ignoreColumns === undefined ? undefined : columnList(f.ignoreColumns),
+    } as const;
+    train = await loadCsv(f.train as string, options);
+    // The test file's class names take the training file's indices, whatever order it lists them in.
+    test = f.test === undefined ? undefined : await loadCsv(f.test, { ...options, classNames: train.classNames });
+    files = [f.train, f.test].filter((p) => p !== undefined) as string[];
     description = `CSV ${f.train}, ${train.rows} train` + (test === undefined ? '' : ` / ${test.rows} test`);
+    const names = train.classNames;
+    if (names !== undefined) {
+      const shown = names.slice(0, 10).map((n) => JSON.stringify(n)).join(', ') + (names.length > 10 ? ', ...' : '');
+      description += `; ${names.length} classes by name (${shown}) as 0..${names.length - 1}`;
+    }
   }
+  const loading = { seconds: (performance.now() - start) / 1000, bytes: files.reduce((sum, p) => sum + statSync(p).size, 0) };
   let validation: LoadedData | undefined;
   if (f.validationSplit !== undefined) {
     const split = splitValidation(train, f.validationSplit, seed);
@@ -111,5 +142,6 @@ export async function loadRunData(f: DataFlags, classIndexTargets: boolean, seed
     test,
     description,
     normalization,
+    loading,
   };
 }

@@ -8,7 +8,7 @@ import { dirname, resolve } from 'node:path';
 import {
   CheckpointError, DataError, defaultLoss, isOptionError, isSoftmaxLoss, metadataJson, reportText, RUN_KEY, Trainer,
 } from '../main/index.js';
-import { epochLine, headerText, matrixText } from './output.js';
+import { epochLine, headerText, loadingLine, matrixText } from './output.js';
 import { parseFlags, usageWords } from './parse.js';
 import { buildProgram, type Flags } from './program.js';
 import { MetricsFile, ProgressBar } from './progress.js';
@@ -66,6 +66,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
       return 0;
     }
     out.write(headerText(trainer, data, flags.resume));
+    out.write(loadingLine(data.loading));
     return await train(trainer, data, flags, outPath, out);
   } catch (err) {
     return fail((err as Error).message, isUsageError(err) ? 2 : 1);
