@@ -37,6 +37,7 @@ export function headerText(
 /** How long reading the data took, and at what rate when files were read. */
 export function loadingLine(loading: { seconds: number; bytes: number }): string {
   const { seconds, bytes } = loading;
-  const rate = bytes === 0 ? '' : ` (${(bytes / 1e6).toFixed(1)} MB, ${(bytes / 1e6 / Math.max(seconds, 1e-6)).toFixed(1)} MB/s)`;
+  const size = bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${(bytes / 1e6).toFixed(1)} MB`;
+  const rate = bytes === 0 ? '' : ` (${size}, ${(bytes / 1e6 / Math.max(seconds, 1e-6)).toFixed(1)} MB/s)`;
   return `data loaded in ${seconds.toFixed(2)} s${rate}\n`;
 }
