@@ -801,17 +801,18 @@ describe('fuzzing', () => {
     console.log(`IDX fuzz: ${outcome.loaded} mutants loaded as their bytes say, ${outcome.refused} refused with DataError`);
   });
 
-  it(`CSV: ${FUZZ_ITERATIONS.csv} mutants of a valid file (seed ${FUZZ_SEED}) load as their text says or throw DataError`, async () => {
-    const rand = random(FUZZ_SEED + 1);
-    const alphabet = new TextEncoder().encode('0123456789,,,\n\n.-+eE xlabNnI"\r\t');
-    const base = new TextEncoder().encode('x,y,label\n1,2,0\n3.5,-4,2\n\n5,6e-1,1\n-0,0x1f,3\n');
+  /** `FUZZ_ITERATIONS.csv` mutants of `baseText` with bytes from `alphabetText`, checked as described. */
+  async function fuzzCsv(seed: number, baseText: string, alphabetText: string): Promise<void> {
+    const rand = random(seed);
+    const alphabet = new TextEncoder().encode(alphabetText);
+    const base = new TextEncoder().encode(baseText);
     const path = join(dir, 'fuzz.csv');
     const outcome = { loaded: 0, refused: 0, plain: 0 };
     const plain = /^[0-9A-Za-z.,+\- \n]*$/;
     for (let i = 0; i < FUZZ_ITERATIONS.csv; i++) {
       const { bytes, ops } = mutate(base, rand, alphabet);
       const text = Buffer.from(bytes).toString('latin1');
-      const where = `seed ${FUZZ_SEED + 1} iteration ${i}: mutated by ${ops.join('; ')} to ${JSON.stringify(text)}`;
+      const where = `seed ${seed} iteration ${i}: mutated by ${ops.join('; ')} to ${JSON.stringify(text)}`;
       writeFileSync(path, bytes);
       const start = performance.now();
       let data: LoadedData | undefined;
@@ -846,6 +847,14 @@ describe('fuzzing', () => {
       }
     }
     console.log(`CSV fuzz: ${outcome.loaded} mutants loaded, ${outcome.refused} refused with DataError; ${outcome.plain} checked against split()`);
+  }
+
+  it(`CSV: ${FUZZ_ITERATIONS.csv} mutants of a valid file (seed ${FUZZ_SEED}) load as their text says or throw DataError`, async () => {
+    await fuzzCsv(FUZZ_SEED + 1, 'x,y,label\n1,2,0\n3.5,-4,2\n\n5,6e-1,1\n-0,0x1f,3\n', '0123456789,,,\n\n.-+eE xlabNnI"\r\t');
+  });
+
+  it(`CSV: ${FUZZ_ITERATIONS.csv} mutants of a file of class names (seed ${FUZZ_SEED}) load as their text says or throw DataError`, async () => {
+    await fuzzCsv(FUZZ_SEED + 3, 'x,y,label\n1,2,cat\n3.5,-4,dog\n\n5,6e-1,cat\n-0,0x1f,emu\n', '0123456789,,,\n\n.-+eE catdogmu;"\r\t');
   });
 
   it('CSV: every prefix of a valid file loads as the prefix says or throws DataError', async () => {
