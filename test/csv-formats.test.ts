@@ -141,6 +141,12 @@ describe('delimiters', () => {
     );
   });
 
+  it('says a decimal comma is one, in a semicolon file', async () => {
+    await expect(loadCsv(await csv('a;b;label\r\n1,5;2;0\r\n'), { labelColumns: ['label'] })).rejects.toThrow(
+      /train\.csv line 2, column 'a': '1,5' is not a number\nhint: '1,5' looks like a decimal comma; numbers are read with a decimal point \(1\.5\)/,
+    );
+  });
+
   it('hints at the delimiter when a cell holds another separator', async () => {
     await expect(loadCsv(await csv('a,b,label\n1,2,0\n1;5,2,0\n'), { labelColumns: ['label'] })).rejects.toThrow(
       /train\.csv line 3, column 'a': '1;5' is not a number\nhint: the cell contains ';' but the file is read with the delimiter ',' \(detected from line 1\): set options\.delimiter to ";"/,

@@ -183,6 +183,8 @@ export class CsvTable {
         `${this.where(line, c)}: '${clip(cell)}' is not a number`,
         this.plan.header === null && line === this.plan.firstLine && this.opts.header === false
           ? `line ${line} looks like a header; set options.header to true or 'auto'`
+          : seen === ',' && /^[+-]?\d*,\d+$/.test(cell)
+            ? `'${clip(cell)}' looks like a decimal comma; numbers are read with a decimal point (${cell.replace(',', '.')})`
           : seen !== undefined
             ? `the cell contains ${delimiterText(seen)} but the file is read with the delimiter ${delimiterText(this.delim.char)} ` +
               `(${this.delim.source}): set options.delimiter to ${JSON.stringify(seen)}`
