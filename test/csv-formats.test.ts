@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadCsv } from '../src/main/loaders/csv.js';
+import { setMemoryLimit } from '../src/main/memory.js';
 
 let dir: string;
 beforeEach(async () => {
@@ -241,6 +242,31 @@ describe('headers, quotes and cells', () => {
     const two = await loadCsv(join(dir, 'train.csv'), { labelColumns: ['a', 'b'] });
     expect(two.y).toBeInstanceOf(Float32Array);
     expect(Array.from(two.y)).toEqual([1, 0, 0, 1]);
+  });
+
+  it('reads every row when the first chunk of the file under-estimates the number of rows', async () => {
+    const pad = ' '.repeat(200);
+    const long = Array.from({ length: 6000 }, (_, r) => `${pad}${r}${pad},2,0`); // about 1.2 MB: all of the first chunk
+    const short = Array.from({ length: 200_000 }, (_, r) => `${r % 1000},3,1`);
+    const data = await loadCsv(await csv(`a,b,label\n${long.join('\n')}\n${short.join('\n')}\n`), { labelColumns: ['label'] });
+    expect(data.rows).toBe(206_000);
+    expect([data.x[2 * 5999], data.x[2 * 6000], data.x[2 * 205_999], data.x[2 * 205_999 + 1]]).toEqual([5999, 0, 999, 3]);
+    expect(data.rowName(205_999)).toMatch(/line 206001$/);
+  });
+
+  it('loads a file that fits the memory limit when its first chunk over-estimates the rows past the limit', async () => {
+    // One feature and a label, 12 bytes a row while reading. The first chunk's 262,000 rows of 4 bytes
+    // grow the arrays to 262,144 rows within 6 MB; then three 500 kB lines make the 2.5 MB file look like
+    // 669,000 rows, for which there is no room; the 262,003 rows fit in the arrays as they are.
+    const path = await csv(`a,label\n${'1,0\n'.repeat(262_000)}${`${' '.repeat(500_000)}2,1\n`.repeat(3)}`);
+    setMemoryLimit({ bytes: 6e6, source: 'test budget' });
+    try {
+      const data = await loadCsv(path, { labelColumns: ['label'] });
+      expect(data.rows).toBe(262_003);
+      expect([data.x[0], data.x[262_002], data.y[262_002]]).toEqual([1, 2, 1]);
+    } finally {
+      setMemoryLimit(undefined);
+    }
   });
 
   it('reads a line longer than the read chunk', async () => {

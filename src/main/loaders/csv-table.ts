@@ -128,8 +128,9 @@ export class CsvTable {
           : `${path}: no data rows; the file is empty`,
       );
     }
-    // Trimmed copies, unless the copies would not fit beside the arrays: then views of them.
-    const copy = (this.capacity + rows) * 4 * (D + K + 1) <= currentMemoryLimit().bytes;
+    // Trimmed copies, unless the copies would not fit beside the arrays, or the arrays are nearly full
+    // (a reserve() that guessed well): then views of them.
+    const copy = this.capacity - rows > rows / 16 && (this.capacity + rows) * 4 * (D + K + 1) <= currentMemoryLimit().bytes;
     const lines = copy ? this.lines.slice(0, rows) : this.lines.subarray(0, rows);
     const data: LoadedData = {
       x: copy ? this.x.slice(0, rows * D) : this.x.subarray(0, rows * D),
@@ -270,19 +271,31 @@ export class CsvTable {
   }
 
   /**
+   * Room for about `rows` rows at once (the file's size over its first lines'; `line` is the line about
+   * to be read), rather than by doubling; as many as fit in memory beside the arrays, and nothing when
+   * no more than the arrays hold already fit.
+   */
+  reserve(rows: number, line: number): void {
+    if (Math.min(rows, this.maxRows()) > this.capacity) this.grow(line, rows);
+  }
+
+  /** The most rows new arrays may hold: what one typed array holds, and what fits in memory beside the
+   *  arrays being copied from. */
+  private maxRows(): number {
+    const rowBytes = 4 * (this.D + this.K + 1); // x, y and the line number
+    return Math.min(Math.floor(MAX_TYPED_ARRAY_LENGTH / Math.max(this.D, this.K)), Math.floor(currentMemoryLimit().bytes / rowBytes) - this.capacity);
+  }
+
+  /**
    * Makes room for more rows: twice as many, but never more than one typed array holds or than fits in
    * memory beside the arrays being copied from. When not even one more row fits, refuses the file at
    * `line`, with the rows read so far, the size they need and the limit, before allocating.
    */
-  private grow(line: number): void {
+  private grow(line: number, wanted = Math.max(INITIAL_ROWS, 2 * this.capacity)): void {
     const { D, K } = this;
-    const rowBytes = 4 * (D + K + 1); // x, y and the line number
+    const rowBytes = 4 * (D + K + 1);
     const limit = currentMemoryLimit();
-    const maxRows = Math.min(
-      Math.floor(MAX_TYPED_ARRAY_LENGTH / Math.max(D, K)),
-      Math.floor(limit.bytes / rowBytes) - this.capacity, // the new arrays beside the old ones
-    );
-    const capacity = Math.min(Math.max(INITIAL_ROWS, 2 * this.capacity), maxRows);
+    const capacity = Math.min(wanted, this.maxRows());
     if (capacity <= this.rows) {
       const rows = this.rows + 1;
       const byMemory = Math.floor(MAX_TYPED_ARRAY_LENGTH / Math.max(D, K)) >= rows;

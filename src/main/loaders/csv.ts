@@ -157,19 +157,19 @@ class CsvReader {
   constructor(private readonly path: string, private readonly opts: Resolved) {}
 
   async read(file: FileHandle): Promise<void> {
+    const fileBytes = (await file.stat()).size;
     let buf = Buffer.allocUnsafe(CHUNK_BYTES);
     let filled = 0;
     let line = 0; // physical lines so far
     let newline = 10; // '\n', or '\r' for a file whose first line break is a lone '\r' (classic Mac OS)
-    let first = true;
-    for (;;) {
+    let chunk = 0;
+    for (;; chunk++) {
       const { bytesRead } = await file.read(buf, filled, buf.length - filled, null);
       const eof = bytesRead === 0;
       filled += bytesRead;
       const view = buf.subarray(0, filled);
       let s = 0;
-      if (first) {
-        first = false;
+      if (chunk === 0) {
         if (view[0] === 0xef && view[1] === 0xbb && view[2] === 0xbf) s = 3; // a UTF-8 byte-order mark
         const lf = view.indexOf(10);
         const cr = view.indexOf(13);
@@ -189,6 +189,10 @@ class CsvReader {
           this.line(view, s, e, filled, ++line, quote >= 0 && quote < e);
         }
         break;
+      }
+      if (chunk === 0 && s > 0) {
+        // After the first chunk: room for all the rows at once, from the file's size over its lines'.
+        this.table?.reserve(Math.ceil((1.05 * fileBytes * line) / s) + 16, line + 1);
       }
       // The unfinished line moves to the front; a line longer than the buffer makes it grow, unless
       // the line is already longer than maxLineLength.
