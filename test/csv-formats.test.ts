@@ -225,6 +225,13 @@ describe('headers, quotes and cells', () => {
     expect(Array.from({ length: 6 }, (_, r) => data.rowName(r).replace(/.* line /, ''))).toEqual(['2', '3', '4', '6', '8', '9']);
   });
 
+  it('reads a file whose lines end in a lone carriage return (classic Mac OS), with its line numbers', async () => {
+    // maxLineLength 20: the file must be read as lines, not as one 26-character line.
+    const data = await loadCsv(await csv('x,y,label\r1,2,0\r\r3,4,1\r'), { labelColumns: ['label'], maxLineLength: 20 });
+    expect(Array.from(data.x)).toEqual([1, 2, 3, 4]);
+    expect([data.rowName(0), data.rowName(1)].map((n) => n.replace(/.* line /, ''))).toEqual(['2', '4']);
+  });
+
   it.each([
     ['between two cells', 'x,y,label\n1,2,0\n1,,0\n', /line 3, column 'y': empty cell; expected a number/],
     ['of spaces', 'x,y,label\n1,2,0\n1,  ,0\n', /line 3, column 'y': empty cell; expected a number/],
