@@ -232,6 +232,13 @@ describe('headers, quotes and cells', () => {
     expect([data.rowName(0), data.rowName(1)].map((n) => n.replace(/.* line /, ''))).toEqual(['2', '4']);
   });
 
+  it('refuses a quoted field left open, at its line, without reading the rest of the file into it', async () => {
+    const path = await csv(`x,y,label\n1,2,0\n1,"2,0\n${'3,4,1\n'.repeat(100)}`);
+    await expect(loadCsv(path, { labelColumns: ['label'], maxLineLength: 50 })).rejects.toThrow(
+      /train\.csv line 3: a quoted field opens here and is still open 50 characters later \(options\.maxLineLength\)\nhint: close the quote/,
+    );
+  });
+
   it.each([
     ['between two cells', 'x,y,label\n1,2,0\n1,,0\n', /line 3, column 'y': empty cell; expected a number/],
     ['of spaces', 'x,y,label\n1,2,0\n1,  ,0\n', /line 3, column 'y': empty cell; expected a number/],

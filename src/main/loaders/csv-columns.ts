@@ -43,6 +43,12 @@ export function looksNumeric(cell: string): boolean {
   return cell === '' || !Number.isNaN(Number(cell)) || NON_FINITE.test(cell);
 }
 
+/** A column as messages name it: by its header name when it has one, else by its 0-based index. */
+export function columnName(header: readonly string[] | null, c: number): string {
+  const name = header?.[c];
+  return name !== undefined && name !== '' ? `column '${name}'` : `column ${c}`;
+}
+
 /** A separator other than `used` found in `cells`: a sign that the file was split at the wrong one. */
 export function otherSeparator(cells: readonly string[], used: string): string | undefined {
   return SEPARATORS.find((s) => s !== used && cells.some((cell) => cell.includes(s)));
@@ -203,8 +209,7 @@ class Resolver {
   }
 
   columnName(c: number): string {
-    const name = this.header?.[c];
-    return name !== undefined && name !== '' ? `column '${name}'` : `column ${c}`;
+    return columnName(this.header, c);
   }
 
   private seen(): string | undefined {

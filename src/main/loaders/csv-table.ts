@@ -7,7 +7,7 @@
 import { DataError } from '../errors.js';
 import { currentMemoryLimit, formatBytes, MAX_TYPED_ARRAY_LENGTH } from '../memory.js';
 import { ClassNames } from './class-names.js';
-import { delimiterText, IGNORED, labelOf, looksNumeric, otherSeparator, type ColumnPlan, type Delimiter } from './csv-columns.js';
+import { columnName, delimiterText, IGNORED, labelOf, looksNumeric, otherSeparator, type ColumnPlan, type Delimiter } from './csv-columns.js';
 import { parseDecimal, scanned } from './decimal.js';
 import type { LoadedData } from './loaded.js';
 
@@ -154,8 +154,7 @@ export class CsvTable {
   }
 
   columnName(c: number): string {
-    const name = this.plan.header?.[c];
-    return name !== undefined && name !== '' ? `column '${name}'` : `column ${c}`;
+    return columnName(this.plan.header, c);
   }
 
   /** A cell of a byte line that parseDecimal did not take, read as a string: the ragged-row error first
