@@ -58,13 +58,11 @@ export function parseDecimal(buf: Uint8Array, p: number, end: number, delimiter:
     exponent = fraction - p;
     count -= exponent;
   }
-  if (count === 0 || count > KEPT_DIGITS || d === 53 || d === 21 || exponent < -22) {
-    return parseCareful(buf, start, end, delimiter, tabIsDelimiter); // no digit, or many, or an exponent
-  }
-  // d is the byte after the number, less 48: the delimiter, the end, or spaces.
-  if (p < end && d + 48 !== delimiter) {
-    while (p < end && ((b = buf[p]) === 32 || (b === 9 && !tabIsDelimiter))) p++;
-    if (p < end && buf[p] !== delimiter) return NaN;
+  // d is the byte after the number, less 48: the delimiter, or -1 at the end of the line.
+  if (count === 0 || count > KEPT_DIGITS || (p < end && d + 48 !== delimiter)) {
+    // No digit, more than 15, an exponent, spaces, or not a number. (This function stays under V8's
+    // limit for inlining, 460 bytes of bytecode: the rest is in parseCareful.)
+    return parseCareful(buf, start, end, delimiter, tabIsDelimiter);
   }
   scanned.end = p;
   scanned.exact = true;
