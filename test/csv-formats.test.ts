@@ -129,7 +129,7 @@ describe('delimiters', () => {
 
   it('names the delimiter it used and the one it saw when a named column is missing', async () => {
     await expect(loadCsv(await csv('h,cm\tw,kg\tlabel\n1\t2\t0\n'), { labelColumns: ['label'] })).rejects.toThrow(
-      /train\.csv: no column named 'label' in the header \(line 1\); the columns are 'h', 'cm\tw', 'kg\tlabel'\nthe line was split at ',' \(detected from line 1\), but it contains '\\t' \(tab\): the file may be separated by '\\t' \(tab\)\nhint: set options\.delimiter to "\\t"/,
+      /train\.csv: no column named 'label' in the header \(line 1\); the columns are 'h', 'cm\tw', 'kg\tlabel'\nthe line was split at ',' \(detected from line 1\), but it contains '\\t' \(tab\): the file may be separated by '\\t' \(tab\)\nhint: set options\.delimiter to '\\t' \(tab\)/,
     );
   });
 
@@ -150,7 +150,7 @@ describe('delimiters', () => {
 
   it('hints at the delimiter when a cell holds another separator', async () => {
     await expect(loadCsv(await csv('a,b,label\n1,2,0\n1;5,2,0\n'), { labelColumns: ['label'] })).rejects.toThrow(
-      /train\.csv line 3, column 'a': '1;5' is not a number\nhint: the cell contains ';' but the file is read with the delimiter ',' \(detected from line 1\): set options\.delimiter to ";"/,
+      /train\.csv line 3, column 'a': '1;5' is not a number\nhint: the cell contains ';' but the file is read with the delimiter ',' \(detected from line 1\): set options\.delimiter to ';'/,
     );
   });
 });

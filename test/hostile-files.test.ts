@@ -342,7 +342,7 @@ function csvCases(): Case[] {
     ['a quote inside a field', 'x,y,label\n1,2"3,0\n', /train\.csv line 2, column 'y': a quote inside an unquoted field/],
     ['text after a closing quote', 'x,y,label\n1,"2"3,0\n', /train\.csv line 2, column 'y': a closing quote is followed by more of the field; expected the delimiter "," or the end of the line/],
     ['semicolons detected as commas', 'x,1;y,2;label\n1;2;0\n',
-      /train\.csv: no column named 'label' in the header \(line 1\); the columns are 'x', '1;y', '2;label'\nthe line was split at ',' \(detected from line 1\), but it contains ';': the file may be separated by ';'\nhint: set options\.delimiter to ";"/],
+      /train\.csv: no column named 'label' in the header \(line 1\); the columns are 'x', '1;y', '2;label'\nthe line was split at ',' \(detected from line 1\), but it contains ';': the file may be separated by ';'\nhint: set options\.delimiter to ';'/],
     ['the label column twice', 'x,label,label\n1,2,0\n', /train\.csv: label column 'label' is ambiguous; the header \(line 1\) has it at columns 1, 2/],
     ['only the label column', 'label\n1\n', /train\.csv: every one of the 1 columns is a label column; at least one feature column is needed/],
     ['an IDX file', Buffer.from(LABELS).toString('latin1'), /train\.csv: no column named 'label' in the header \(line 1\)/],

@@ -225,6 +225,6 @@ class Resolver {
 
   private delimiterHint(): string | undefined {
     const seen = this.seen();
-    return seen === undefined ? undefined : `set options.delimiter to ${JSON.stringify(seen)}`;
+    return seen === undefined ? undefined : `set options.delimiter to ${delimiterText(seen)}`;
   }
 }

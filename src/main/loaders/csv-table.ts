@@ -187,7 +187,7 @@ export class CsvTable {
             ? `'${clip(cell)}' looks like a decimal comma; numbers are read with a decimal point (${cell.replace(',', '.')})`
           : seen !== undefined
             ? `the cell contains ${delimiterText(seen)} but the file is read with the delimiter ${delimiterText(this.delim.char)} ` +
-              `(${this.delim.source}): set options.delimiter to ${JSON.stringify(seen)}`
+              `(${this.delim.source}): set options.delimiter to ${delimiterText(seen)}`
             : undefined,
       );
     }
@@ -252,7 +252,7 @@ export class CsvTable {
       const list = known.slice(0, 20).map((n) => `'${clip(n)}'`).join(', ') + (known.length > 20 ? `, ... (${known.length} in all)` : '');
       throw new DataError(
         `${this.where(line, c)}: '${clip(cell)}' is not one of the ${known.length} known class names (${list})`,
-        'options.classNames lists the classes (for a test file, the training file\'s); a class the model was not trained on cannot be scored',
+        "the known classes are the ones given as classNames (for a test file, the training file's); a class the model was not trained on cannot be scored",
       );
     }
     return k;
@@ -326,7 +326,7 @@ export class CsvTable {
 }
 
 const MIXED_LABELS = 'a label column holds either class indices (integers >= 0) or class names; ' +
-  'to read every cell as a class name, give the names in options.classNames';
+  'to read every cell as a class name, pass the names as classNames';
 
 /** Cells in the line buf[s, e): one more than its delimiters (byte lines have no quotes). */
 function countCells(buf: Uint8Array, s: number, e: number, delimiter: number): number {
