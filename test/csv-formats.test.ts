@@ -115,6 +115,12 @@ describe('delimiters', () => {
     expect(data.featureNames).toEqual(['a', 'b']);
   });
 
+  it('counts separators outside quotes only', async () => {
+    // Inside the quotes, as many commas as there are semicolons outside.
+    const data = await loadCsv(await csv('"x,1";"y,2";"label"\n1;2;0\n'), { labelColumns: ['label'] });
+    expect(data.featureNames).toEqual(['x,1', 'y,2']);
+  });
+
   it('splits at a given delimiter, | included', async () => {
     const data = await loadCsv(await csv('a|b|label\n1|2,5|0\n'.replace('2,5', '2.5')), { labelColumns: ['label'], delimiter: '|' });
     expect(Array.from(data.x)).toEqual([1, 2.5]);
