@@ -3,7 +3,8 @@
 // its own process (so its peak memory is its own), timed with the tuner's windows: medians over
 // repetitions after a warm-up. Beside each workload's GFLOP/s, the WebAssembly SIMD ceiling measured on
 // this machine; with --vs-pytorch, PyTorch's own training step on the same workload, run alternately with
-// gradpool's. Prints a table and writes JSON Lines. The instrument for performance work: figures in
+// gradpool's. With the `loading` row (bench-loading.ts), the MB/s of reading CSV and IDX files, beside
+// numpy.loadtxt's. Prints a table and writes JSON Lines. The instrument for performance work: figures in
 // issues and notes come from here, never from tests.
 
 import { spawnSync } from 'node:child_process';
@@ -13,6 +14,10 @@ import { Command, Option } from 'commander';
 import { cpuLimit, loadMnist, measure, Trainer, type TrainerOptions } from '../src/main/index.js';
 import { median } from '../src/main/tune/measure.js';
 import { simdCeiling } from '../src/shared/wasm.js';
+import { benchLoading, loadingTable } from './bench-loading.js';
+
+/** The loading row's name in --only: not a training workload. */
+const LOADING = 'loading';
 
 /** The workload set. Changing it changes what numbers mean: add new names rather than edit these. */
 const WORKLOADS: Record<string, { describe: string; options: TrainerOptions }> = {
@@ -129,7 +134,7 @@ async function parent(argv: string[]): Promise<number> {
   const cpus = cpuLimit();
   const program = new Command('bench')
     .description('Benchmark gradpool on a fixed set of workloads at 1 worker and at every CPU.')
-    .addOption(new Option('--only <names>', `comma-separated workloads (${Object.keys(WORKLOADS).join(', ')})`))
+    .addOption(new Option('--only <names>', `comma-separated workloads (${Object.keys(WORKLOADS).join(', ')}, ${LOADING})`))
     .addOption(new Option('--workers <n,...>', 'worker counts to run').default(`1,${cpus.cpus}`))
     .addOption(new Option('--windows <n>', 'measured windows per run, after a warm-up').default('5'))
     .addOption(new Option('--window-seconds <s>', 'length of each window').default('0.5'))
@@ -144,11 +149,20 @@ async function parent(argv: string[]): Promise<number> {
     await child(name, Number(workers), Number(o.windows), Number(o.windowSeconds), o.kernels);
     return 0;
   }
-  const names = o.only === undefined ? Object.keys(WORKLOADS) : o.only.split(',');
+  const only = o.only === undefined ? [...Object.keys(WORKLOADS), LOADING] : o.only.split(',');
+  const loading = only.includes(LOADING);
+  const names = only.filter((n) => n !== LOADING);
   const unknown = names.filter((n) => !(n in WORKLOADS));
   if (unknown.length > 0) {
-    process.stderr.write(`bench: unknown workload ${unknown.join(', ')}; the workloads are ${Object.keys(WORKLOADS).join(', ')}\n`);
+    process.stderr.write(`bench: unknown workload ${unknown.join(', ')}; the workloads are ${[...Object.keys(WORKLOADS), LOADING].join(', ')}\n`);
     return 2;
+  }
+  const loaded = loading ? await benchLoading() : [];
+  if (loading) process.stdout.write(`gradpool bench: loading, Node ${process.version}\n${loadingTable(loaded)}\n`);
+  if (names.length === 0) {
+    writeFileSync(o.jsonl, loaded.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    process.stdout.write(`wrote ${loaded.length} records to ${o.jsonl}\n`);
+    return 0;
   }
   const counts = [...new Set(o.workers.split(',').map(Number))];
   process.stdout.write(`gradpool bench: ${cpus.cpus} CPUs (${cpus.source}), Node ${process.version}, ${o.kernels} kernels, ${o.windows} windows of ~${o.windowSeconds} s after a warm-up\n`);
@@ -178,8 +192,8 @@ async function parent(argv: string[]): Promise<number> {
     const kernels = names.map((n) => `${n} ${torch.chosen.get(`${WORKLOADS[n].options.layers.join(',')}/${WORKLOADS[n].options.batchSize}`) ?? '?'}`);
     process.stdout.write(`PyTorch's faster BLAS setting in its last run: ${kernels.join('; ')}\n`);
   }
-  writeFileSync(o.jsonl, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  process.stdout.write(`\nwrote ${results.length} records to ${o.jsonl}; overhead = step time - slowest worker's shard compute\n`);
+  writeFileSync(o.jsonl, [...loaded, ...results].map((r) => JSON.stringify(r)).join('\n') + '\n');
+  process.stdout.write(`\nwrote ${loaded.length + results.length} records to ${o.jsonl}; overhead = step time - slowest worker's shard compute\n`);
   return 0;
 }
 

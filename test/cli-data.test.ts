@@ -84,6 +84,41 @@ describe('own data', () => {
     expect(r.out).not.toMatch(/^epoch/m);
   });
 
+  it("trains on semicolon files of class names, the test file's classes in another order, an id column ignored", async () => {
+    // Classes by the rule of writeCsv, named; the test file has only the last two, so alone it would
+    // number them 0 and 1.
+    const write = (path: string, n: number, seed: number, keep: (k: number) => boolean): void => {
+      const rng = new Rng(seed);
+      const names = ['cat', 'dog', 'emu'];
+      const lines = ['id;height;weight;species'];
+      for (let i = 0; lines.length <= n; i++) {
+        const h = rng.uniform(1);
+        const w = rng.uniform(1);
+        const k = h + w > 0.5 ? 2 : h - w > 0 ? 1 : 0;
+        if (keep(k)) lines.push(`row${i};${(170 + 20 * h).toFixed(3)};${(70 + 15 * w).toFixed(3)};${names[k]}`);
+      }
+      writeFileSync(path, lines.join('\n') + '\n');
+    };
+    write(join(dir, 'named-train.csv'), 600, 3, () => true);
+    write(join(dir, 'named-test.csv'), 150, 4, (k) => k > 0);
+    const r = await runCli(['--data', 'csv', '--train', join(dir, 'named-train.csv'), '--test', join(dir, 'named-test.csv'),
+      '--label-column', 'species', '--delimiter', ';', '--ignore-columns', 'id', '--layers', '2,16,3', '--epochs', '15', '--lr', '0.1',
+      '--batch-size', '32', '--out', join(dir, 'named.safetensors')]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/data: CSV .*named-train\.csv, 600 train \/ 150 test; 3 classes by name \("cat", "dog", "emu"\) as 0\.\.2;/);
+    expect(r.out).toMatch(/^data loaded in \d+\.\d\d s \(\d+\.\d kB, \d+\.\d MB\/s\)$/m);
+    expect(Number(/test accuracy (\d+\.\d\d)%\)\n$/.exec(r.out)?.[1])).toBeGreaterThan(90);
+  });
+
+  it('refuses an unknown --delimiter and the CSV flags with another source', async () => {
+    const r = await runCli(['--data', 'csv', '--train', join(dir, 'train.csv'), '--label-column', 'species', '--delimiter', ':']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--delimiter.*expected ',', ';', 'tab' or '\|'/);
+    const s = await runCli(['--ignore-columns', 'id']);
+    expect(s.err).toBe('gradpool: --ignore-columns applies to another --data than mnist\n');
+  });
+
   it('says which flags a data source needs', async () => {
     const r = await runCli(['--data', 'csv', '--train', join(dir, 'train.csv')]);
     expect(r.code).toBe(2);

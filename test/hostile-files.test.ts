@@ -330,7 +330,8 @@ function csvCases(): Case[] {
     ['a fractional label', 'x,y,label\n1,2,0.5\n', /train\.csv line 2, column 'label': '0\.5' is not a class index/],
     ['a label of 3e9', 'x,y,label\n1,2,3e9\n', /train\.csv line 2, column 'label': 3e9 is too large for a class index; expected an integer below 2\^31/],
     ['a label of 1e400', 'x,y,label\n1,2,1e400\n', /train\.csv line 2, column 'label': '1e400' is outside the float32 range/],
-    ['a class name as the label', 'x,y,label\n1,2,setosa\n', /train\.csv line 2, column 'label': 'setosa' is not a number/],
+    ['a class name among class indices', 'x,y,label\n1,2,0\n1,2,setosa\n', /train\.csv line 3, column 'label': 'setosa' is a class name, but the column holds class indices \(line 2 has '0'\)/],
+    ['a class index among class names', 'x,y,label\n1,2,setosa\n1,2,0\n', /train\.csv line 3, column 'label': '0' looks like a class index, but the column holds class names \(line 2 has 'setosa'\)/],
     ['an empty file', '', /train\.csv: no data rows; the file is empty/],
     ['only blank lines', '\n  \n\n', /train\.csv: no data rows; the file is empty/],
     ['a byte-order mark only', '\uFEFF', /train\.csv: no data rows; the file is empty/],
@@ -340,7 +341,8 @@ function csvCases(): Case[] {
     ['a line of 200,000 cells', `x,y,label\n${'1,'.repeat(199_999)}1\n`, /train\.csv line 2: 200000 cells; expected 3 like the header \(line 1\)\nhint: quote fields/],
     ['a quote inside a field', 'x,y,label\n1,2"3,0\n', /train\.csv line 2, column 'y': a quote inside an unquoted field/],
     ['text after a closing quote', 'x,y,label\n1,"2"3,0\n', /train\.csv line 2, column 'y': a closing quote is followed by more of the field; expected the delimiter "," or the end of the line/],
-    ['semicolons for commas', 'x;y;label\n1;2;0\n', /train\.csv: no column named 'label' in the header \(line 1\); the columns are 'x;y;label'/],
+    ['semicolons detected as commas', 'x,1;y,2;label\n1;2;0\n',
+      /train\.csv: no column named 'label' in the header \(line 1\); the columns are 'x', '1;y', '2;label'\nthe line was split at ',' \(detected from line 1\), but it contains ';': the file may be separated by ';'\nhint: set options\.delimiter to ';'/],
     ['the label column twice', 'x,label,label\n1,2,0\n', /train\.csv: label column 'label' is ambiguous; the header \(line 1\) has it at columns 1, 2/],
     ['only the label column', 'label\n1\n', /train\.csv: every one of the 1 columns is a label column; at least one feature column is needed/],
     ['an IDX file', Buffer.from(LABELS).toString('latin1'), /train\.csv: no column named 'label' in the header \(line 1\)/],
@@ -555,10 +557,12 @@ function readIdxPair(imageBytes: Uint8Array, labelBytes: Uint8Array): { x: numbe
 /**
  * What a CSV text of plain characters (no quotes, tabs, carriage returns or non-ASCII) holds under
  * loadCsv's rules, read with split(): a header when any first-row cell is not a number, one 'label'
- * column of class indices, every other column a finite float32 feature. null when it must be refused.
+ * column of class indices, or of class names when its first cell is not a number (indices in sorted
+ * order), every other column a finite float32 feature. null when it must be refused.
  */
 function readPlainCsv(text: string): { x: number[]; y: number[]; lines: number[]; features: number } | null {
   const nonFinite = /^[+-]?(nan|inf|infinity)$/i;
+  const looksNumeric = (c: string): boolean => c === '' || !Number.isNaN(Number(c)) || nonFinite.test(c);
   const isNumber = (cell: string): boolean => cell !== '' && !Number.isNaN(Number(cell)) && Number.isFinite(Math.fround(Number(cell)));
   const records: { cells: string[]; line: number }[] = [];
   text.split('\n').forEach((line, i) => {
@@ -567,18 +571,29 @@ function readPlainCsv(text: string): { x: number[]; y: number[]; lines: number[]
   });
   if (records.length === 0) return null;
   const header = records[0].cells;
-  if (!header.some((c) => !(c === '' || !Number.isNaN(Number(c)) || nonFinite.test(c)))) return null; // no header: 'label' unknown
+  if (!header.some((c) => !looksNumeric(c))) return null; // no header: 'label' unknown
   const labelAt = header.flatMap((c, i) => (c === 'label' ? [i] : []));
   if (labelAt.length !== 1 || header.length < 2) return null;
+  const rows = records.slice(1);
+  if (rows.some((r) => r.cells.length !== header.length)) return null;
+  const labels = rows.map((r) => r.cells[labelAt[0]]);
+  const named = labels.length > 0 && !looksNumeric(labels[0]);
+  const classes = [...new Set(labels)].sort();
   const out = { x: [] as number[], y: [] as number[], lines: [] as number[], features: header.length - 1 };
-  for (const { cells, line } of records.slice(1)) {
-    if (cells.length !== header.length || !cells.every(isNumber)) return null;
-    const label = Number(cells[labelAt[0]]);
-    if (!Number.isInteger(label) || label < 0 || label > 0x7fffffff) return null;
+  for (const { cells, line } of rows) {
+    if (!cells.every((c, i) => i === labelAt[0] || isNumber(c))) return null;
+    const cell = cells[labelAt[0]];
+    if (named) {
+      if (looksNumeric(cell)) return null;
+      out.y.push(classes.indexOf(cell));
+    } else {
+      const label = Number(cell);
+      if (!isNumber(cell) || !Number.isInteger(label) || label < 0 || label > 0x7fffffff) return null;
+      out.y.push(label);
+    }
     cells.forEach((c, i) => {
       if (i !== labelAt[0]) out.x.push(Math.fround(Number(c)));
     });
-    out.y.push(label);
     out.lines.push(line);
   }
   return out.y.length === 0 ? null : out;
@@ -786,17 +801,18 @@ describe('fuzzing', () => {
     console.log(`IDX fuzz: ${outcome.loaded} mutants loaded as their bytes say, ${outcome.refused} refused with DataError`);
   });
 
-  it(`CSV: ${FUZZ_ITERATIONS.csv} mutants of a valid file (seed ${FUZZ_SEED}) load as their text says or throw DataError`, async () => {
-    const rand = random(FUZZ_SEED + 1);
-    const alphabet = new TextEncoder().encode('0123456789,,,\n\n.-+eE xlabNnI"\r\t');
-    const base = new TextEncoder().encode('x,y,label\n1,2,0\n3.5,-4,2\n\n5,6e-1,1\n-0,0x1f,3\n');
+  /** `FUZZ_ITERATIONS.csv` mutants of `baseText` with bytes from `alphabetText`, checked as described. */
+  async function fuzzCsv(seed: number, baseText: string, alphabetText: string): Promise<void> {
+    const rand = random(seed);
+    const alphabet = new TextEncoder().encode(alphabetText);
+    const base = new TextEncoder().encode(baseText);
     const path = join(dir, 'fuzz.csv');
     const outcome = { loaded: 0, refused: 0, plain: 0 };
     const plain = /^[0-9A-Za-z.,+\- \n]*$/;
     for (let i = 0; i < FUZZ_ITERATIONS.csv; i++) {
       const { bytes, ops } = mutate(base, rand, alphabet);
       const text = Buffer.from(bytes).toString('latin1');
-      const where = `seed ${FUZZ_SEED + 1} iteration ${i}: mutated by ${ops.join('; ')} to ${JSON.stringify(text)}`;
+      const where = `seed ${seed} iteration ${i}: mutated by ${ops.join('; ')} to ${JSON.stringify(text)}`;
       writeFileSync(path, bytes);
       const start = performance.now();
       let data: LoadedData | undefined;
@@ -831,6 +847,14 @@ describe('fuzzing', () => {
       }
     }
     console.log(`CSV fuzz: ${outcome.loaded} mutants loaded, ${outcome.refused} refused with DataError; ${outcome.plain} checked against split()`);
+  }
+
+  it(`CSV: ${FUZZ_ITERATIONS.csv} mutants of a valid file (seed ${FUZZ_SEED}) load as their text says or throw DataError`, async () => {
+    await fuzzCsv(FUZZ_SEED + 1, 'x,y,label\n1,2,0\n3.5,-4,2\n\n5,6e-1,1\n-0,0x1f,3\n', '0123456789,,,\n\n.-+eE xlabNnI"\r\t');
+  });
+
+  it(`CSV: ${FUZZ_ITERATIONS.csv} mutants of a file of class names (seed ${FUZZ_SEED}) load as their text says or throw DataError`, async () => {
+    await fuzzCsv(FUZZ_SEED + 3, 'x,y,label\n1,2,cat\n3.5,-4,dog\n\n5,6e-1,cat\n-0,0x1f,emu\n', '0123456789,,,\n\n.-+eE catdogmu;"\r\t');
   });
 
   it('CSV: every prefix of a valid file loads as the prefix says or throws DataError', async () => {

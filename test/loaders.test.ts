@@ -388,9 +388,11 @@ describe('bad CSV input', () => {
     await expect(loadCsv(path, byName)).rejects.toThrow(/train\.csv line 2, column 'species': '-1' is not a class index/);
   });
 
-  it('rejects a class name where a class index is expected', async () => {
-    const path = await csv('x,species\n1,setosa\n');
-    await expect(loadCsv(path, byName)).rejects.toThrow(/train\.csv line 2, column 'species': 'setosa' is not a number/);
+  it('rejects a class name in a column of class indices', async () => {
+    const path = await csv('x,species\n1,0\n2,setosa\n');
+    await expect(loadCsv(path, byName)).rejects.toThrow(
+      /train\.csv line 3, column 'species': 'setosa' is a class name, but the column holds class indices \(line 2 has '0'\)/,
+    );
   });
 
   it("rejects a 'values' target outside [0, 1]", async () => {
@@ -470,7 +472,7 @@ describe('bad CSV input', () => {
   });
 
   it('reports bad data as a DataError', async () => {
-    const path = await csv('x,species\n1,abc\n');
+    const path = await csv('x,species\nabc,1\n');
     await expect(loadCsv(path, byName)).rejects.toBeInstanceOf(DataError);
   });
 });

@@ -1,4 +1,5 @@
-// What the training script prints beside the epoch lines (the library's epochText): the header and the
+// What the training script prints beside the epoch lines (the library's epochText): the header, the
+// data's loading time and the
 // confusion matrix.
 
 import type { Trainer } from '../main/index.js';
@@ -27,4 +28,12 @@ export function headerText(
     (p.epoch > 0 || p.batch > 0
       ? `resuming after epoch ${p.epoch}${p.batch > 0 ? ` and ${p.batch} batches of epoch ${p.epoch + 1}` : ''} (step ${p.step}) from ${resumedFrom}\n`
       : '');
+}
+
+/** How long reading the data took, and at what rate when files were read. */
+export function loadingLine(loading: { seconds: number; bytes: number }): string {
+  const { seconds, bytes } = loading;
+  const size = bytes < 1e6 ? `${(bytes / 1e3).toFixed(1)} kB` : `${(bytes / 1e6).toFixed(1)} MB`;
+  const rate = bytes === 0 ? '' : ` (${size}, ${(bytes / 1e6 / Math.max(seconds, 1e-6)).toFixed(1)} MB/s)`;
+  return `data loaded in ${seconds.toFixed(2)} s${rate}\n`;
 }

@@ -63,6 +63,14 @@ export interface Flags extends DataFlags, ScheduleFlags {
 /** Flags that --resume may change; every other one is the saved run's. */
 export const RESUMABLE = new Set(['epochs', 'workers', 'out', 'metrics', 'plot', 'progress', 'resume']);
 
+/** --delimiter: a separator by character or name; a typed '\t' (backslash, t) is a tab. */
+const DELIMITERS: Record<string, string> = { ',': ',', ';': ';', '|': '|', '\t': '\t', tab: '\t', '\\t': '\t' };
+function delimiterFlag(text: string): string {
+  const d = DELIMITERS[text.toLowerCase()];
+  if (d === undefined) throw new InvalidArgumentError("expected ',', ';', 'tab' or '|'");
+  return d;
+}
+
 const layerList = positiveIntList('at least two positive integers separated by commas, input width first (e.g. 784,128,10)');
 
 export function buildProgram(): Command {
@@ -116,6 +124,10 @@ export function buildProgram(): Command {
     .addOption(o('--train <file.csv>', 'csv: training data'))
     .addOption(o('--test <file.csv>', 'csv: test data, evaluated at the end'))
     .addOption(o('--label-column <name|index,...>', 'csv: the label column(s), by header name or 0-based index'))
+    .addOption(o('--delimiter <char>', "csv: the field separator: ',', ';', 'tab' or '|' (default: tab for .tsv, else detected from the first line)")
+      .argParser(delimiterFlag))
+    .addOption(o('--feature-columns <name|index,...>', 'csv: the feature columns, in this order (default: every column but the labels and --ignore-columns)'))
+    .addOption(o('--ignore-columns <name|index,...>', 'csv: columns to leave out (an id, a name, a date)'))
     .addOption(o('--train-images <file>', 'idx: training images (gzip or not)'))
     .addOption(o('--train-labels <file>', 'idx: training labels'))
     .addOption(o('--test-images <file>', 'idx: test images'))

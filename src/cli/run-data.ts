@@ -1,7 +1,9 @@
 // The data the training script's flags name: bundled MNIST, IDX or CSV files, with a seeded validation
-// split, and the model's preprocessing for them (the normalisation fitted on the training split, the
-// column and class names), or the one a checkpoint recorded; and the check that a source has its files.
+// split, how long loading took, and the model's preprocessing for them (the normalisation fitted on the
+// training split, the column and class names), or the one a checkpoint recorded; and the check that a
+// source has its files.
 
+import { statSync } from 'node:fs';
 import {
   applyNormalization, fitPreprocessing, loadCsv, loadIdx, loadMnist, splitValidation,
   type LoadedData, type NormalizeMode, type Preprocessing, type ResolvedPreprocessing,
@@ -18,6 +20,10 @@ export interface DataFlags {
   testImages?: string;
   testLabels?: string;
   labelColumn?: string;
+  /** CSV: the delimiter, already a character (',', ';', '\t', '|'); detected when not given. */
+  delimiter?: string;
+  featureColumns?: string;
+  ignoreColumns?: string;
   normalize?: NormalizeMode;
   validationSplit?: number;
 }
@@ -33,6 +39,8 @@ export interface RunData {
   /** For a new model: the preprocessing fitted on the training split (the data stays raw; the Trainer
    *  applies it). null when the model's own is used (recorded, or the legacy path below). */
   preprocessing: Preprocessing | null;
+  /** Reading the files: seconds, and the bytes of the files read (0 for the bundled MNIST). */
+  loading: { seconds: number; bytes: number };
 }
 
 /** Where the model's preprocessing comes from: fitted on this run's training split, recorded in the
@@ -59,7 +67,10 @@ export function checkDataFlags(f: DataFlags): void {
     const given = flags.filter(([, v]) => v !== undefined).map(([n]) => n);
     if (given.length > 0) throw new UsageError(`${given.join(', ')} ${given.length > 1 ? 'apply' : 'applies'} to another --data than ${f.data}`);
   };
-  const csv: [string, string | undefined][] = [['--train', f.train], ['--test', f.test], ['--label-column', f.labelColumn]];
+  const csv: [string, string | undefined][] = [
+    ['--train', f.train], ['--test', f.test], ['--label-column', f.labelColumn], ['--delimiter', f.delimiter],
+    ['--feature-columns', f.featureColumns], ['--ignore-columns', f.ignoreColumns],
+  ];
   const idx: [string, string | undefined][] = [
     ['--train-images', f.trainImages], ['--train-labels', f.trainLabels], ['--test-images', f.testImages], ['--test-labels', f.testLabels],
   ];
@@ -79,6 +90,9 @@ export function checkDataFlags(f: DataFlags): void {
   if (v !== undefined && !(v >= 0 && v < 1)) throw new UsageError(`--validation-split takes a fraction in [0, 1); got ${v}`);
 }
 
+/** A comma-separated list of columns: 0-based indices or header names. */
+const columnList = (text: string): (string | number)[] => text.split(',').map((c) => (/^\d+$/.test(c.trim()) ? Number(c) : c.trim()));
+
 /** Loads the data the flags name, validated as it is read; softmax losses take class indices. */
 export async function loadRunData(
   f: DataFlags, classIndexTargets: boolean, seed: number, source: PreprocessingSource = { kind: 'fit' },
@@ -86,6 +100,8 @@ export async function loadRunData(
   let train: LoadedData;
   let test: LoadedData | undefined;
   let description: string;
+  const start = performance.now();
+  let files: string[] = [];
   if (f.data === 'mnist') {
     const m = loadMnist();
     train = m.train;
@@ -94,14 +110,29 @@ export async function loadRunData(
   } else if (f.data === 'idx') {
     train = await loadIdx(f.trainImages as string, f.trainLabels as string);
     test = f.testImages === undefined ? undefined : await loadIdx(f.testImages, f.testLabels as string);
+    files = [f.trainImages, f.trainLabels, f.testImages, f.testLabels].filter((p) => p !== undefined) as string[];
     description = `IDX ${f.trainImages}, ${train.rows} train` + (test === undefined ? '' : ` / ${test.rows} test`);
   } else {
-    const labelColumns = (f.labelColumn as string).split(',').map((c) => (/^\d+$/.test(c.trim()) ? Number(c) : c.trim()));
-    const targets = classIndexTargets && labelColumns.length === 1 ? 'index' : 'values';
-    train = await loadCsv(f.train as string, { labelColumns, targets });
-    test = f.test === undefined ? undefined : await loadCsv(f.test, { labelColumns, targets });
+    const labelColumns = columnList(f.labelColumn as string);
+    const options = {
+      labelColumns,
+      targets: classIndexTargets && labelColumns.length === 1 ? 'index' : 'values',
+      delimiter: f.delimiter,
+      featureColumns: f.featureColumns === undefined ? undefined : columnList(f.featureColumns),
+      ignoreColumns: f.ignoreColumns === undefined ? undefined : columnList(f.ignoreColumns),
+    } as const;
+    train = await loadCsv(f.train as string, options);
+    // The test file's class names take the training file's indices, whatever order it lists them in.
+    test = f.test === undefined ? undefined : await loadCsv(f.test, { ...options, classNames: train.classNames });
+    files = [f.train, f.test].filter((p) => p !== undefined) as string[];
     description = `CSV ${f.train}, ${train.rows} train` + (test === undefined ? '' : ` / ${test.rows} test`);
+    const names = train.classNames;
+    if (names !== undefined) {
+      const shown = names.slice(0, 10).map((n) => JSON.stringify(n)).join(', ') + (names.length > 10 ? ', ...' : '');
+      description += `; ${names.length} classes by name (${shown}) as 0..${names.length - 1}`;
+    }
   }
+  const loading = { seconds: (performance.now() - start) / 1000, bytes: files.reduce((sum, p) => sum + statSync(p).size, 0) };
   let validation: LoadedData | undefined;
   if (f.validationSplit !== undefined && f.validationSplit > 0) {
     const split = splitValidation(train, f.validationSplit, seed);
@@ -133,5 +164,6 @@ export async function loadRunData(
     test,
     description,
     preprocessing,
+    loading,
   };
 }

@@ -9,7 +9,7 @@ import {
   BestMetric, cpuLimit, curvesSvg, defaultLoss, epochText, isSoftmaxLoss, loadCheckpoint, metadataJson, parsePreprocessing,
   reportText, RUN_KEY, RunClock, Trainer, writeFileAtomic, type EpochRecord,
 } from '../main/index.js';
-import { headerText, matrixText } from './output.js';
+import { headerText, loadingLine, matrixText } from './output.js';
 import { parseFlags } from './parse.js';
 import { buildProgram, type Flags } from './program.js';
 import { MetricsFile, ProgressBar } from './progress.js';
@@ -62,6 +62,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
       return 0;
     }
     out.write(headerText(trainer, data, flags.resume));
+    out.write(loadingLine(data.loading));
     return await train(trainer, data, flags, outPath, out);
   } catch (err) {
     return failure('gradpool', err);

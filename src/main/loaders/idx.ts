@@ -191,15 +191,20 @@ export async function loadIdx(imagesPath: string, labelsPath?: string): Promise<
     4 * rows * features + images.data.byteLength + (labels?.data.byteLength ?? 0));
   const x = new Float32Array(rows * features);
   const src = images.data;
-  for (let i = 0; i < src.length; i++) {
-    const v = Math.fround(src[i]);
-    if (!Number.isFinite(v)) {
-      const r = Math.floor(i / features);
-      throw new DataError(
-        `${imagesPath} image ${r}, value ${i - r * features}: ${src[i]} is not a finite float32; features must be finite numbers`,
-      );
+  // Integers of at most 32 bits are finite float32s: one native conversion. Floats are checked one by one.
+  if (src instanceof Float32Array || src instanceof Float64Array) {
+    for (let i = 0; i < src.length; i++) {
+      const v = Math.fround(src[i]);
+      if (!Number.isFinite(v)) {
+        const r = Math.floor(i / features);
+        throw new DataError(
+          `${imagesPath} image ${r}, value ${i - r * features}: ${src[i]} is not a finite float32; features must be finite numbers`,
+        );
+      }
+      x[i] = v;
     }
-    x[i] = v;
+  } else {
+    x.set(src);
   }
   const rowName = (r: number): string => `${imagesPath} image ${r}`;
   if (labels === null) return { x, y: new Int32Array(0), rows, features, targetColumns: 0, rowName };

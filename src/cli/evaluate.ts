@@ -1,0 +1,66 @@
+// `gradpool evaluate model.safetensors --test test.csv` (or --test-images and --test-labels): a saved
+// model's loss, accuracy, confusion matrix and per-class report on labelled data, read and normalised
+// with the model's recorded preprocessing, so the figures are the ones training printed at its end.
+
+import { Command, Option } from 'commander';
+import { loadIdx, reportText, type Trainer } from '../main/index.js';
+import { modelLine, openModel } from './model-command.js';
+import { isIdxName, loadCsvForModel } from './model-data.js';
+import { matrixText } from './output.js';
+import { parseFlags, positiveInt } from './parse.js';
+import { failure, UsageError } from './usage-error.js';
+
+interface EvaluateFlags {
+  test?: string;
+  testImages?: string;
+  testLabels?: string;
+  labelColumn?: string;
+  workers?: number;
+}
+
+export function buildEvaluateProgram(): Command {
+  return new Command('gradpool evaluate')
+    .description("Evaluate a saved model on labelled data: loss, accuracy, confusion matrix and per-class report, with the model's own preprocessing.")
+    .argument('<model>', 'a checkpoint written by gradpool (the training script or trainer.save())')
+    .addOption(new Option('--test <file>', 'a CSV file with the label column (its feature columns as the model records them)'))
+    .addOption(new Option('--test-images <file>', 'IDX images (e.g. t10k-images-idx3-ubyte.gz), with --test-labels'))
+    .addOption(new Option('--test-labels <file>', 'IDX labels, with --test-images'))
+    .addOption(new Option('--label-column <names>', "the CSV label column(s), by name or 0-based index (default: the model's)"))
+    .addOption(new Option('--workers <n>', 'worker threads (default: the CPUs)').argParser(positiveInt()))
+    .showHelpAfterError(false)
+    .exitOverride();
+}
+
+export async function evaluateMain(argv: string[], out: NodeJS.WriteStream = process.stdout): Promise<number> {
+  const program = buildEvaluateProgram();
+  const parsed = parseFlags<EvaluateFlags>(program, argv, out, 'gradpool evaluate');
+  if ('code' in parsed) return parsed.code;
+  const f = parsed.flags;
+  const modelPath = program.args[0];
+  let trainer: Trainer | null = null;
+  try {
+    if ((f.test === undefined) === (f.testImages === undefined)) {
+      throw new UsageError('give the data to evaluate on: --test file.csv, or --test-images and --test-labels');
+    }
+    if ((f.testImages === undefined) !== (f.testLabels === undefined)) throw new UsageError('--test-images and --test-labels go together');
+    if (f.test !== undefined && isIdxName(f.test)) throw new UsageError(`--test ${f.test} looks like an IDX file: give --test-images and --test-labels`);
+    trainer = await openModel(modelPath, f.workers);
+    out.write(modelLine(trainer, modelPath));
+    const data = f.test !== undefined
+      ? await loadCsvForModel(trainer, f.test, true, f.labelColumn)
+      : await loadIdx(f.testImages as string, f.testLabels as string);
+    const e = await trainer.evaluate(data);
+    const names = trainer.preprocessing?.classNames ?? undefined;
+    out.write(`data: ${f.test ?? f.testImages}, ${e.rows} rows\n`);
+    if (e.confusion !== null) {
+      out.write(`confusion matrix (rows: true class, columns: predicted):\n${matrixText(e.confusion, names)}`);
+    }
+    out.write(`per-class report:\n${reportText(e.report, names)}`);
+    out.write(`loss ${e.loss.toFixed(4)}, accuracy ${(100 * e.accuracy).toFixed(2)}%\n`);
+    return 0;
+  } catch (err) {
+    return failure('gradpool evaluate', err);
+  } finally {
+    await trainer?.close();
+  }
+}
