@@ -40,6 +40,15 @@ export class CheckpointError extends GradpoolError {
   }
 }
 
+/** Why a worker was stopped: it made no progress for options.workerTimeout ms (or for a few seconds
+ *  after a stop was requested). The cause of a ShardFailure when that kept happening. */
+export class WorkerTimeout extends GradpoolError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkerTimeout';
+  }
+}
+
 /** A shard (or the update after the shards) whose workers failed more often than options.shardRetries
  *  allows; fit() rejects with it, its samples named in the message. */
 export class ShardFailure extends GradpoolError {
