@@ -4,6 +4,7 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, DataError, type TrainerOptions } from '../src/main/index.js';
+import { setMemoryLimit } from '../src/main/memory.js';
 
 const open: Trainer[] = [];
 afterAll(async () => {
@@ -51,12 +52,30 @@ describe('options', () => {
     ['an unknown schedule', { layers: [4, 2], schedule: { name: 'warm' } }, /options\.schedule/],
     ['a schedule interval typo', { layers: [4, 2], scheduleInterval: 'batch' }, /options\.scheduleInterval must be one of 'epoch', 'step'; got "batch"/],
     ['a zero clipping norm', { layers: [4, 2], clipGradNorm: 0 }, /options\.clipGradNorm/],
+    // Sizes that pass the type checks but with which no worker could start or run (issue 14, row 1).
+    ['a workerHeapMb no worker starts in', { layers: [4, 2], workerHeapMb: 7 }, /options\.workerHeapMb must be at least 8 \(MB\), the heap a worker thread needs to start; got 7/],
+    ['more shards than a pool makes slots for', { layers: [4, 2], shards: 1e7, batchSize: 2e7 }, /options\.shards must be at most 65536, the most shard slots a pool makes; got 10000000/],
+    ['a batch whose shard activations no typed array holds', { layers: [784, 128, 10], batchSize: 2e8, kernels: 'js' },
+      /a worker's activations: 50000000 rows per shard \(options\.batchSize 200000000 in options\.shards 4\) x 784 floats need 156\.8 GB as 39200000000 values, more than the 4294967296 values/],
   ];
   for (const [what, options, message] of cases) {
     it(`refuses ${what}`, () => {
       expect(() => new Trainer(options as unknown as TrainerOptions)).toThrow(message);
     });
   }
+
+  it("refuses a batch whose workers' activations do not fit in memory, naming batchSize and shards", () => {
+    setMemoryLimit({ bytes: 1e9, source: 'a test limit' });
+    try {
+      // 2 workers x 250,000 rows per shard x (784 inputs, 10 logits and their gradient, a class index, and
+      // 3 x 10 targets, probabilities and losses = 835 floats) x 4 bytes = 1.67 GB of activations
+      expect(() => new Trainer({ layers: [784, 10], batchSize: 1e6, workers: 2, kernels: 'js' })).toThrow(
+        /^model: 7850 parameters in 9 float32 buffers \(parameters, momentum, gradient, 4 shard slots: [\d.]+ kB\) and 2 workers' activations for 250000 rows per shard \(options\.batchSize 1000000 in options\.shards 4\): 1\.7 GB need 1\.7 GB, more than the 1\.0 GB memory limit \(a test limit\)\nhint: .*a smaller options\.batchSize or more options\.shards need less per worker/,
+      );
+    } finally {
+      setMemoryLimit(undefined);
+    }
+  });
 
   it('fills the defaults PyTorch users expect', () => {
     const t = make({ layers: [4, 3], workers: 1 });

@@ -174,7 +174,11 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
   oneOf('options.loss', o.loss, LOSSES);
   oneOf('options.reduction', o.reduction, ['mean', 'sum']);
   positiveInteger('options.batchSize', o.batchSize);
-  integerIn('options.shards', o.shards, 1, MAX_SHARDS);
+  positiveInteger('options.shards', o.shards);
+  if (o.shards > MAX_SHARDS) {
+    throw new OptionRangeError(`options.shards must be at most ${MAX_SHARDS}, the most shard slots a pool makes; got ${o.shards}`,
+      'a few shards per worker are enough: results are bit-identical across worker counts for one value');
+  }
   boolean('options.shuffle', o.shuffle);
   integerIn('options.seed', o.seed, 0, 0xffffffff);
   validateSGD(o);
