@@ -12,7 +12,7 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
   const changed = Object.keys(flags).filter((k) => program.getOptionValueSource(k) === 'cli' && !RESUMABLE.has(k));
   if (changed.length > 0) {
     const names = changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --out, --metrics, --no-progress)`);
+    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --worker-timeout, --out, --metrics, --no-progress)`);
   }
   const ckpt = await loadCheckpoint(flags.resume);
   const text = ckpt.metadata[RUN_KEY];
@@ -26,12 +26,13 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
     ...saved,
     epochs: explicit('epochs') ? flags.epochs : (saved.epochs ?? flags.epochs),
     workers: flags.workers,
+    workerTimeout: explicit('workerTimeout') ? flags.workerTimeout : (saved.workerTimeout ?? flags.workerTimeout),
     out: explicit('out') ? flags.out : flags.resume,
     metrics: flags.metrics,
     progress: flags.progress,
     resume: flags.resume,
   };
-  const trainer = await Trainer.load(flags.resume, { workers: flags.workers });
+  const trainer = await Trainer.load(flags.resume, { workers: flags.workers, workerTimeout: merged.workerTimeout });
   return { flags: merged, resumed: trainer };
 }
 
