@@ -10,12 +10,12 @@ import { metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, STATE_KE
 import { assignParameters } from './checkpoint/parameters.js';
 import type { Checkpoint } from './checkpoint/safetensors.js';
 import { CheckpointError, DataError, GradpoolError, ShardFailure } from './errors.js';
-import { confusionMatrices } from './evaluation.js';
+import { evaluationCounts } from './evaluation.js';
 import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
 import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { epochOrder } from './order.js';
-import { classReport } from './report.js';
+import { reportOfCounts } from './report.js';
 import { freshState, parseState, stateJson, type TrainingState } from './state.js';
 import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
 import { stepTiming } from './timing.js';
@@ -150,7 +150,7 @@ export class Trainer {
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
     const data = shareDataset(train, this.config, this.loss, 'training data', { losses: true });
     const val = fit.validation === undefined ? undefined
-      : shareDataset(fit.validation, this.config, this.loss, 'validation data', { probabilities: true });
+      : shareDataset(fit.validation, this.config, this.loss, 'validation data');
     const stop = (): void => this.core.requestStop();
     fit.signal?.addEventListener('abort', stop);
     try {
@@ -200,9 +200,10 @@ export class Trainer {
       }
       const record = this.closeEpoch(epoch, batches, lr, data.rows, first, t0);
       if (val !== undefined) {
-        const ev = await this.evaluateShared(val);
-        record.valLoss = ev.loss;
-        record.valAccuracy = ev.accuracy;
+        // Loss and accuracy only: the per-class report is evaluate()'s.
+        const sums = await this.forwardAll(val);
+        record.valLoss = sums.lossSum / sums.weightSum;
+        record.valAccuracy = sums.correct / sums.counted;
       }
       history.push(record);
       await fit.onEpoch?.(record);
@@ -393,13 +394,13 @@ export class Trainer {
 
   private async evaluateShared(data: SharedDataset): Promise<Evaluation> {
     const sums = await this.forwardAll(data);
-    const confusions = confusionMatrices(data, this.config, this.loss);
+    const { counts, confusion } = evaluationCounts(data, this.config, this.loss);
     return {
       loss: sums.lossSum / sums.weightSum,
       accuracy: sums.correct / sums.counted,
       rows: data.rows,
-      confusion: confusions.length === 1 ? confusions[0] : null,
-      report: classReport(confusions),
+      confusion,
+      report: reportOfCounts(counts),
     };
   }
 }
