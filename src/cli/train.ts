@@ -24,6 +24,27 @@ class Interrupted extends Error {
   }
 }
 
+/** The parent process when this one started: under `npm run train`, npm's shell. */
+const LAUNCHED_BY = process.ppid;
+/** How often a run started by npm looks whether its parent is still there. */
+const PARENT_POLL_MS = 500;
+
+/**
+ * Calls `orphaned` once this process has lost the parent it started with, when npm started it: npm
+ * passes a SIGTERM to its shell, not to the shell's child, so the trainer would otherwise go on alone.
+ * Not for other parents: a run under nohup is meant to outlive its shell. Returns the stop function.
+ */
+function watchParent(orphaned: () => void): () => void {
+  if (process.env.npm_lifecycle_event === undefined) return () => {};
+  const timer = setInterval(() => {
+    if (process.ppid === LAUNCHED_BY) return;
+    clearInterval(timer);
+    orphaned();
+  }, PARENT_POLL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** Errors that mean the user asked for something that cannot be done: exit 2, as a bad flag. */
 function isUsageError(err: unknown): boolean {
   return err instanceof UsageError || err instanceof DataError || err instanceof CheckpointError || isOptionError(err);
@@ -85,6 +106,8 @@ async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: str
   const onSignal = (signal: NodeJS.Signals): void => interrupt.abort(new Interrupted(signal));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  // npm's SIGTERM reaches its shell, which dies and leaves this process: the same as a SIGTERM here.
+  const unwatch = watchParent(() => onSignal('SIGTERM'));
   try {
     await trainer.fit(data.train, {
       signal: interrupt.signal,
@@ -112,6 +135,7 @@ async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: str
     );
     return err.signal === 'SIGINT' ? 130 : 143;
   } finally {
+    unwatch();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     metrics.close();
