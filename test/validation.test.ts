@@ -118,6 +118,17 @@ describe('data', () => {
     await expect(t.evaluate({ x: [1, 2, Infinity], y: [0] })).rejects.toThrow(/evaluation data: x row 0, column 2 is Infinity/);
   });
 
+  it('refuses features beyond the float32 range, naming row and column, as the CSV loader does', async () => {
+    // 1e39 and -3.5e38 are finite doubles but Infinity as float32 (the largest float32 is about 3.4028e38).
+    await expect(t.fit({ x: new Float64Array([1, 2, 3, 4, 1e39, 6]), y: [0, 1] })).rejects.toThrow(
+      /^training data: x row 1, column 1 is 1e\+39, outside the float32 range \(about ±3\.4e38\); every feature must fit in a float32/,
+    );
+    await expect(t.predict([[1, 2, 3], [-3.5e38, 5, 6]])).rejects.toThrow(/^predict input: x row 1, column 0 is -3\.5e\+38, outside the float32 range/);
+    await expect(t.evaluate({ x: [[1, 2, 3e38 * 2]], y: [0] })).rejects.toThrow(/^evaluation data: x row 0, column 2 is 6e\+38, outside the float32 range/);
+    // the largest float32 itself is a value like any other
+    await expect(t.predict([[3.4028234663852886e38, 0, -3.4028234663852886e38]])).resolves.toHaveLength(4);
+  });
+
   it('refuses a class index out of range, naming the sample', async () => {
     await expect(t.fit({ x: [[1, 2, 3], [4, 5, 6]], y: [0, 4] })).rejects.toThrow(
       /training data: y\[1\] = 4 is not a class index in \[0, 4\) \(the model has 4 outputs\)\nhint: end layers in the number of classes \(at least 5\)/,
