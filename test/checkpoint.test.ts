@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CheckpointError } from '../src/main/errors.js';
+import { CheckpointError, FileError } from '../src/main/errors.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/main/checkpoint/file.js';
 import { assignParameters } from '../src/main/checkpoint/parameters.js';
 import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from '../src/main/checkpoint/safetensors.js';
@@ -331,6 +331,31 @@ describe('atomic save', () => {
     const kept = await loadCheckpoint(path);
     expect(Array.from(kept.params)).toEqual(Array.from(TINY_PARAMS));
     expect(kept.metadata.epoch).toBe('1');
+  });
+
+  it('names the checkpoint, not its temp file, when the disk fills', async () => {
+    const path = join(dir, 'model.safetensors');
+    fsFaults.fail = 'write';
+    const err = await saveCheckpoint(path, TINY, TINY_PARAMS).then(() => null, (e: unknown) => e as FileError);
+    fsFaults.fail = null;
+    expect(err).toBeInstanceOf(FileError);
+    expect(err?.message).toBe(`${path}: cannot write the file (ENOSPC: injected write failure)\nhint: the disk is full: free some space, or write to another disk`);
+    expect(err?.path).toBe(path);
+    expect(err?.code).toBe('ENOSPC');
+  });
+
+  it('removes the temp files of the same target left by a killed process at the next save, and no others', async () => {
+    const path = join(dir, 'model.safetensors');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid as number; // a process that has exited
+    const stale = [`model.safetensors.tmp-${gone}-0123456789ab`, `model.safetensors.tmp-${gone}-ba9876543210`];
+    const kept = [
+      `model.safetensors.tmp-${process.ppid}-0123456789ab`, // a live process may be writing it
+      `other.safetensors.tmp-${gone}-0123456789ab`, // another target's
+      `model.safetensors.tmp-${gone}-notmine`, // not a temp file of this writer
+    ];
+    for (const name of [...stale, ...kept]) await writeFile(join(dir, name), 'half a checkpoint');
+    await saveCheckpoint(path, TINY, TINY_PARAMS);
+    expect((await readdir(dir)).sort()).toEqual(['model.safetensors', ...kept].sort());
   });
 
   it('replaces a larger checkpoint completely with a smaller one', async () => {

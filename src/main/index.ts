@@ -8,7 +8,8 @@ export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduc
 export type { LossOptions } from './loss-options.js';
 export type { Dataset, Features } from './data.js';
 export {
-  CheckpointError, DataError, GradpoolError, isOptionError, NonfiniteError, OptionRangeError, OptionTypeError, ShardFailure,
+  CheckpointError, DataError, FileError, GradpoolError, isOptionError, NonfiniteError, OptionRangeError, OptionTypeError, ShardFailure,
+  WorkerTimeout,
 } from './errors.js';
 export { ACTIVATIONS, defaultLoss, isSoftmaxLoss, LOSSES, type ModelConfig, type Activation, type LossName } from '../shared/model.js';
 export type { ScheduleSpec } from '../shared/schedule.js';
