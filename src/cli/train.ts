@@ -3,8 +3,7 @@
 // mid-epoch), and evaluates on the test data at the end. The only place that prints and exits; it uses
 // the library through its public API alone.
 
-import { existsSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import {
   CheckpointError, DataError, defaultLoss, isOptionError, isSoftmaxLoss, metadataJson, reportText, RUN_KEY, Trainer,
 } from '../main/index.js';
@@ -16,6 +15,7 @@ import { resolveRun, savedRun } from './resume.js';
 import { checkDataFlags, loadRunData, type RunData } from './run-data.js';
 import { trainerOptions } from './trainer-options.js';
 import { UsageError } from './usage-error.js';
+import { checkWritableFile } from './writable.js';
 
 /** fit()'s abort reason when a signal interrupts training. */
 class Interrupted extends Error {
@@ -69,12 +69,13 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
   }
   const flags = run.flags;
   const outPath = resolve(flags.out);
-  if (!existsSync(dirname(outPath)) || !statSync(dirname(outPath)).isDirectory()) {
-    await run.resumed?.close();
-    return fail(`--out ${flags.out}: the folder ${dirname(outPath)} does not exist`, 2);
-  }
   let trainer: Trainer | null = run.resumed;
+  let metrics: MetricsFile | null = null;
   try {
+    // Where the run writes is checked before any work: a run that cannot save is a usage error.
+    checkWritableFile('--out', flags.out);
+    if (flags.metrics !== undefined) checkWritableFile('--metrics', flags.metrics);
+    metrics = new MetricsFile(flags.metrics);
     checkDataFlags(flags);
     const data = await loadRunData(flags, isSoftmaxLoss(flags.loss ?? defaultLoss(flags.layers[flags.layers.length - 1])), flags.seed);
     if (trainer === null) {
@@ -87,19 +88,21 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
       return 0;
     }
     out.write(headerText(trainer, data, flags.resume));
-    return await train(trainer, data, flags, outPath, out);
+    return await train(trainer, data, flags, outPath, out, metrics);
   } catch (err) {
     return fail((err as Error).message, isUsageError(err) ? 2 : 1);
   } finally {
+    metrics?.close();
     await trainer?.close();
   }
 }
 
 /** The epochs, saved after each; the test evaluation at the end; the interrupt handled on the way. */
-async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: string, out: NodeJS.WriteStream): Promise<number> {
+async function train(
+  trainer: Trainer, data: RunData, flags: Flags, outPath: string, out: NodeJS.WriteStream, metrics: MetricsFile,
+): Promise<number> {
   const runMeta = { [RUN_KEY]: metadataJson(savedRun(flags)) };
   const bar = new ProgressBar(out, flags.progress, flags.epochs);
-  const metrics = new MetricsFile(flags.metrics);
   // Ctrl-C or SIGTERM: the step under way finishes, the run is saved, and the message says how to go
   // on. A second signal ends the process at once (the checkpoint file is replaced atomically).
   const interrupt = new AbortController();
@@ -127,18 +130,26 @@ async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: str
     if (!(err instanceof Interrupted)) throw err;
     bar.stop();
     const p = trainer.progress;
-    await trainer.save(outPath, runMeta);
+    const where = `interrupted by ${err.signal} after step ${p.step} (epoch ${p.epoch + (p.batch > 0 ? 1 : 0)}` +
+      `${p.batch > 0 ? `, batch ${p.batch}` : ''})`;
+    const code = err.signal === 'SIGINT' ? 130 : 143;
+    try {
+      await trainer.save(outPath, runMeta);
+    } catch (saveErr) {
+      // The interrupt is still the outcome: its code, and what is on disk.
+      process.stderr.write(`gradpool: ${where}; the save failed: ${(saveErr as Error).message}\n` +
+        `whatever was at ${outPath} is as the last save left it\n`);
+      return code;
+    }
     process.stderr.write(
-      `gradpool: interrupted by ${err.signal} after step ${p.step} (epoch ${p.epoch + (p.batch > 0 ? 1 : 0)}` +
-      `${p.batch > 0 ? `, batch ${p.batch}` : ''}); saved ${outPath}\n` +
+      `gradpool: ${where}; saved ${outPath}\n` +
       `to go on from there: npm run train -- --resume ${flags.out} (or: gradpool --resume ${flags.out})\n`,
     );
-    return err.signal === 'SIGINT' ? 130 : 143;
+    return code;
   } finally {
     unwatch();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
-    metrics.close();
   }
   const evaluation = data.test !== undefined ? await trainer.evaluate(data.test) : null;
   if (evaluation !== null) {
