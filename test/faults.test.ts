@@ -103,6 +103,21 @@ describe('worker failures', () => {
   }, 60_000);
 });
 
+describe('worker timeouts', () => {
+  it('names the timeout first, not the shard, when workers keep being stopped by workerTimeout', async () => {
+    // Before, this read "failed on 3 workers in a row, so it is not bad luck but something in the shard
+    // or the code", with the timeout last; with a workerTimeout of a few ms healthy workers end so too.
+    await withFaults([{ kind: 'hang', phase: 'compute', shard: 1 }], async () => {
+      const t = make({ ...base, workers: 2, shardRetries: 2, shuffle: false, workerTimeout: 100 });
+      const err = await t.fit(data).then(() => null, (e: unknown) => e as Error);
+      expect(err?.name).toBe('ShardFailure');
+      expect(err?.message).toMatch(/^shard 1 of step 1 \(epoch 1, batch 1 of 8\): worker \d made no progress for 100 ms \(options\.workerTimeout\) and was stopped, on 3 workers in a row \(options\.shardRetries is 2\); its samples: positions 8-15 of the order, sample #8,/);
+      expect(err?.message).not.toContain('not bad luck');
+      expect(err?.message).toMatch(/\nhint: a worker that hangs on this shard, or an options\.workerTimeout too short for a step of this model \(it is 100 ms; the default is 600000\)/);
+    });
+  }, 30_000);
+});
+
 describe('workers that cannot start, and close() under way', () => {
   it('rejects fit() and predict() when a worker thread runs out of heap while starting, naming workerHeapMb; the process lives', async () => {
     // Before, piscina's 'error' event had no listener and ended the whole process.

@@ -87,8 +87,9 @@ export class ShardFailure extends GradpoolError {
     readonly attempts: number,
     /** The last worker error. */
     readonly cause: Error,
+    hint?: string,
   ) {
-    super(message, undefined, { cause });
+    super(message, hint, { cause });
     this.name = 'ShardFailure';
   }
 }

@@ -298,7 +298,7 @@ export class Trainer {
       });
     } catch (err) {
       const place: StepPlace = { step: st.step + 1, epoch, batch: st.batch + 1, batches };
-      throw err instanceof ShardFailure ? shardFailure(err, data, rowName, place, o.shardRetries) : err;
+      throw err instanceof ShardFailure ? shardFailure(err, data, rowName, place, o.shardRetries, o.workerTimeout) : err;
     } finally {
       this.inRun = false;
     }
