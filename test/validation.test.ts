@@ -53,7 +53,7 @@ describe('options', () => {
     ['a schedule interval typo', { layers: [4, 2], scheduleInterval: 'batch' }, /options\.scheduleInterval must be one of 'epoch', 'step'; got "batch"/],
     ['a zero clipping norm', { layers: [4, 2], clipGradNorm: 0 }, /options\.clipGradNorm/],
     // Sizes that pass the type checks but with which no worker could start or run (issue 14, row 1).
-    ['a workerHeapMb no worker starts in', { layers: [4, 2], workerHeapMb: 7 }, /options\.workerHeapMb must be at least 8 \(MB\), the heap a worker thread needs to start; got 7/],
+    ['a workerHeapMb no worker starts in', { layers: [4, 2], workerHeapMb: 5 }, /options\.workerHeapMb must be at least 6 \(MB\), the heap a worker thread needs to start; got 5/],
     ['more shards than a pool makes slots for', { layers: [4, 2], shards: 1e7, batchSize: 2e7 }, /options\.shards must be at most 65536, the most shard slots a pool makes; got 10000000/],
     ['a batch whose shard activations no typed array holds', { layers: [784, 128, 10], batchSize: 2e8, kernels: 'js' },
       /a worker's activations: 50000000 rows per shard \(options\.batchSize 200000000 in options\.shards 4\) x 784 floats need 156\.8 GB as 39200000000 values, more than the 4294967296 values/],

@@ -127,9 +127,9 @@ export const TRAINER_DEFAULTS = {
 /** The most shards a batch may be cut into: each shard slot is a view in every thread's heap and a
  *  gradient in shared memory that the reduction reads every step. */
 export const MAX_SHARDS = 65_536;
-/** The least heap (MB) a worker thread starts in. Measured on Node 20.20: a worker from dist/ starts with
- *  6 MB and not 5; from source, which loads tsx into each worker, with 8 and not 7. */
-export const MIN_WORKER_HEAP_MB = 8;
+/** The least heap (MB) a worker thread starts in. Measured on Node 20.20 (the MNIST MLP, from dist/ and
+ *  from source's bundle alike): a worker starts with 6 MB and not with 5. */
+export const MIN_WORKER_HEAP_MB = 6;
 
 /** Shards per batch when none is given: at least 4, so that 1 to 4 workers give the same bits. */
 export function defaultShards(workers: number): number {

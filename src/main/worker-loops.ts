@@ -3,12 +3,11 @@
 // after a thread died), datasets reach every worker's port, a worker's end is reported with the shard it
 // was on, and stuck threads are stopped. What the protocol does about a death is the coordinator's.
 
-import { createRequire } from 'node:module';
 import { once } from 'node:events';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import { GradpoolError } from './errors.js';
+import { workerFile } from './worker-entry.js';
 import { kCtlGeneration, kWorkShard, kWorkThread, workField, type DatasetBuffers, type LoopTask, type WorkerInit } from '../shared/contract.js';
 
 /** A worker whose loop task ended with an error, what it was computing (-1: no shard) and why. */
@@ -22,17 +21,6 @@ export interface Death {
 const CLOSE_GRACE_MS = 5000;
 /** How long a worker that flagged its own failure may take for its task to reject. */
 const DEATH_SETTLE_MS = 10_000;
-
-// The worker is TypeScript when gradpool runs from source (tests, `npm run train`) and JavaScript when
-// it runs from dist/. From source, each worker thread loads tsx, resolved from this package, so that
-// it can import the .ts worker whatever the caller's own loader is.
-function workerEntry(): { filename: string; execArgv: string[] | undefined } {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const filename = fileURLToPath(new URL(`../worker/worker.${fromSource ? 'ts' : 'js'}`, import.meta.url));
-  if (!fromSource) return { filename, execArgv: undefined };
-  const tsx = createRequire(import.meta.url).resolve('tsx');
-  return { filename, execArgv: ['--import', pathToFileURL(tsx).href] };
-}
 
 export class WorkerLoops {
   /** Workers whose loop ended with an error since the last clearDeaths(). */
@@ -55,10 +43,10 @@ export class WorkerLoops {
     workerData: WorkerInit, private readonly workers: number, workerHeapMb: number | null, private readonly onDeath: (w: number) => void,
   ) {
     this.control = new Int32Array(workerData.control);
-    const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({
-      filename,
-      execArgv,
+      filename: workerFile(),
+      // Stack traces of a bundled worker (from source) point into the TypeScript.
+      execArgv: ['--enable-source-maps'],
       workerData,
       minThreads: workers,
       maxThreads: workers,
