@@ -203,6 +203,36 @@ describe('interrupts', () => {
     });
   }, 30_000);
 
+  it('honours a stop within seconds while a worker hangs in the validation pass, the epoch kept', async () => {
+    // Steps 1-8 are the epoch's (sequence numbers 1-8); the validation pass after it is number 9, and
+    // its re-runs would be 10, 11, 12: each hangs.
+    const hangs = [9, 10, 11, 12].map((generation): Fault => ({ kind: 'hang', phase: 'compute', generation, worker: 0 }));
+    await withFaults(hangs, async () => {
+      const t = make({ ...base, workers: 2, workerTimeout: 60_000 });
+      const stop = new AbortController();
+      const reason = new Error('stop while validating');
+      let abortedAt = 0;
+      const err = await t.fit(data, {
+        epochs: 2, validation: data, signal: stop.signal,
+        onStep: (s) => s.step === 8 && setTimeout(() => ((abortedAt = performance.now()), stop.abort(reason)), 200),
+      }).then(() => null, (e: unknown) => e);
+      expect(err).toBe(reason);
+      expect(performance.now() - abortedAt).toBeLessThan(5000);
+      expect(t.progress).toEqual({ epoch: 1, step: 8, batch: 0 });
+    });
+  }, 30_000);
+
+  it('forgets a stop that came after the last step once fit() is over: the next fit() trains its whole epoch', async () => {
+    const t = make({ ...base, workers: 2 });
+    const stop = new AbortController();
+    const reason = new Error('stop after the epoch');
+    await expect(t.fit(data, { epochs: 2, signal: stop.signal, onEpoch: () => stop.abort(reason) })).rejects.toBe(reason);
+    expect(t.progress).toEqual({ epoch: 1, step: 8, batch: 0 });
+    const [record] = await t.fit(data);
+    expect(record.steps).toBe(8);
+    expect(t.progress).toEqual({ epoch: 2, step: 16, batch: 0 });
+  });
+
   it('an AbortSignal stops fit() after the current step; save, load and fit go on bit-identically', async () => {
     const want = await reference(2);
     const stop = new AbortController();

@@ -226,6 +226,13 @@ export class Coordinator {
     Atomics.store(this.control, kCtlStop, 1);
   }
 
+  /** Forgets a stop request that came after the last run (as fit() ends), so that the next one runs. */
+  clearStop(): void {
+    if (this.closing) return;
+    this.stopAt = null;
+    Atomics.store(this.control, kCtlStop, 0);
+  }
+
   /**
    * Runs spec.steps optimizer steps on the workers, calling `report` for each committed step in order,
    * while the run goes on (from the waiting loop; the parameters are then in motion: read them after
@@ -367,6 +374,11 @@ export class Coordinator {
       await this.waitDone(g, () => {});
       this.sequence++;
       if (Atomics.load(c, kCtlFailedStep) === kNoFailure) return readBatchSums(this.stats, shards);
+      if (this.stopAt !== null) {
+        // A worker that hung was stopped after a stop request: the caller is stopping, not retrying.
+        this.throwIfBroken();
+        throw new GradpoolError('a stop was requested, and a worker that made no progress in a forward pass was stopped');
+      }
       await this.recover(failures, 'forward:', start, end);
     }
   }

@@ -157,6 +157,7 @@ export class Trainer {
       return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`));
     } finally {
       fit.signal?.removeEventListener('abort', stop);
+      this.core.clearStop();
       this.core.release(data);
       if (val !== undefined) this.core.release(val);
     }
@@ -201,7 +202,10 @@ export class Trainer {
       const record = this.closeEpoch(epoch, batches, lr, data.rows, first, t0);
       if (val !== undefined) {
         // Loss and accuracy only: the per-class report is evaluate()'s.
-        const sums = await this.forwardAll(val);
+        // A stop during the validation pass (a worker that hangs there is stopped) ends fit() as a stop.
+        const sums = await this.forwardAll(val).catch((err: unknown) => {
+          throw fit.signal?.aborted ? fit.signal.reason : err;
+        });
         record.valLoss = sums.lossSum / sums.weightSum;
         record.valAccuracy = sums.correct / sums.counted;
       }
