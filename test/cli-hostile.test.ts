@@ -86,6 +86,22 @@ describe('output paths checked before any work', () => {
   });
 });
 
+describe('--worker-timeout', () => {
+  it('reaches the Trainer, may be changed on --resume, and must be a positive number', async () => {
+    const out = join(dir, 'timeout.safetensors');
+    const r = await runCli(['--layers', '784,8,10', '--epochs', '1', '--worker-timeout', '1234', '--out', out]);
+    expect(r.code).toBe(0);
+    expect(JSON.parse((await loadCheckpoint(out)).metadata['gradpool.options']).workerTimeout).toBe(1234);
+    const resumed = await runCli(['--resume', out, '--epochs', '2', '--worker-timeout', '4321']);
+    expect(resumed.err).toBe('');
+    expect(resumed.code).toBe(0);
+    expect(JSON.parse((await loadCheckpoint(out)).metadata['gradpool.options']).workerTimeout).toBe(4321);
+    const bad = await runCli(['--worker-timeout', '0']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toBe("gradpool: option '--worker-timeout <ms>' argument '0' is invalid. expected a positive number of milliseconds\n");
+  });
+});
+
 describe('signals', () => {
   it('says so and exits with the interrupt\'s code when the save on Ctrl-C fails', async () => {
     const folder = join(dir, 'vanishing');
