@@ -226,7 +226,7 @@ export class Coordinator {
     Atomics.store(this.control, kCtlStop, 1);
   }
 
-  /** Forgets a stop request that came after the last run (as fit() ends), so that the next one runs. */
+  /** Forgets a stop request (as a run or fit() ends), so that the next run goes on; not after close(). */
   clearStop(): void {
     if (this.closing) return;
     this.stopAt = null;
@@ -312,10 +312,7 @@ export class Coordinator {
       }
       return done;
     } finally {
-      if (!this.closing) {
-        this.stopAt = null;
-        Atomics.store(this.control, kCtlStop, 0);
-      }
+      this.clearStop();
     }
   }
 
@@ -492,7 +489,8 @@ export class Coordinator {
         since = now;
       } else if (this.stopAt !== null && now - Math.max(since, this.stopAt) > Math.min(STOP_GRACE_MS, this.options.workerTimeout)) {
         // A stop is honoured within seconds even if a worker hangs: the run ends at the last complete step.
-        await this.stopStuck(g, (w) => `worker ${w} made no progress for ${STOP_GRACE_MS} ms after a stop was requested and was stopped`);
+        const ms = Math.min(STOP_GRACE_MS, this.options.workerTimeout);
+        await this.stopStuck(g, (w) => `worker ${w} made no progress for ${ms} ms after a stop was requested and was stopped`);
         since = performance.now();
       } else if (now - since > this.options.workerTimeout) {
         await this.stopStuck(g, (w) => `worker ${w} made no progress for ${this.options.workerTimeout} ms (options.workerTimeout) and was stopped`);
