@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { CheckpointError } from '../src/main/errors.js';
+import { CheckpointError, FileError } from '../src/main/errors.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/main/checkpoint/file.js';
 import { assignParameters } from '../src/main/checkpoint/parameters.js';
 import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from '../src/main/checkpoint/safetensors.js';
@@ -206,7 +206,15 @@ describe('safetensors byte format', () => {
     expect(JSON.parse(configJson)).toEqual(config);
     // gradpool.sha256: the SHA-256 of every byte after the header (the data section checked below).
     const sha256 = createHash('sha256').update(bytes.subarray(8 + N)).digest('hex');
-    expect(rest).toEqual({ format: 'gradpool', 'gradpool.version': '1', 'gradpool.sha256': sha256, step: '12' });
+    const { 'gradpool.header-sha256': headerSha, ...others } = rest;
+    expect(others).toEqual({ format: 'gradpool', 'gradpool.version': '1', 'gradpool.sha256': sha256, step: '12' });
+    // gradpool.header-sha256: the SHA-256 of the JSON of [every other metadata entry, [name, dtype, shape,
+    // data_offsets] of every tensor], each sorted by key, as the README specifies it.
+    const sorted = (o: Record<string, unknown>): [string, unknown][] => Object.keys(o).sort().map((k) => [k, o[k]]);
+    const tensorIndex = sorted(header).filter(([k]) => k !== '__metadata__')
+      .map(([k, e]) => [k, (e as { dtype: string }).dtype, (e as { shape: number[] }).shape, (e as { data_offsets: number[] }).data_offsets]);
+    const metadataEntries = sorted(header.__metadata__).filter(([k]) => k !== 'gradpool.header-sha256');
+    expect(headerSha).toBe(createHash('sha256').update(JSON.stringify([metadataEntries, tensorIndex])).digest('hex'));
     const expectedShapes = [
       ['layers.0.weight', [4, 5]],
       ['layers.0.bias', [4]],
@@ -325,6 +333,31 @@ describe('atomic save', () => {
     expect(kept.metadata.epoch).toBe('1');
   });
 
+  it('names the checkpoint, not its temp file, when the disk fills', async () => {
+    const path = join(dir, 'model.safetensors');
+    fsFaults.fail = 'write';
+    const err = await saveCheckpoint(path, TINY, TINY_PARAMS).then(() => null, (e: unknown) => e as FileError);
+    fsFaults.fail = null;
+    expect(err).toBeInstanceOf(FileError);
+    expect(err?.message).toBe(`${path}: cannot write the file (ENOSPC: injected write failure)\nhint: the disk is full: free some space, or write to another disk`);
+    expect(err?.path).toBe(path);
+    expect(err?.code).toBe('ENOSPC');
+  });
+
+  it('removes the temp files of the same target left by a killed process at the next save, and no others', async () => {
+    const path = join(dir, 'model.safetensors');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid as number; // a process that has exited
+    const stale = [`model.safetensors.tmp-${gone}-0123456789ab`, `model.safetensors.tmp-${gone}-ba9876543210`];
+    const kept = [
+      `model.safetensors.tmp-${process.ppid}-0123456789ab`, // a live process may be writing it
+      `other.safetensors.tmp-${gone}-0123456789ab`, // another target's
+      `model.safetensors.tmp-${gone}-notmine`, // not a temp file of this writer
+    ];
+    for (const name of [...stale, ...kept]) await writeFile(join(dir, name), 'half a checkpoint');
+    await saveCheckpoint(path, TINY, TINY_PARAMS);
+    expect((await readdir(dir)).sort()).toEqual(['model.safetensors', ...kept].sort());
+  });
+
   it('replaces a larger checkpoint completely with a smaller one', async () => {
     const path = join(dir, 'model.safetensors');
     await saveCheckpoint(path, { ...TINY, layers: [30, 20, 2] }, new Float32Array(30 * 20 + 20 + 2 * 20 + 2));
@@ -358,6 +391,70 @@ describe('checksum', () => {
     // tinyHeader() has no gradpool.sha256, like test/fixtures/tiny.safetensors
     const ckpt = decodeTiny(() => undefined)();
     expect(Array.from(ckpt.params)).toEqual(Array.from(TINY_PARAMS));
+  });
+
+  /** A checkpoint as the Trainer writes one: options, state and the momentum tensor beside the model. */
+  const trained = (): Uint8Array => encodeCheckpoint(TINY, TINY_PARAMS, {
+    'gradpool.options': '{"lr":0.05,"momentum":0.9,"batchSize":64,"seed":0}',
+    'gradpool.state': '{"epoch":3,"step":375,"batch":0,"schedulerSteps":3,"hasMomentumBuffer":true}',
+    'gradpool.preprocessing': '{"mode":"standardize","mean":[0.5,1.5,2.5],"std":[1,2,3]}',
+  }, { 'optimizer.momentum_buffer': TINY_PARAMS.map((v) => v / 2) });
+
+  it('refuses a file whose options were edited in one byte (lr 0.05 to 9.05), like a torn one', () => {
+    const bytes = trained();
+    const at = Buffer.from(bytes).indexOf('"lr\\":0.05');
+    expect(at).toBeGreaterThan(0);
+    bytes[at + '"lr\\":'.length] = '9'.charCodeAt(0);
+    expect(() => decodeCheckpoint(bytes, 'edited.safetensors')).toThrow(
+      /^edited\.safetensors: the header does not match its checksum \(metadata "gradpool\.header-sha256" [0-9a-f]{64}, but the metadata and tensor entries hash to [0-9a-f]{64}\): its options, state or tensor index were edited or damaged\nhint: load the previous checkpoint instead/,
+    );
+  });
+
+  it('covers every metadata entry, one it does not know included (gradpool.preprocessing)', () => {
+    const bytes = trained();
+    const at = Buffer.from(bytes).indexOf('[0.5,1.5,2.5]');
+    bytes[at + 1] = '1'.charCodeAt(0); // mean[0] 0.5 -> 1.5
+    expect(() => decodeCheckpoint(bytes, 'edited.safetensors')).toThrow(/the header does not match its checksum/);
+  });
+
+  it('refuses or decodes unchanged each of 2,000 random single-bit flips of the header', () => {
+    const good = trained();
+    const N = Number(new DataView(good.buffer).getBigUint64(0, true));
+    const want = decodeCheckpoint(good, 'good.safetensors');
+    const rng = new Rng(14);
+    let refused = 0;
+    for (let i = 0; i < 2000; i++) {
+      const bytes = good.slice();
+      const bit = rng.nextInt(8 * (8 + N));
+      bytes[bit >> 3] ^= 1 << (bit & 7);
+      let got: Checkpoint;
+      try {
+        got = decodeCheckpoint(bytes, 'flipped.safetensors');
+      } catch (err) {
+        expect(err, `bit ${bit}`).toBeInstanceOf(CheckpointError);
+        refused++;
+        continue;
+      }
+      // Decoded: then everything the file says is as written (a flip in the header checksum's own key
+      // name leaves an unknown key and an unchecked, but unchanged, header).
+      expect(got.config, `bit ${bit}`).toEqual(want.config);
+      expect(bytesOf(got.params).equals(bytesOf(want.params)), `bit ${bit}`).toBe(true);
+      expect(Object.keys(got.tensors), `bit ${bit}`).toEqual(Object.keys(want.tensors));
+      for (const [key, value] of Object.entries(want.metadata)) {
+        if (key !== 'gradpool.header-sha256') expect(got.metadata[key], `bit ${bit}: metadata ${key}`).toBe(value);
+      }
+    }
+    expect(refused).toBeGreaterThan(1900);
+  });
+
+  it('loads a file written before the header checksum (no gradpool.header-sha256), as this version wrote them', () => {
+    const good = trained();
+    const N = Number(new DataView(good.buffer).getBigUint64(0, true));
+    const header = JSON.parse(Buffer.from(good.subarray(8, 8 + N)).toString('utf8'));
+    delete header.__metadata__['gradpool.header-sha256'];
+    const ckpt = decodeCheckpoint(assemble(header, good.subarray(8 + N)), 'old.safetensors');
+    expect(ckpt.metadata['gradpool.options']).toBe('{"lr":0.05,"momentum":0.9,"batchSize":64,"seed":0}');
+    expect(bytesOf(ckpt.params).equals(bytesOf(TINY_PARAMS))).toBe(true);
   });
 
   it('refuses extra metadata that would set the checksum', () => {

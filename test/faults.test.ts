@@ -103,6 +103,50 @@ describe('worker failures', () => {
   }, 60_000);
 });
 
+describe('worker timeouts', () => {
+  it('names the timeout first, not the shard, when workers keep being stopped by workerTimeout', async () => {
+    // Before, this read "failed on 3 workers in a row, so it is not bad luck but something in the shard
+    // or the code", with the timeout last; with a workerTimeout of a few ms healthy workers end so too.
+    await withFaults([{ kind: 'hang', phase: 'compute', shard: 1 }], async () => {
+      const t = make({ ...base, workers: 2, shardRetries: 2, shuffle: false, workerTimeout: 100 });
+      const err = await t.fit(data).then(() => null, (e: unknown) => e as Error);
+      expect(err?.name).toBe('ShardFailure');
+      expect(err?.message).toMatch(/^shard 1 of step 1 \(epoch 1, batch 1 of 8\): worker \d made no progress for 100 ms \(options\.workerTimeout\) and was stopped, on 3 workers in a row \(options\.shardRetries is 2\); its samples: positions 8-15 of the order, sample #8,/);
+      expect(err?.message).not.toContain('not bad luck');
+      expect(err?.message).toMatch(/\nhint: a worker that hangs on this shard, or an options\.workerTimeout too short for a step of this model \(it is 100 ms; the default is 600000\)/);
+    });
+  }, 30_000);
+});
+
+describe('workers that cannot start, and close() under way', () => {
+  it('rejects fit() and predict() when a worker thread runs out of heap while starting, naming workerHeapMb; the process lives', async () => {
+    // Before, piscina's 'error' event had no listener and ended the whole process.
+    await withFaults([{ kind: 'oom', phase: 'start' }], async () => {
+      const t = make({ ...base, workers: 2, workerHeapMb: 16 });
+      const err = await t.fit(data).then(() => null, (e: unknown) => e as Error);
+      expect(err?.message).toMatch(/^a worker thread could not start: .*JS heap out of memory \(ERR_WORKER_OUT_OF_MEMORY\); options\.workerHeapMb is 16 MB, and each worker holds the activations of 8 rows \(options\.batchSize 32 cut into options\.shards 4\)/);
+      expect(err?.message).toMatch(/\nhint: raise options\.workerHeapMb/);
+      await expect(t.predict(x.subarray(0, D))).rejects.toThrow(/^a worker thread could not start/);
+      await t.close();
+    });
+  }, 30_000);
+
+  it('rejects fit() and predict() when close() is called while their workers start, instead of never settling', async () => {
+    for (const delay of [0, 50]) {
+      const t = make({ ...base, workers: 2 });
+      const fit = t.fit(data, { epochs: 50 }).then(() => null, (e: unknown) => e as Error);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      await t.close();
+      expect((await fit)?.message).toMatch(/^this Trainer was closed \(close\(\)\) while the call was running on its workers/);
+      const p = make({ ...base, workers: 2 });
+      const predicted = p.predict(x).then(() => null, (e: unknown) => e as Error);
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      await p.close();
+      expect((await predicted)?.message).toMatch(/^this Trainer was closed/);
+    }
+  }, 30_000);
+});
+
 describe('non-finite steps', () => {
   // A learning rate this large overflows the logits within a few steps.
   const wild: TrainerOptions = { ...base, lr: 1e18, momentum: 0, workers: 2 };
@@ -134,6 +178,61 @@ describe('non-finite steps', () => {
 });
 
 describe('interrupts', () => {
+  it('honours a stop within seconds while a worker hangs: the stuck worker is stopped, the run ends at the last complete step', async () => {
+    // The reference: the same run stopped cleanly after step 4.
+    const clean = make({ ...base, workers: 2 });
+    const first = new AbortController();
+    await clean.fit(data, { epochs: 1, stepsPerExecution: 1, signal: first.signal, onStep: (s) => s.step === 4 && first.abort(new Error('stop')) }).catch(() => undefined);
+    expect(clean.progress.step).toBe(4);
+    await withFaults([{ kind: 'hang', phase: 'compute', generation: 5, worker: 0 }], async () => {
+      // Step 5 hangs for good; workerTimeout (a minute) would be the only way out before.
+      const t = make({ ...base, workers: 2, workerTimeout: 60_000 });
+      const stop = new AbortController();
+      const reason = new Error('stop while a worker hangs');
+      let abortedAt = 0;
+      const run = t.fit(data, {
+        epochs: 1, signal: stop.signal,
+        // Step 4 is reported only once every worker is into step 5: the abort comes on step 3's report.
+        onStep: (s) => s.step === 3 && setTimeout(() => ((abortedAt = performance.now()), stop.abort(reason)), 200),
+      }).then(() => null, (e: unknown) => e);
+      expect(await run).toBe(reason);
+      const waited = performance.now() - abortedAt;
+      expect(waited, `fit() settled ${waited.toFixed(0)} ms after the abort`).toBeLessThan(5000);
+      expect(t.progress).toEqual({ epoch: 0, step: 4, batch: 4 });
+      expect(sameBits(t.parameters, clean.parameters)).toBe(true);
+    });
+  }, 30_000);
+
+  it('honours a stop within seconds while a worker hangs in the validation pass, the epoch kept', async () => {
+    // Steps 1-8 are the epoch's (sequence numbers 1-8); the validation pass after it is number 9, and
+    // its re-runs would be 10, 11, 12: each hangs.
+    const hangs = [9, 10, 11, 12].map((generation): Fault => ({ kind: 'hang', phase: 'compute', generation, worker: 0 }));
+    await withFaults(hangs, async () => {
+      const t = make({ ...base, workers: 2, workerTimeout: 60_000 });
+      const stop = new AbortController();
+      const reason = new Error('stop while validating');
+      let abortedAt = 0;
+      const err = await t.fit(data, {
+        epochs: 2, validation: data, signal: stop.signal,
+        onStep: (s) => s.step === 8 && setTimeout(() => ((abortedAt = performance.now()), stop.abort(reason)), 200),
+      }).then(() => null, (e: unknown) => e);
+      expect(err).toBe(reason);
+      expect(performance.now() - abortedAt).toBeLessThan(5000);
+      expect(t.progress).toEqual({ epoch: 1, step: 8, batch: 0 });
+    });
+  }, 30_000);
+
+  it('forgets a stop that came after the last step once fit() is over: the next fit() trains its whole epoch', async () => {
+    const t = make({ ...base, workers: 2 });
+    const stop = new AbortController();
+    const reason = new Error('stop after the epoch');
+    await expect(t.fit(data, { epochs: 2, signal: stop.signal, onEpoch: () => stop.abort(reason) })).rejects.toBe(reason);
+    expect(t.progress).toEqual({ epoch: 1, step: 8, batch: 0 });
+    const [record] = await t.fit(data);
+    expect(record.steps).toBe(8);
+    expect(t.progress).toEqual({ epoch: 2, step: 16, batch: 0 });
+  });
+
   it('an AbortSignal stops fit() after the current step; save, load and fit go on bit-identically', async () => {
     const want = await reference(2);
     const stop = new AbortController();

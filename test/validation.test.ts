@@ -4,6 +4,7 @@
 
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, DataError, type TrainerOptions } from '../src/main/index.js';
+import { setMemoryLimit } from '../src/main/memory.js';
 
 const open: Trainer[] = [];
 afterAll(async () => {
@@ -51,12 +52,30 @@ describe('options', () => {
     ['an unknown schedule', { layers: [4, 2], schedule: { name: 'warm' } }, /options\.schedule/],
     ['a schedule interval typo', { layers: [4, 2], scheduleInterval: 'batch' }, /options\.scheduleInterval must be one of 'epoch', 'step'; got "batch"/],
     ['a zero clipping norm', { layers: [4, 2], clipGradNorm: 0 }, /options\.clipGradNorm/],
+    // Sizes that pass the type checks but with which no worker could start or run (issue 14, row 1).
+    ['a workerHeapMb no worker starts in', { layers: [4, 2], workerHeapMb: 5 }, /options\.workerHeapMb must be at least 6 \(MB\), the heap a worker thread needs to start; got 5/],
+    ['more shards than a pool makes slots for', { layers: [4, 2], shards: 1e7, batchSize: 2e7 }, /options\.shards must be at most 65536, the most shard slots a pool makes; got 10000000/],
+    ['a batch whose shard activations no typed array holds', { layers: [784, 128, 10], batchSize: 2e8, kernels: 'js' },
+      /a worker's activations: 50000000 rows per shard \(options\.batchSize 200000000 in options\.shards 4\) x 784 floats need 156\.8 GB as 39200000000 values, more than the 4294967296 values/],
   ];
   for (const [what, options, message] of cases) {
     it(`refuses ${what}`, () => {
       expect(() => new Trainer(options as unknown as TrainerOptions)).toThrow(message);
     });
   }
+
+  it("refuses a batch whose workers' activations do not fit in memory, naming batchSize and shards", () => {
+    setMemoryLimit({ bytes: 1e9, source: 'a test limit' });
+    try {
+      // 2 workers x 250,000 rows per shard x (784 inputs, 10 logits and their gradient, a class index, and
+      // 3 x 10 targets, probabilities and losses = 835 floats) x 4 bytes = 1.67 GB of activations
+      expect(() => new Trainer({ layers: [784, 10], batchSize: 1e6, workers: 2, kernels: 'js' })).toThrow(
+        /^model: 7850 parameters in 9 float32 buffers \(parameters, momentum, gradient, 4 shard slots: [\d.]+ kB\) and 2 workers' activations for 250000 rows per shard \(options\.batchSize 1000000 in options\.shards 4\): 1\.7 GB need 1\.7 GB, more than the 1\.0 GB memory limit \(a test limit\)\nhint: .*a smaller options\.batchSize or more options\.shards need less per worker/,
+      );
+    } finally {
+      setMemoryLimit(undefined);
+    }
+  });
 
   it('fills the defaults PyTorch users expect', () => {
     const t = make({ layers: [4, 3], workers: 1 });
@@ -97,6 +116,17 @@ describe('data', () => {
   it('refuses NaN and Infinity in the features, naming row and column', async () => {
     await expect(t.fit({ x: [[1, 2, 3], [4, NaN, 6]], y: [0, 1] })).rejects.toThrow(/training data: x row 1, column 1 is NaN; every feature must be a finite number/);
     await expect(t.evaluate({ x: [1, 2, Infinity], y: [0] })).rejects.toThrow(/evaluation data: x row 0, column 2 is Infinity/);
+  });
+
+  it('refuses features beyond the float32 range, naming row and column, as the CSV loader does', async () => {
+    // 1e39 and -3.5e38 are finite doubles but Infinity as float32 (the largest float32 is about 3.4028e38).
+    await expect(t.fit({ x: new Float64Array([1, 2, 3, 4, 1e39, 6]), y: [0, 1] })).rejects.toThrow(
+      /^training data: x row 1, column 1 is 1e\+39, outside the float32 range \(about ±3\.4e38\); every feature must fit in a float32/,
+    );
+    await expect(t.predict([[1, 2, 3], [-3.5e38, 5, 6]])).rejects.toThrow(/^predict input: x row 1, column 0 is -3\.5e\+38, outside the float32 range/);
+    await expect(t.evaluate({ x: [[1, 2, 3e38 * 2]], y: [0] })).rejects.toThrow(/^evaluation data: x row 0, column 2 is 6e\+38, outside the float32 range/);
+    // the largest float32 itself is a value like any other
+    await expect(t.predict([[3.4028234663852886e38, 0, -3.4028234663852886e38]])).resolves.toHaveLength(4);
   });
 
   it('refuses a class index out of range, naming the sample', async () => {

@@ -4,14 +4,13 @@
 // records class names) and each class's probability; for independent sigmoid outputs, each output's
 // probability. Written atomically: the file is whole or not there.
 
-import { existsSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { isSoftmaxLoss, loadIdx, writeFileAtomic, type Trainer } from '../main/index.js';
 import { modelLine, openModel } from './model-command.js';
 import { isIdxName, loadCsvForModel } from './model-data.js';
 import { parseFlags, positiveInt } from './parse.js';
-import { failure, UsageError } from './usage-error.js';
+import { failure } from './usage-error.js';
+import { checkWritableFile } from './writable.js';
 
 interface PredictFlags {
   input: string;
@@ -42,7 +41,7 @@ export async function predictMain(argv: string[], out: NodeJS.WriteStream = proc
   const log = toStdout ? process.stderr : out;
   let trainer: Trainer | null = null;
   try {
-    if (!toStdout) checkWritable(f.out);
+    if (!toStdout) checkWritableFile('--out', f.out);
     trainer = await openModel(modelPath, f.workers);
     log.write(modelLine(trainer, modelPath));
     const data = isIdxName(f.input) ? await loadIdx(f.input) : await loadCsvForModel(trainer, f.input, false, f.labelColumn);
@@ -59,14 +58,6 @@ export async function predictMain(argv: string[], out: NodeJS.WriteStream = proc
   } finally {
     await trainer?.close();
   }
-}
-
-/** Refuses, before any work, an --out whose folder is missing or that names a folder. */
-function checkWritable(path: string): void {
-  const full = resolve(path);
-  if (existsSync(full) && statSync(full).isDirectory()) throw new UsageError(`--out ${path} is a folder; give a file name`);
-  const dir = dirname(full);
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${path}: the folder ${dir} does not exist`);
 }
 
 /**

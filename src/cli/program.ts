@@ -45,6 +45,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
   workers: number | 'auto';
   shards?: number;
   kernels: 'auto' | 'wasm' | 'js';
+  workerTimeout: number;
   seed: number;
   shuffle: boolean;
   out: string;
@@ -61,7 +62,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
 }
 
 /** Flags that --resume may change; every other one is the saved run's. */
-export const RESUMABLE = new Set(['epochs', 'workers', 'out', 'metrics', 'plot', 'progress', 'resume']);
+export const RESUMABLE = new Set(['epochs', 'workers', 'workerTimeout', 'out', 'metrics', 'plot', 'progress', 'resume']);
 
 /** --delimiter: a separator by character or name; a typed '\t' (backslash, t) is a tab. */
 const DELIMITERS: Record<string, string> = { ',': ',', ';': ';', '|': '|', '\t': '\t', tab: '\t', '\\t': '\t' };
@@ -145,6 +146,8 @@ export function buildProgram(): Command {
       .argParser((t) => (t === 'auto' ? 'auto' : positiveInt()(t))))
     .addOption(o('--shards <n>', 'shards per batch, independent of --workers (default: max(4, workers))').argParser(positiveInt()))
     .addOption(o('--kernels <which>', "linear-layer kernels: wasm (WebAssembly SIMD), js (TS loops), or auto").choices(['auto', 'wasm', 'js']).default('auto'))
+    .addOption(o('--worker-timeout <ms>', 'a worker that makes no progress for this long is stopped and its shard re-run').default(TRAINER_DEFAULTS.workerTimeout)
+      .argParser(finite((v) => v > 0, 'a positive number of milliseconds')))
     .addOption(o('--seed <n>', 'seed for initial weights, shuffling and --validation-split').default(RECIPE.seed)
       .argParser(finite((v) => Number.isInteger(v) && v >= 0 && v <= 0xffffffff, 'an integer from 0 to 4294967295')))
     .addOption(o('--no-shuffle', 'visit the training rows in file order every epoch'))

@@ -12,7 +12,7 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
   const changed = Object.keys(flags).filter((k) => program.getOptionValueSource(k) === 'cli' && !RESUMABLE.has(k));
   if (changed.length > 0) {
     const names = changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --out, --metrics, --no-progress)`);
+    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --worker-timeout, --out, --metrics, --plot, --no-progress)`);
   }
   const ckpt = await loadCheckpoint(flags.resume);
   const text = ckpt.metadata[RUN_KEY];
@@ -21,7 +21,8 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
   }
   const saved = parseMetadataJson(text) as Partial<Flags>;
   const explicit = (k: keyof Flags): boolean => program.getOptionValueSource(k) === 'cli';
-  const trainer = await Trainer.load(flags.resume, { workers: flags.workers });
+  const workerTimeout = explicit('workerTimeout') ? flags.workerTimeout : (saved.workerTimeout ?? flags.workerTimeout);
+  const trainer = await Trainer.load(flags.resume, { workers: flags.workers, workerTimeout });
   // --epochs with --resume means more epochs, as fit()'s epochs does (the interrupted one counts);
   // without it, the rest of the saved run. Inside the script, epochs is the run's last epoch.
   const lastEpoch = explicit('epochs') ? trainer.progress.epoch + flags.epochs : (saved.epochs ?? flags.epochs);
@@ -32,6 +33,7 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
     validationSplit: saved.validationSplit ?? 0,
     epochs: lastEpoch,
     workers: flags.workers,
+    workerTimeout,
     out: explicit('out') ? flags.out : flags.resume,
     metrics: flags.metrics,
     progress: flags.progress,

@@ -3,8 +3,7 @@
 // mid-epoch), and evaluates on the test data at the end. The only place that prints and exits; it uses
 // the library through its public API alone.
 
-import { existsSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import {
   BestMetric, cpuLimit, curvesSvg, defaultLoss, epochText, isSoftmaxLoss, loadCheckpoint, metadataJson, parsePreprocessing,
   reportText, RUN_KEY, RunClock, Trainer, writeFileAtomic, type EpochRecord,
@@ -17,12 +16,34 @@ import { BEST_KEY, resolveRun, savedBest, savedRun } from './resume.js';
 import { checkDataFlags, loadRunData, type PreprocessingSource, type RunData } from './run-data.js';
 import { trainerOptions } from './trainer-options.js';
 import { failure, isUsageError, UsageError } from './usage-error.js';
+import { checkWritableFile } from './writable.js';
 
 /** fit()'s abort reason when a signal interrupts training. */
 class Interrupted extends Error {
   constructor(readonly signal: NodeJS.Signals) {
     super(`interrupted by ${signal}`);
   }
+}
+
+/** The parent process when this one started: under `npm run train`, npm's shell. */
+const LAUNCHED_BY = process.ppid;
+/** How often a run started by npm looks whether its parent is still there. */
+const PARENT_POLL_MS = 500;
+
+/**
+ * Calls `orphaned` once this process has lost the parent it started with, when npm started it: npm
+ * passes a SIGTERM to its shell, not to the shell's child, so the trainer would otherwise go on alone.
+ * Not for other parents: a run under nohup is meant to outlive its shell. Returns the stop function.
+ */
+function watchParent(orphaned: () => void): () => void {
+  if (process.env.npm_lifecycle_event === undefined) return () => {};
+  const timer = setInterval(() => {
+    if (process.ppid === LAUNCHED_BY) return;
+    clearInterval(timer);
+    orphaned();
+  }, PARENT_POLL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Runs the training script; returns the process exit code (2 for usage errors, 1 for failures). */
@@ -39,12 +60,15 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
   }
   const flags = run.flags;
   const outPath = resolve(flags.out);
-  if (!existsSync(dirname(outPath)) || !statSync(dirname(outPath)).isDirectory()) {
-    await run.resumed?.close();
-    return failure('gradpool', new UsageError(`--out ${flags.out}: the folder ${dirname(outPath)} does not exist`));
-  }
   let trainer: Trainer | null = run.resumed;
+  let metrics: MetricsFile | null = null;
   try {
+    // Where the run writes is checked before any work: a run that cannot save is a usage error.
+    checkWritableFile('--out', flags.out);
+    if (flags.metrics !== undefined) checkWritableFile('--metrics', flags.metrics);
+    if (flags.saveBest !== undefined) checkWritableFile('--save-best', flags.saveBest);
+    if (flags.plot !== undefined) checkWritableFile('--plot', flags.plot);
+    metrics = new MetricsFile(flags.metrics);
     checkDataFlags(flags);
     const source = await preprocessingSource(trainer, flags);
     const data = await loadRunData(flags, isSoftmaxLoss(flags.loss ?? defaultLoss(flags.layers[flags.layers.length - 1])), flags.seed, source);
@@ -63,10 +87,11 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     }
     out.write(headerText(trainer, data, flags.resume));
     out.write(loadingLine(data.loading));
-    return await train(trainer, data, flags, outPath, out);
+    return await train(trainer, data, flags, outPath, out, metrics);
   } catch (err) {
     return failure('gradpool', err);
   } finally {
+    metrics?.close();
     await trainer?.close();
   }
 }
@@ -128,7 +153,9 @@ async function preprocessingSource(resumed: Trainer | null, flags: Flags): Promi
 
 /** The epochs, saved after each (and the best by --monitor, with --save-best); the test evaluation at the
  *  end; the interrupt handled on the way. */
-async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: string, out: NodeJS.WriteStream): Promise<number> {
+async function train(
+  trainer: Trainer, data: RunData, flags: Flags, outPath: string, out: NodeJS.WriteStream, metrics: MetricsFile,
+): Promise<number> {
   const run = { [RUN_KEY]: metadataJson(savedRun(flags)) };
   const best = flags.saveBest === undefined ? null : new BestMetric(flags.monitor, flags.minDelta);
   // A resumed run goes on comparing with the best epoch its checkpoint records.
@@ -141,7 +168,6 @@ async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: str
     : { ...run, [BEST_KEY]: metadataJson({ monitor: best.monitor, value: best.best, epoch: best.bestEpoch }) });
   const epochs = flags.epochs - trainer.progress.epoch;
   const bar = new ProgressBar(out, flags.progress, flags.epochs, epochs);
-  const metrics = new MetricsFile(flags.metrics);
   const clock = new RunClock(epochs);
   const history: EpochRecord[] = [];
   // Ctrl-C or SIGTERM: the step under way finishes, the run is saved, and the message says how to go
@@ -163,6 +189,8 @@ async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: str
   process.once('SIGTERM', onSignal);
   const early = flags.earlyStoppingPatience === undefined ? undefined
     : { monitor: flags.monitor, patience: flags.earlyStoppingPatience, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights };
+  // npm's SIGTERM reaches its shell, which dies and leaves this process: the same as a SIGTERM here.
+  const unwatch = watchParent(() => onSignal('SIGTERM'));
   try {
     await trainer.fit(data.train, {
       signal: interrupt.signal,
@@ -190,20 +218,29 @@ async function train(trainer: Trainer, data: RunData, flags: Flags, outPath: str
   } catch (err) {
     if (!(err instanceof Interrupted)) throw err;
     const p = trainer.progress;
-    await trainer.save(outPath, meta());
+    const where = `interrupted by ${err.signal} after step ${p.step} (epoch ${p.epoch + (p.batch > 0 ? 1 : 0)}` +
+      `${p.batch > 0 ? `, batch ${p.batch}` : ''})`;
+    const code = err.signal === 'SIGINT' ? 130 : 143;
+    try {
+      await trainer.save(outPath, meta());
+    } catch (saveErr) {
+      // The interrupt is still the outcome: its code, and what is on disk.
+      process.stderr.write(`gradpool: ${where}; the save failed: ${(saveErr as Error).message}\n` +
+        `whatever was at ${outPath} is as the last save left it\n`);
+      return code;
+    }
     process.stderr.write(
-      `gradpool: interrupted by ${err.signal} after step ${p.step} (epoch ${p.epoch + (p.batch > 0 ? 1 : 0)}` +
-      `${p.batch > 0 ? `, batch ${p.batch}` : ''}); saved ${outPath}\n` +
+      `gradpool: ${where}; saved ${outPath}\n` +
       `to go on from there: npm run train -- --resume ${flags.out} (or: gradpool --resume ${flags.out})\n`,
     );
-    return err.signal === 'SIGINT' ? 130 : 143;
+    return code;
   } finally {
+    unwatch();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', again);
     process.off('SIGTERM', again);
     bar.stop();
-    metrics.close();
   }
   const evaluation = data.test !== undefined ? await trainer.evaluate(data.test) : null;
   const names = trainer.preprocessing?.classNames ?? undefined;

@@ -21,5 +21,6 @@ export function trainerOptions(f: Flags, labels: Int32Array | Float32Array, step
     schedule: buildSchedule(f, f.lr, total), scheduleInterval: f.scheduleInterval,
     clipGradNorm: f.clipGradNorm, clipNormType: f.clipNormType, errorIfNonfinite: f.errorIfNonfinite, onNonfinite: f.onNonfinite,
     batchSize: f.batchSize, shuffle: f.shuffle, seed: f.seed, workers: f.workers, shards: f.shards, kernels: f.kernels,
+    workerTimeout: f.workerTimeout,
   };
 }

@@ -10,6 +10,7 @@ import {
   type LossName, type Measurement, type TuneEntry,
 } from '../main/index.js';
 import { parseFlags, positiveInt, positiveIntList, positiveNumber } from './parse.js';
+import { checkWritableDir } from './writable.js';
 
 interface TuneFlags {
   layers: number[];
@@ -42,6 +43,12 @@ export async function tuneMain(argv: string[], out: NodeJS.WriteStream = process
   const parsed = parseFlags<TuneFlags>(buildTuneProgram(), argv, out, 'gradpool tune');
   if ('code' in parsed) return parsed.code;
   const f = parsed.flags;
+  try {
+    checkWritableDir('--out-dir', f.outDir); // before minutes of measuring
+  } catch (err) {
+    process.stderr.write(`gradpool tune: ${(err as Error).message}\n`);
+    return 2;
+  }
   const limit = cpuLimit();
   // The digits fit a 784-input model ending in 10 classes or 1 output ("is it a 0"); other shapes time
   // the same arithmetic on random inputs.

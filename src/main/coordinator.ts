@@ -21,10 +21,10 @@ import type { LossSpec } from '../shared/losses.js';
 import type { SGDOptions } from '../shared/sgd.js';
 import { readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
 import type { SharedDataset } from './data.js';
-import { OptionRangeError, ShardFailure } from './errors.js';
+import { GradpoolError, OptionRangeError, ShardFailure, WorkerTimeout } from './errors.js';
 import { cpuLimit } from './cpus.js';
 import { WorkerLoops } from './worker-loops.js';
-import { checkLength, checkMemory } from './memory.js';
+import { checkLength, checkMemory, formatBytes } from './memory.js';
 import type { Reduction } from './options.js';
 
 /** What the pool is built with (a subset of the Trainer's resolved options). */
@@ -88,6 +88,9 @@ const BARRIER_SPIN_MS = 1;
 /** The main thread's sleep slice while a command runs: after each, the steps committed meanwhile are
  *  reported and the event loop gets a turn (signals, timers, abort()). */
 const WAIT_SLICE_MS = 10;
+/** How long, after a stop was requested, a command may go without progress before its stuck workers are
+ *  stopped (or workerTimeout, if shorter): a stop is honoured within seconds even while a worker hangs. */
+const STOP_GRACE_MS = 2000;
 
 export class Coordinator {
   readonly model: ModelConfig;
@@ -114,12 +117,16 @@ export class Coordinator {
   /** The sequence number of the next step (or forward command) carried out: a failed attempt uses one
    *  up, so a re-run is a new number (faults.ts fires by it). */
   private sequence = 1;
-  /** Set by requestStop() until the run ends: a re-posted run stops as soon too. */
-  private stopRequested = false;
+  /** When requestStop() was called (performance.now()), until the run ends: a re-posted run stops as
+   *  soon too; null without a stop request. */
+  private stopAt: number | null = null;
   private closing = false;
 
   constructor(model: ModelConfig, loss: LossSpec, o: PoolOptions, sgd: SGDOptions) {
-    const { workers, shards: slots } = o;
+    const { workers } = o;
+    // A batch is never cut into more shards than it has rows: slots beyond batchSize would never be
+    // used, so they are not made (the cut, and so the bits, are the same).
+    const slots = Math.min(o.shards, o.batchSize);
     this.options = o;
     this.model = model;
     this.workers = workers;
@@ -128,20 +135,33 @@ export class Coordinator {
     this.P = paramLayout(model.layers).total;
     this.chunks = normChunks(this.P);
     const sab = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(bytes);
-    // With the WebAssembly kernels each worker has a region of the state's memory for its activations.
-    const regions = o.kernels === 'wasm' ? { workers, bytes: wasmRegionBytes(kernelArrays(model.layers, this.maxShardRows)) } : null;
+    // Each worker's activations for a shard: the kernels' arrays (in its region of the state's memory
+    // with the WebAssembly kernels, in its own heap otherwise), and its targets, probabilities and losses.
+    const K = model.layers[model.layers.length - 1];
+    const activations = kernelArrays(model.layers, this.maxShardRows);
+    const regions = o.kernels === 'wasm' ? { workers, bytes: wasmRegionBytes(activations) } : null;
     const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS, regions);
+    const ownBytes = 4 * this.maxShardRows * (1 + 3 * K) + (regions === null ? 4 * activations.reduce((a, b) => a + b, 0) : 0);
+    const perWorker = (regions?.bytes ?? 0) + ownBytes;
+    const stateBytes = layout.bytes - workers * (regions?.bytes ?? 0);
     // Refused up front, with the size and the limit, rather than by a failed allocation.
+    const rowsText = `${this.maxShardRows} rows per shard (options.batchSize ${o.batchSize} in options.shards ${o.shards})`;
+    const smaller = 'a smaller options.batchSize or more options.shards need less per worker';
     checkLength(`model: ${this.P} parameters`, this.P, 4, 'float32');
-    checkMemory(`model: ${this.P} parameters in ${slots + 5} float32 buffers (parameters, momentum, gradient, ${slots} shard slots)`, layout.bytes,
-      'fewer or smaller layers, or fewer shards (options.shards), need less');
+    checkLength(`a worker's activations: ${rowsText} x ${Math.max(...activations) / this.maxShardRows} floats`, Math.max(...activations), 4, 'float32', smaller);
+    checkMemory(
+      `model: ${this.P} parameters in ${slots + 5} float32 buffers (parameters, momentum, gradient, ${slots} shard slots: ${formatBytes(stateBytes)}) ` +
+        `and ${workers} workers' activations for ${rowsText}: ${formatBytes(workers * perWorker)}`,
+      stateBytes + workers * perWorker,
+      `fewer or smaller layers, or fewer options.shards, need less for the model; ${smaller}`,
+    );
     // With the WebAssembly kernels the state is a shared WebAssembly memory, so that every worker can
     // run step.wasm's loops on it in place.
     const shared = o.kernels === 'wasm' ? createSharedMemory(layout.bytes) : null;
     if (o.kernels === 'wasm' && shared === null) {
       throw new OptionRangeError(
         `options.kernels 'wasm': the model's state and ${workers} workers' activations need ${layout.bytes} bytes, more than the 4 GiB a WebAssembly memory can hold`,
-        "kernels: 'js' has no such limit; fewer shards (options.shards) or a smaller batch need less",
+        `kernels: 'js' has no such limit; fewer options.shards need less for the state, and ${smaller}`,
       );
     }
     const state = shared?.buffer ?? sab(layout.bytes);
@@ -202,8 +222,15 @@ export class Coordinator {
 
   /** Asks the run under way (if any) to end after the step the workers are on; they agree which. */
   requestStop(): void {
-    this.stopRequested = true;
+    this.stopAt ??= performance.now();
     Atomics.store(this.control, kCtlStop, 1);
+  }
+
+  /** Forgets a stop request (as a run or fit() ends), so that the next run goes on; not after close(). */
+  clearStop(): void {
+    if (this.closing) return;
+    this.stopAt = null;
+    Atomics.store(this.control, kCtlStop, 0);
   }
 
   /**
@@ -240,7 +267,7 @@ export class Coordinator {
         c[kCtlStopNonfinite] = spec.stopOnNonfinite ? 1 : 0;
         c[kCtlLastStep] = kNoFailure;
         c[kCtlExecuted] = 0;
-        Atomics.store(c, kCtlStop, this.stopRequested ? 1 : 0);
+        Atomics.store(c, kCtlStop, this.stopAt !== null ? 1 : 0);
         let reported = 0;
         const deliver = (upTo: number): void => {
           for (; reported < upTo; reported++) report(done + reported, this.result(reported));
@@ -272,15 +299,20 @@ export class Coordinator {
           continue;
         }
         // A worker failed: the steps before the one it failed in are committed; run the rest again on
-        // replacement workers, unless the same shard keeps failing.
+        // replacement workers, unless the same shard keeps failing, or a stop was requested (then a
+        // worker that hung was stopped, and the run ends at the last complete step).
+        if (this.stopAt !== null) {
+          this.throwIfBroken();
+          await this.loops.settleDeaths();
+          break;
+        }
         const batch = spec.batch0 + done;
         const start = batch * spec.batchSize;
         await this.recover(failures, `${batch}:`, start, Math.min(start + spec.batchSize, spec.data.rows));
       }
       return done;
     } finally {
-      this.stopRequested = false;
-      Atomics.store(this.control, kCtlStop, 0);
+      this.clearStop();
     }
   }
 
@@ -339,6 +371,11 @@ export class Coordinator {
       await this.waitDone(g, () => {});
       this.sequence++;
       if (Atomics.load(c, kCtlFailedStep) === kNoFailure) return readBatchSums(this.stats, shards);
+      if (this.stopAt !== null) {
+        // A worker that hung was stopped after a stop request: the caller is stopping, not retrying.
+        this.throwIfBroken();
+        throw new GradpoolError('a stop was requested, and a worker that made no progress in a forward pass was stopped');
+      }
       await this.recover(failures, 'forward:', start, end);
     }
   }
@@ -350,6 +387,7 @@ export class Coordinator {
    */
   private post(command: number, data: SharedDataset): number {
     const c = this.control;
+    this.throwIfBroken();
     this.loops.restart();
     this.loops.post(data.buffers);
     const id = data.buffers.id;
@@ -370,6 +408,7 @@ export class Coordinator {
    * than shardRetries times; the next post() replaces the workers. [start, end) is the step's batch.
    */
   private async recover(failures: Map<string, number>, key: string, start: number, end: number): Promise<void> {
+    this.throwIfBroken();
     await this.loops.settleDeaths();
     const { shardRows } = cutBatch(end - start, this.slots);
     for (const d of this.loops.deaths) {
@@ -382,6 +421,23 @@ export class Coordinator {
       }
     }
     this.retries += this.loops.deaths.length;
+  }
+
+  /** Throws when the pool cannot run: a worker thread could not start. */
+  private throwIfBroken(): void {
+    const cause = this.loops.startFailure;
+    if (cause === null) return;
+    const o = this.options;
+    const code = (cause as NodeJS.ErrnoException).code;
+    throw new GradpoolError(
+      `a worker thread could not start: ${cause.message}${code === undefined ? '' : ` (${code})`}; ` +
+        (o.workerHeapMb === null ? '' : `options.workerHeapMb is ${o.workerHeapMb} MB, and `) +
+        `each worker holds the activations of ${this.maxShardRows} rows (options.batchSize ${o.batchSize} cut into ` +
+        `options.shards ${o.shards}) and views of ${this.slots} shard slots`,
+      (o.workerHeapMb === null ? '' : 'raise options.workerHeapMb (or leave it unset for Node\'s default), or ') +
+        'use a smaller options.batchSize or fewer options.shards; this Trainer cannot run again: close it and make a new one',
+      { cause },
+    );
   }
 
   /** After a step over [start, end) came out non-finite: its shards whose loss sum or gradient is. */
@@ -409,6 +465,7 @@ export class Coordinator {
     const c = this.control;
     let progress = Atomics.load(c, kCtlArrivals);
     let since = performance.now();
+    let stoodIn = false;
     for (;;) {
       const bell = Atomics.load(c, kCtlBell);
       if (allStamped(c, this.workers, g, kStampDone)) return;
@@ -416,13 +473,27 @@ export class Coordinator {
       poll();
       if (woken !== 'timed-out') continue;
       await new Promise((resolve) => setImmediate(resolve));
+      if (this.closing) throw new GradpoolError('this Trainer was closed (close()) while the call was running on its workers', 'await fit(), predict() and the others before close()');
+      // A thread that could not start will never take its part: stand in for the workers not started,
+      // so that the others leave the command, which then fails (and recover() says why).
+      if (this.loops.startFailure !== null && !stoodIn) {
+        for (const w of this.loops.notStarted()) this.standIn(w);
+        stoodIn = true;
+        continue;
+      }
       // Progress is any stamp; a worker still starting (a replacement loading its code) counts as busy.
       const arrivals = Atomics.load(c, kCtlArrivals);
-      if (arrivals !== progress || !this.loops.allStarted()) {
+      const now = performance.now();
+      if (arrivals !== progress || (!stoodIn && this.loops.notStarted().length > 0)) {
         progress = arrivals;
+        since = now;
+      } else if (this.stopAt !== null && now - Math.max(since, this.stopAt) > Math.min(STOP_GRACE_MS, this.options.workerTimeout)) {
+        // A stop is honoured within seconds even if a worker hangs: the run ends at the last complete step.
+        const ms = Math.min(STOP_GRACE_MS, this.options.workerTimeout);
+        await this.stopStuck(g, (w) => `worker ${w} made no progress for ${ms} ms after a stop was requested and was stopped`);
         since = performance.now();
-      } else if (performance.now() - since > this.options.workerTimeout) {
-        await this.stopStuck(g);
+      } else if (now - since > this.options.workerTimeout) {
+        await this.stopStuck(g, (w) => `worker ${w} made no progress for ${this.options.workerTimeout} ms (options.workerTimeout) and was stopped`);
         since = performance.now();
       }
     }
@@ -430,7 +501,7 @@ export class Coordinator {
 
   /** Stops the workers holding command g up: those furthest behind (the others wait for them at a
    *  barrier), and waits for their threads to end. */
-  private async stopStuck(g: number): Promise<void> {
+  private async stopStuck(g: number, why: (w: number) => string): Promise<void> {
     const c = this.control;
     // A worker not yet in the command is furthest behind of all.
     const at = (w: number): number => (Atomics.load(c, workField(w, kWorkGen)) === g ? Atomics.load(c, workField(w, kWorkStamp)) : -1);
@@ -438,9 +509,7 @@ export class Coordinator {
     const behind = Math.min(...stamps);
     if (behind === kStampDone) return;
     const stuck = stamps.flatMap((s, w) => (s === behind ? [w] : []));
-    await this.loops.stop(stuck, (w) => new Error(
-      `worker ${w} made no progress for ${this.options.workerTimeout} ms (options.workerTimeout) and was stopped`,
-    ));
+    await this.loops.stop(stuck, (w) => new WorkerTimeout(why(w)));
   }
 
   /** Tells the workers to drop a dataset they will not be asked for again. */
@@ -451,6 +520,8 @@ export class Coordinator {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    // A run under way ends after the step the workers are on, so that they read the stop below soon.
+    this.requestStop();
     const c = this.control;
     c[kCtlCommand] = kCmdStop;
     Atomics.add(c, kCtlGeneration, 1);

@@ -185,6 +185,13 @@ function copyFeatures(
           'remove or impute the missing values before training',
         );
       }
+      // Features are float32: a finite double beyond its range would become Infinity there.
+      if (!Number.isFinite(Math.fround(v))) {
+        throw new DataError(
+          `${what}: x row ${r}${from(rowName, r)}, column ${c} is ${v}, outside the float32 range (about ±3.4e38); every feature must fit in a float32`,
+          'rescale the features (standardize them, or scale them to about [-1, 1])',
+        );
+      }
       x[r * D + c] = v;
     }
   }

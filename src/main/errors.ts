@@ -40,6 +40,40 @@ export class CheckpointError extends GradpoolError {
   }
 }
 
+/** Why a worker was stopped: it made no progress for options.workerTimeout ms (or for a few seconds
+ *  after a stop was requested). The cause of a ShardFailure when that kept happening. */
+export class WorkerTimeout extends GradpoolError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkerTimeout';
+  }
+}
+
+/** A file that could not be written: names the caller's path (not a temporary file's) and the system's
+ *  reason; `code` is the system's (ENOSPC, EROFS, EACCES, ...), `cause` its error. */
+export class FileError extends GradpoolError {
+  readonly path: string;
+  readonly code: string | undefined;
+  constructor(path: string, cause: Error) {
+    const code = (cause as NodeJS.ErrnoException).code;
+    super(`${path}: cannot write the file (${cause.message})`, FILE_HINTS[code ?? ''], { cause });
+    this.name = 'FileError';
+    this.path = path;
+    this.code = code;
+  }
+}
+
+const FILE_HINTS: Record<string, string> = {
+  ENOSPC: 'the disk is full: free some space, or write to another disk',
+  EDQUOT: 'the disk quota is used up: free some space, or write to another disk',
+  EROFS: 'the file system is read-only: write to another folder',
+  EACCES: 'this process may not write there: write to another folder, or change its permissions',
+  EPERM: 'this process may not write there: write to another folder, or change its permissions',
+  EISDIR: 'the path is a folder: give a file name in it',
+  ENOENT: 'the folder does not exist: create it first, or write to another folder',
+  ENOTDIR: 'a part of the path is a file, not a folder',
+};
+
 /** A shard (or the update after the shards) whose workers failed more often than options.shardRetries
  *  allows; fit() rejects with it, its samples named in the message. */
 export class ShardFailure extends GradpoolError {
@@ -53,8 +87,9 @@ export class ShardFailure extends GradpoolError {
     readonly attempts: number,
     /** The last worker error. */
     readonly cause: Error,
+    hint?: string,
   ) {
-    super(message, undefined, { cause });
+    super(message, hint, { cause });
     this.name = 'ShardFailure';
   }
 }

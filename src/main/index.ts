@@ -13,7 +13,8 @@ export { duration, epochText, RunClock, type EpochTextOptions } from './epoch-te
 export { curvesSvg, epochsFromMetrics } from './curves.js';
 export type { Dataset, Features } from './data.js';
 export {
-  CheckpointError, DataError, GradpoolError, isOptionError, NonfiniteError, OptionRangeError, OptionTypeError, ShardFailure,
+  CheckpointError, DataError, FileError, GradpoolError, isOptionError, NonfiniteError, OptionRangeError, OptionTypeError, ShardFailure,
+  WorkerTimeout,
 } from './errors.js';
 export { ACTIVATIONS, defaultLoss, isSoftmaxLoss, LOSSES, type ModelConfig, type Activation, type LossName } from '../shared/model.js';
 export type { ScheduleSpec } from '../shared/schedule.js';

@@ -18,18 +18,52 @@ export interface ClassReport {
   weighted: Omit<ClassMetrics, 'support'>;
 }
 
+/** Per class: rows predicted right (tp), rows predicted as it, and its true rows (support). */
+export interface ClassCounts {
+  tp: Float64Array;
+  predicted: Float64Array;
+  support: Float64Array;
+}
+
+/**
+ * The per-class counts of confusion matrices counts[true][predicted]: one K x K matrix gives a class per
+ * row; several 2 x 2 matrices (one per output of a multi-label model) give the positive class of each.
+ */
+export function classCounts(confusions: number[][][]): ClassCounts {
+  const one = confusions.length === 1 ? confusions[0] : null;
+  const K = one !== null ? one.length : confusions.length;
+  const c: ClassCounts = { tp: new Float64Array(K), predicted: new Float64Array(K), support: new Float64Array(K) };
+  for (let k = 0; k < K; k++) {
+    const [m, j] = one !== null ? [one, k] : [confusions[k], 1];
+    c.tp[k] = m[j][j];
+    for (let i = 0; i < m.length; i++) {
+      c.predicted[k] += m[i][j];
+      c.support[k] += m[j][i];
+    }
+  }
+  return c;
+}
+
 /**
  * From counts[true][predicted]: one K x K matrix gives a row per class; several 2 x 2 matrices (one per
  * output of a multi-label model) give the positive class of each. A ratio with a zero denominator is 0,
  * as scikit-learn's zero_division default reports it.
  */
 export function classReport(confusions: number[][][]): ClassReport {
+  return reportOfCounts(classCounts(confusions));
+}
+
+/** The report from per-class counts (classCounts, or counted without a matrix for many classes). */
+export function reportOfCounts(counts: ClassCounts): ClassReport {
   const classes: ClassMetrics[] = [];
-  if (confusions.length === 1) {
-    const m = confusions[0];
-    for (let k = 0; k < m.length; k++) classes.push(metrics(m, k));
-  } else {
-    for (const m of confusions) classes.push(metrics(m, 1));
+  for (let k = 0; k < counts.tp.length; k++) {
+    const tp = counts.tp[k];
+    const predicted = counts.predicted[k];
+    const support = counts.support[k];
+    const precision = predicted === 0 ? 0 : tp / predicted;
+    const recall = support === 0 ? 0 : tp / support;
+    const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
+    classes.push({ precision, recall, f1, support });
   }
   const total = classes.reduce((s, c) => s + c.support, 0);
   const average = (weightOf: (c: ClassMetrics) => number, sum: number): Omit<ClassMetrics, 'support'> => ({
@@ -38,20 +72,6 @@ export function classReport(confusions: number[][][]): ClassReport {
     f1: classes.reduce((s, c) => s + weightOf(c) * c.f1, 0) / sum,
   });
   return { classes, macro: average(() => 1, classes.length), weighted: average((c) => c.support, total || 1) };
-}
-
-function metrics(m: number[][], k: number): ClassMetrics {
-  const tp = m[k][k];
-  let predicted = 0;
-  let support = 0;
-  for (let i = 0; i < m.length; i++) {
-    predicted += m[i][k];
-    support += m[k][i];
-  }
-  const precision = predicted === 0 ? 0 : tp / predicted;
-  const recall = support === 0 ? 0 : tp / support;
-  const f1 = precision + recall === 0 ? 0 : (2 * precision * recall) / (precision + recall);
-  return { precision, recall, f1, support };
 }
 
 /** Inverse-frequency class weights, scikit-learn's 'balanced': n_samples / (n_classes * count_k). */

@@ -1,7 +1,7 @@
 // The errors a failed step ends fit() with, worded for the user: which step, which shard, which samples
 // (by the loader's row names: 'train.csv line 12'), and what to change.
 
-import { NonfiniteError, ShardFailure } from './errors.js';
+import { NonfiniteError, ShardFailure, WorkerTimeout } from './errors.js';
 import type { SharedDataset } from './data.js';
 import type { BatchSums } from '../shared/step.js';
 
@@ -65,15 +65,24 @@ export function nonfiniteError(
 /** The coordinator's account of a shard whose workers kept failing, as the error fit() rejects with. */
 export function shardFailure(
   f: { shard: number; positions: [number, number]; attempts: number; cause: Error },
-  data: SharedDataset, rowName: RowName, place: StepPlace, shardRetries: number,
+  data: SharedDataset, rowName: RowName, place: StepPlace, shardRetries: number, workerTimeout: number,
 ): ShardFailure {
   const [p0, p1] = f.positions;
   const rows = Array.from(data.order.subarray(p0, p1), rowName);
   const what = f.shard >= 0 ? `shard ${f.shard} of ${placeText(place)}` : `the gradient reduction and update of ${placeText(place)}`;
+  const samples = `its samples: positions ${p0}-${p1 - 1} of the order, ${firstFew(rows, 8, true)}`;
+  if (f.cause instanceof WorkerTimeout) {
+    // The cause first: too short a timeout stops healthy workers, and then no shard is to blame.
+    return new ShardFailure(
+      `${what}: ${f.cause.message}, on ${f.attempts} workers in a row (options.shardRetries is ${shardRetries}); ${samples}`,
+      f.shard, f.positions, f.attempts, f.cause,
+      `a worker that hangs on this shard, or an options.workerTimeout too short for a step of this model (it is ${workerTimeout} ms; ` +
+        'the default is 600000): raise it, or look for what the shard does that never ends',
+    );
+  }
   return new ShardFailure(
     `${what} failed on ${f.attempts} workers in a row (options.shardRetries is ${shardRetries}), so it ` +
-    `is not bad luck but something in the shard or the code; its samples: positions ${p0}-${p1 - 1} of the order, ` +
-    `${firstFew(rows, 8, true)}. The last worker error: ${f.cause.stack ?? f.cause.message}`,
+    `is not bad luck but something in the shard or the code; ${samples}. The last worker error: ${f.cause.stack ?? f.cause.message}`,
     f.shard, f.positions, f.attempts, f.cause,
   );
 }

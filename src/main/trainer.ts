@@ -12,7 +12,7 @@ import {
 import { assignParameters } from './checkpoint/parameters.js';
 import type { Checkpoint } from './checkpoint/safetensors.js';
 import { CheckpointError, DataError, GradpoolError, ShardFailure } from './errors.js';
-import { confusionMatrices } from './evaluation.js';
+import { evaluationCounts } from './evaluation.js';
 import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
 import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
@@ -20,7 +20,7 @@ import { EarlyStopping } from './early-stopping.js';
 import { epochText, RunClock } from './epoch-text.js';
 import { epochOrder } from './order.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
-import { classReport } from './report.js';
+import { reportOfCounts } from './report.js';
 import { freshState, parseState, stateJson, type TrainingState } from './state.js';
 import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
 import { stepTiming } from './timing.js';
@@ -182,13 +182,14 @@ export class Trainer {
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
     const data = this.share(train, 'training data', { losses: true });
     const val = fit.validation === undefined ? undefined
-      : this.share(fit.validation, 'validation data', { probabilities: true });
+      : this.share(fit.validation, 'validation data', {});
     const stop = (): void => this.core.requestStop();
     fit.signal?.addEventListener('abort', stop);
     try {
       return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`), early);
     } finally {
       fit.signal?.removeEventListener('abort', stop);
+      this.core.clearStop();
       this.core.release(data);
       if (val !== undefined) this.core.release(val);
     }
@@ -237,9 +238,13 @@ export class Trainer {
       }
       const record = this.closeEpoch(epoch, batches, lr, data.rows, first, t0);
       if (val !== undefined) {
-        const ev = await this.evaluateShared(val);
-        record.valLoss = ev.loss;
-        record.valAccuracy = ev.accuracy;
+        // Loss and accuracy only: the per-class report is evaluate()'s.
+        // A stop during the validation pass (a worker that hangs there is stopped) ends fit() as a stop.
+        const sums = await this.forwardAll(val).catch((err: unknown) => {
+          throw fit.signal?.aborted ? fit.signal.reason : err;
+        });
+        record.valLoss = sums.lossSum / sums.weightSum;
+        record.valAccuracy = sums.correct / sums.counted;
       }
       history.push(record);
       if (early !== null) {
@@ -345,7 +350,7 @@ export class Trainer {
       });
     } catch (err) {
       const place: StepPlace = { step: st.step + 1, epoch, batch: st.batch + 1, batches };
-      throw err instanceof ShardFailure ? shardFailure(err, data, rowName, place, o.shardRetries) : err;
+      throw err instanceof ShardFailure ? shardFailure(err, data, rowName, place, o.shardRetries, o.workerTimeout) : err;
     } finally {
       this.inRun = false;
     }
@@ -494,13 +499,13 @@ export class Trainer {
 
   private async evaluateShared(data: SharedDataset): Promise<Evaluation> {
     const sums = await this.forwardAll(data);
-    const confusions = confusionMatrices(data, this.config, this.loss);
+    const { counts, confusion } = evaluationCounts(data, this.config, this.loss);
     return {
       loss: sums.lossSum / sums.weightSum,
       accuracy: sums.correct / sums.counted,
       rows: data.rows,
-      confusion: confusions.length === 1 ? confusions[0] : null,
-      report: classReport(confusions),
+      confusion,
+      report: reportOfCounts(counts),
     };
   }
 }

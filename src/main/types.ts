@@ -127,8 +127,9 @@ export interface Evaluation {
    *  thresholded right at probability 0.5 (sigmoid losses). */
   accuracy: number;
   rows: number;
-  /** counts[true][predicted]: K x K for softmax losses, 2 x 2 for a single sigmoid output, null for
-   *  several sigmoid outputs (multi-label: see perClass). */
+  /** counts[true][predicted]: K x K for softmax losses (null above 1,024 classes, where the report is
+   *  made from per-class counts), 2 x 2 for a single sigmoid output, null for several sigmoid outputs
+   *  (multi-label: see report). */
   confusion: number[][] | null;
   /** Precision, recall, F1 and support per class (per output, of its positive class, for multi-label),
    *  and their macro and support-weighted averages. */

@@ -3,11 +3,11 @@
 // after a thread died), datasets reach every worker's port, a worker's end is reported with the shard it
 // was on, and stuck threads are stopped. What the protocol does about a death is the coordinator's.
 
-import { createRequire } from 'node:module';
 import { once } from 'node:events';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import { GradpoolError } from './errors.js';
+import { workerFile } from './worker-entry.js';
 import { kCtlGeneration, kWorkShard, kWorkThread, workField, type DatasetBuffers, type LoopTask, type WorkerInit } from '../shared/contract.js';
 
 /** A worker whose loop task ended with an error, what it was computing (-1: no shard) and why. */
@@ -22,20 +22,12 @@ const CLOSE_GRACE_MS = 5000;
 /** How long a worker that flagged its own failure may take for its task to reject. */
 const DEATH_SETTLE_MS = 10_000;
 
-// The worker is TypeScript when gradpool runs from source (tests, `npm run train`) and JavaScript when
-// it runs from dist/. From source, each worker thread loads tsx, resolved from this package, so that
-// it can import the .ts worker whatever the caller's own loader is.
-function workerEntry(): { filename: string; execArgv: string[] | undefined } {
-  const fromSource = import.meta.url.endsWith('.ts');
-  const filename = fileURLToPath(new URL(`../worker/worker.${fromSource ? 'ts' : 'js'}`, import.meta.url));
-  if (!fromSource) return { filename, execArgv: undefined };
-  const tsx = createRequire(import.meta.url).resolve('tsx');
-  return { filename, execArgv: ['--import', pathToFileURL(tsx).href] };
-}
-
 export class WorkerLoops {
   /** Workers whose loop ended with an error since the last clearDeaths(). */
   deaths: Death[] = [];
+  /** The error of a worker thread that could not start (out of memory under workerHeapMb, say), or
+   *  null. piscina starts no thread after one fails while starting, so the pool cannot run again. */
+  startFailure: Error | null = null;
   private readonly pool: Piscina;
   private readonly control: Int32Array;
   /** Per worker: the port its datasets go to, its loop task's abort controller, and whether it runs. */
@@ -51,16 +43,21 @@ export class WorkerLoops {
     workerData: WorkerInit, private readonly workers: number, workerHeapMb: number | null, private readonly onDeath: (w: number) => void,
   ) {
     this.control = new Int32Array(workerData.control);
-    const { filename, execArgv } = workerEntry();
     this.pool = new Piscina({
-      filename,
-      execArgv,
+      filename: workerFile(),
+      // Stack traces of a bundled worker (from source) point into the TypeScript.
+      execArgv: ['--enable-source-maps'],
       workerData,
       minThreads: workers,
       maxThreads: workers,
       idleTimeout: Number.MAX_SAFE_INTEGER,
       concurrentTasksPerWorker: 1,
       ...(workerHeapMb === null ? {} : { resourceLimits: { maxOldGenerationSizeMb: workerHeapMb } }),
+    });
+    // A thread that fails while starting, before it has a task, is reported as an 'error' event, which
+    // would end the process if nothing listened.
+    this.pool.on('error', (err: unknown) => {
+      this.startFailure ??= err instanceof Error ? err : new Error(String(err));
     });
     // One loop task per worker for the pool's life (see contract.ts). With one task per worker at a
     // time, the `workers` tasks land on `workers` distinct threads.
@@ -83,6 +80,11 @@ export class WorkerLoops {
       if (this.closed) return;
       let error = err instanceof Error ? err : new Error(String(err));
       if (error.name === 'AbortError' && error.cause instanceof Error) error = error.cause; // stopped: say why
+      // A loop that never wrote its threadId ended with its thread's start-up.
+      if (Atomics.load(this.control, workField(w, kWorkThread)) === 0) {
+        this.startFailure ??= error;
+        return;
+      }
       this.deaths.push({ worker: w, shard: Atomics.load(this.control, workField(w, kWorkShard)), error });
       this.onDeath(w);
     });
@@ -90,7 +92,7 @@ export class WorkerLoops {
 
   /** Before a command: a loop for every worker whose loop ended, and no deaths on record. */
   restart(): void {
-    if (this.closed) throw new Error('this Trainer is closed; create a new one');
+    if (this.closed) throw new GradpoolError('this Trainer is closed', 'create a new one');
     for (let w = 0; w < this.workers; w++) if (this.loops[w] === null) this.startLoop(w);
     this.deaths = [];
   }
@@ -115,10 +117,11 @@ export class WorkerLoops {
     if (this.deaths.length === 0) throw new Error('a worker reported a failure but its task did not end; the pool is unusable');
   }
 
-  /** True once every worker's loop has started (written its threadId). */
-  allStarted(): boolean {
-    for (let w = 0; w < this.workers; w++) if (Atomics.load(this.control, workField(w, kWorkThread)) === 0) return false;
-    return true;
+  /** The workers whose loop has not started (written its threadId) yet. */
+  notStarted(): number[] {
+    const waiting: number[] = [];
+    for (let w = 0; w < this.workers; w++) if (Atomics.load(this.control, workField(w, kWorkThread)) === 0) waiting.push(w);
+    return waiting;
   }
 
   /** Stops the loops of these workers (their threads end, and each is reported as a death with `why`),

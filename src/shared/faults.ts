@@ -3,9 +3,11 @@
 // tests) it costs one null check per shard.
 //
 //   [{ "kind": "throw" | "exit" | "oom" | "hang",
-//      "phase": "compute" | "computed" | "reduce" | "update" | "updated",
-//                          // before a shard, after its slot is written, before the reduction, before
-//                          // the update, after the worker's share of the next parameters is written
+//      "phase": "start" | "compute" | "computed" | "reduce" | "update" | "updated",
+//                          // while the thread starts (before it is any worker: generation, worker and
+//                          // shard do not apply), before a shard, after its slot is written, before
+//                          // the reduction, before the update, after the worker's share of the next
+//                          // parameters is written
 //      "generation"?: g,   // the step's sequence number: steps (and forward commands) carried out in
 //                          // the pool's life, from 1, a failed attempt using one up
 //      "worker"?: w,       // the worker index
@@ -15,7 +17,7 @@
 // number); without one, at every match (a shard that always fails).
 
 export type FaultKind = 'throw' | 'exit' | 'oom' | 'hang';
-export type FaultPhase = 'compute' | 'computed' | 'reduce' | 'update' | 'updated';
+export type FaultPhase = 'start' | 'compute' | 'computed' | 'reduce' | 'update' | 'updated';
 
 export interface Fault {
   kind: FaultKind;
@@ -26,7 +28,7 @@ export interface Fault {
 }
 
 const KINDS: readonly FaultKind[] = ['throw', 'exit', 'oom', 'hang'];
-const PHASES: readonly FaultPhase[] = ['compute', 'computed', 'reduce', 'update', 'updated'];
+const PHASES: readonly FaultPhase[] = ['start', 'compute', 'computed', 'reduce', 'update', 'updated'];
 
 /** The injector for GRADPOOL_FAULTS's value, or null when it is unset or empty. */
 export function parseFaults(text: string | undefined): ((g: number, worker: number, phase: FaultPhase, shard: number) => void) | null {
@@ -39,7 +41,8 @@ export function parseFaults(text: string | undefined): ((g: number, worker: numb
     for (const f of list) {
       if (f.phase !== phase || (f.generation !== undefined && f.generation !== g)) continue;
       if ((f.worker !== undefined && f.worker !== worker) || (f.shard !== undefined && f.shard !== shard)) continue;
-      inject(f, `injected ${f.kind} fault in the ${phase} phase of step ${g} on worker ${worker}${shard >= 0 ? `, shard ${shard}` : ''}`);
+      inject(f, phase === 'start' ? `injected ${f.kind} fault while a worker thread starts`
+        : `injected ${f.kind} fault in the ${phase} phase of step ${g} on worker ${worker}${shard >= 0 ? `, shard ${shard}` : ''}`);
     }
   };
 }

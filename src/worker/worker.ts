@@ -325,6 +325,7 @@ function barrier(worker: number, g: number, j: number, phase: number): boolean {
 
 /** Faults to inject, for the fault-tolerance tests only (GRADPOOL_FAULTS, see faults.ts). */
 const faultsAt = parseFaults(process.env.GRADPOOL_FAULTS);
+faultsAt?.(0, -1, 'start', -1);
 
 /** The dataset `id`, mapping whatever has arrived on the port first (messages are datasets to map, or
  *  { release: id } for one the coordinator no longer uses). */

@@ -1,7 +1,7 @@
 // What a gradpool checkpoint records in its safetensors __metadata__ (string to string), each key named
-// once: the format and its version, the model config, the data checksum, the Trainer's options and
-// training state, the model's preprocessing, the training script's run; the extra tensor for SGD's
-// momentum; and the JSON codec those values are written with.
+// once: the format and its version, the model config, the data and header checksums, the Trainer's
+// options and training state, the model's preprocessing, the training script's run; the extra tensor for
+// SGD's momentum; and the JSON codec those values are written with.
 
 export const FORMAT_KEY = 'format';
 export const FORMAT = 'gradpool';
@@ -11,8 +11,11 @@ export const VERSION = '1';
 export const CONFIG_KEY = 'config';
 /** The hex SHA-256 of the data section (every byte after the header). */
 export const CHECKSUM_KEY = 'gradpool.sha256';
+/** The hex SHA-256 of the header as parsed: every __metadata__ entry but this one, and every tensor's
+ *  name, dtype, shape and offsets (checkpoint/safetensors.ts headerDigest). Files without it load. */
+export const HEADER_CHECKSUM_KEY = 'gradpool.header-sha256';
 /** Keys the writer sets itself: a caller's extra metadata may not. */
-export const RESERVED_KEYS: readonly string[] = [FORMAT_KEY, VERSION_KEY, CONFIG_KEY, CHECKSUM_KEY];
+export const RESERVED_KEYS: readonly string[] = [FORMAT_KEY, VERSION_KEY, CONFIG_KEY, CHECKSUM_KEY, HEADER_CHECKSUM_KEY];
 /** The Trainer's resolved options (metadataJson). */
 export const OPTIONS_KEY = 'gradpool.options';
 /** The training state for resuming (src/main/state.ts). */

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 import { CheckpointError } from '../errors.js';
 import { jsonStructureProblem } from './json-structure.js';
-import { CHECKSUM_KEY, CONFIG_KEY, FORMAT, FORMAT_KEY, RESERVED_KEYS, VERSION, VERSION_KEY } from './metadata.js';
+import { CHECKSUM_KEY, CONFIG_KEY, FORMAT, FORMAT_KEY, HEADER_CHECKSUM_KEY, RESERVED_KEYS, VERSION, VERSION_KEY } from './metadata.js';
 import { clip, describe, fmtShape, isObject, preview, quote, sameShape } from './text.js';
 import { ACTIVATIONS, LOSSES, paramLayout, sequentialIndex, type ModelConfig } from '../../shared/model.js';
 
@@ -83,16 +83,16 @@ export function encodeCheckpoint(
   // The checksum covers the data section exactly as written: the blocks' little-endian bytes in order.
   const hash = createHash('sha256');
   for (const t of blocks) hash.update(littleEndianBytes(t));
-  const header: Record<string, unknown> = {
-    __metadata__: {
-      ...extra,
-      [FORMAT_KEY]: FORMAT,
-      [VERSION_KEY]: VERSION,
-      [CONFIG_KEY]: JSON.stringify({ layers, activation, loss }),
-      [CHECKSUM_KEY]: hash.digest('hex'),
-    },
-    ...tensorHeader,
+  const metadata: Record<string, string> = {
+    ...extra,
+    [FORMAT_KEY]: FORMAT,
+    [VERSION_KEY]: VERSION,
+    [CONFIG_KEY]: JSON.stringify({ layers, activation, loss }),
+    [CHECKSUM_KEY]: hash.digest('hex'),
   };
+  // The header's own checksum, over everything above: an edited option or state is refused like a torn file.
+  metadata[HEADER_CHECKSUM_KEY] = headerDigest(metadata, tensorHeader);
+  const header: Record<string, unknown> = { __metadata__: metadata, ...tensorHeader };
   const json = new TextEncoder().encode(JSON.stringify(header));
   // Pad with spaces so the data section starts 8-byte aligned, as the safetensors reference writer does.
   const N = json.length + ((8 - ((8 + json.length) % 8)) % 8);
@@ -107,6 +107,21 @@ export function encodeCheckpoint(
     at += t.byteLength;
   }
   return out;
+}
+
+/**
+ * The hex SHA-256 of a header as parsed (so independent of its JSON's spacing and key order): every
+ * metadata entry but HEADER_CHECKSUM_KEY, and every tensor's name, dtype, shape and data_offsets, each in
+ * key order. Every metadata entry is covered, those a later version adds included.
+ */
+function headerDigest(metadata: Record<string, unknown>, tensors: Record<string, unknown>): string {
+  const entries = (o: Record<string, unknown>, skip?: string): [string, unknown][] =>
+    Object.keys(o).filter((k) => k !== skip).sort().map((k) => [k, o[k]]);
+  const index = entries(tensors).map(([name, e]) => {
+    const { dtype, shape, data_offsets: offsets } = e as Record<string, unknown>;
+    return [name, dtype, shape, offsets];
+  });
+  return createHash('sha256').update(JSON.stringify([entries(metadata, HEADER_CHECKSUM_KEY), index])).digest('hex');
 }
 
 /** The bytes of `t` as little-endian float32: a view of it on little-endian machines, else a copy. */
@@ -178,6 +193,18 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
       fail(
         `tensors ${quote(a.name)} and ${quote(b.name)} overlap ` +
           `(data_offsets [${a.begin},${a.end}] and [${b.begin},${b.end}])`,
+      );
+    }
+  }
+  const headerChecksum = metadata[HEADER_CHECKSUM_KEY];
+  if (headerChecksum !== undefined) {
+    const tensorEntries = Object.fromEntries(Object.entries(header).filter(([name]) => name !== '__metadata__'));
+    const actual = headerDigest(metadata, tensorEntries);
+    if (actual !== headerChecksum) {
+      fail(
+        `the header does not match its checksum (metadata "${HEADER_CHECKSUM_KEY}" ${clip(headerChecksum, 64)}, but the ` +
+          `metadata and tensor entries hash to ${actual}): its options, state or tensor index were edited or damaged`,
+        'load the previous checkpoint instead; this one cannot be trusted',
       );
     }
   }
