@@ -185,7 +185,7 @@ describe('the preprocessing in the checkpoint', () => {
     writeCsv(train, 300, 9);
     expect((await runCli(csvFlags(train, out, 1))).code).toBe(0);
     const ckpt = await loadCheckpoint(out);
-    const { 'gradpool.preprocessing': _p, 'gradpool.sha256': _s, format: _f, 'gradpool.version': _v, config: _c, ...rest } = ckpt.metadata;
+    const { 'gradpool.preprocessing': _p, 'gradpool.sha256': _s, 'gradpool.header-sha256': _h, format: _f, 'gradpool.version': _v, config: _c, ...rest } = ckpt.metadata;
     await saveCheckpoint(out, ckpt.config, ckpt.params, rest, ckpt.tensors);
     const r = await runCli(['--resume', out, '--epochs', '1']);
     expect(r.code).toBe(0);

@@ -132,7 +132,8 @@ describe('workers that cannot start, and close() under way', () => {
   }, 30_000);
 
   it('rejects fit() and predict() when close() is called while their workers start, instead of never settling', async () => {
-    for (const delay of [0, 50]) {
+    // Workers start in tens of milliseconds: close() comes at once, or 10 ms into their start.
+    for (const delay of [0, 10]) {
       const t = make({ ...base, workers: 2 });
       const fit = t.fit(data, { epochs: 50 }).then(() => null, (e: unknown) => e as Error);
       await new Promise((resolve) => setTimeout(resolve, delay));

@@ -110,7 +110,7 @@ describe('a model trained on a CSV of class names, used from the command line', 
 
   it('notes that a checkpoint without a recorded preprocessing uses the features as given', async () => {
     const ckpt = await loadCheckpoint(model);
-    const { 'gradpool.preprocessing': _p, 'gradpool.sha256': _s, format: _f, 'gradpool.version': _v, config: _c, ...rest } = ckpt.metadata;
+    const { 'gradpool.preprocessing': _p, 'gradpool.sha256': _s, 'gradpool.header-sha256': _h, format: _f, 'gradpool.version': _v, config: _c, ...rest } = ckpt.metadata;
     const old = join(dir, 'old.safetensors');
     await saveCheckpoint(old, ckpt.config, ckpt.params, rest, ckpt.tensors);
     const r = await runCommand(evaluateMain, [old, '--test', testCsv, '--label-column', 'species']);

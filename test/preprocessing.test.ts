@@ -191,7 +191,7 @@ describe('files and options', () => {
     await t.save(path);
     const ckpt = await loadCheckpoint(path);
     const write = async (text: string): Promise<void> => {
-      const { 'gradpool.sha256': _, format: _f, 'gradpool.version': _v, config: _c, ...rest } = ckpt.metadata;
+      const { 'gradpool.sha256': _, 'gradpool.header-sha256': _h, format: _f, 'gradpool.version': _v, config: _c, ...rest } = ckpt.metadata;
       await saveCheckpoint(path, ckpt.config, ckpt.params, { ...rest, [PREPROCESSING_KEY]: text });
     };
     await write('{"normalize":{"mode":"standardize","offset":[1,2],"scale":[1,1,1]}}');
