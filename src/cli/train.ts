@@ -6,8 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import {
-  defaultLoss, isSoftmaxLoss, loadCheckpoint, metadataJson, parsePreprocessing,
-  reportText, RUN_KEY, Trainer,
+  defaultLoss, isSoftmaxLoss, loadPreprocessing, metadataJson, reportText, RUN_KEY, Trainer,
 } from '../main/index.js';
 import { epochLine, headerText, matrixText } from './output.js';
 import { parseFlags } from './parse.js';
@@ -53,7 +52,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
       trainer = await Trainer.create({
         ...trainerOptions(flags, data.train.y, Math.ceil(data.train.rows / flags.batchSize)), preprocessing,
       });
-      if (flags.init !== undefined) await trainer.loadParameters(flags.init);
+      if (flags.init !== undefined) out.write(`init: ${(await trainer.loadParameters(flags.init)).summary}\n`);
     }
     const done = trainer.progress.epoch;
     if (done >= flags.epochs) {
@@ -78,8 +77,8 @@ async function preprocessingSource(resumed: Trainer | null, flags: Flags): Promi
     return p === null ? { kind: 'legacy', path } : { kind: 'recorded', path, preprocessing: p };
   }
   if (flags.init === undefined) return { kind: 'fit' };
-  const ckpt = await loadCheckpoint(flags.init);
-  const p = parsePreprocessing(ckpt.metadata, ckpt.config, flags.init);
+  const model = { layers: flags.layers, activation: flags.activation, loss: flags.loss ?? defaultLoss(flags.layers[flags.layers.length - 1]) };
+  const p = await loadPreprocessing(flags.init, model);
   return p === null ? { kind: 'fit' } : { kind: 'recorded', path: flags.init, preprocessing: p };
 }
 

@@ -21,11 +21,12 @@ export { loadCsv, type CsvOptions } from './loaders/csv.js';
 export {
   applyNormalization, fitNormalization, splitValidation, type Normalization, type NormalizeMode,
 } from './loaders/prepare.js';
-export { fitPreprocessing, parsePreprocessing, type Preprocessing, type ResolvedPreprocessing } from './preprocessing.js';
+export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
 export { writeFileAtomic } from './atomic-file.js';
 export type { Checkpoint } from './checkpoint/safetensors.js';
+export type { ImportedWeights, WeightsMatch } from './checkpoint/weights.js';
 export { metadataJson, parseMetadataJson, PREPROCESSING_KEY, RUN_KEY } from './checkpoint/metadata.js';
 export { cpuLimit, type CpuLimit } from './cpus.js';
 export { measure, type Measurement, type MeasureOptions, type MakeTrainer } from './tune/measure.js';
