@@ -25,6 +25,7 @@ export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preproces
 export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
 export { writeFileAtomic } from './atomic-file.js';
+export { encodeOnnx, ONNX_INPUT, ONNX_LOGITS, ONNX_OPSET, ONNX_PROBABILITIES, saveOnnx, type ExportedModel } from './export/onnx.js';
 export type { Checkpoint } from './checkpoint/safetensors.js';
 export type { ImportedWeights, WeightsMatch } from './checkpoint/weights.js';
 export { metadataJson, parseMetadataJson, PREPROCESSING_KEY, RUN_KEY } from './checkpoint/metadata.js';

@@ -18,6 +18,7 @@ import { lossSpec } from './loss-options.js';
 import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { EarlyStopping } from './early-stopping.js';
 import { epochOrder } from './order.js';
+import { saveOnnx } from './export/onnx.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { classReport } from './report.js';
 import { freshState, parseState, stateJson, type TrainingState } from './state.js';
@@ -468,6 +469,16 @@ export class Trainer {
       [STATE_KEY]: stateJson(this.state, momentum),
       ...(this.prep === null ? {} : { [PREPROCESSING_KEY]: preprocessingJson(this.prep) }),
     }, tensors);
+  }
+
+  /**
+   * Writes the model as an ONNX graph (see export/onnx.ts), atomically: input 'input' takes raw features
+   * (N, D), the recorded normalisation being the graph's first nodes; outputs 'probabilities' (N, K), what
+   * predict() returns, and 'logits'. For onnxruntime-node, onnxruntime-web or any ONNX runtime.
+   */
+  async exportOnnx(path: string): Promise<void> {
+    this.still('exportOnnx() was called');
+    await saveOnnx(path, { config: this.config, params: new Float32Array(this.core.params), preprocessing: this.prep });
   }
 
   async close(): Promise<void> {
