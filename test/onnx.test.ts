@@ -73,7 +73,7 @@ describe('ONNX export, run in onnxruntime-node', () => {
     expect(model.opsetImport.map((o) => [o.domain, Number(o.version)])).toEqual([['', 21]]);
     expect(g.node.map((n) => n.opType)).toEqual(['Sub', 'Mul', 'Gemm', 'Relu', 'Gemm', 'Softmax']);
     expect(g.node[0].input).toEqual(['input', 'normalize.offset']);
-    expect(g.node[1].input).toEqual([g.node[0].output[0], 'normalize.scale']);
+    expect(g.node[1].input).toEqual([(g.node[0].output as string[])[0], 'normalize.scale']);
     const init = (name: string): number[] => {
       const t = g.initializer.find((i) => i.name === name) as onnxProto.onnx.TensorProto;
       return Array.from(new Float32Array(Uint8Array.from(t.rawData).buffer));
