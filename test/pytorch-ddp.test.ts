@@ -90,14 +90,14 @@ describe('gradpool export --pytorch', () => {
   }, 180_000);
 
   it.skipIf(!hasTorch)("visits rows in gradpool's shuffled order, holds out its validation rows and reads IDX files as gradpool does", async () => {
-    // IDX: 30 images of 2x3 bytes (gzipped) and their labels, scaled by the recorded statistics.
+    // IDX: 30 images of 2x3 float32 values (gzipped) and their labels, standardised by the recorded statistics.
     const images = join(dir, 'images.idx.gz');
     const labels = join(dir, 'labels.idx');
-    writeFileSync(images, gzipSync(idx(0x08, [30, 2, 3], Array.from({ length: 180 }, (_, i) => (i * 37) % 256))));
+    writeFileSync(images, gzipSync(idx(0x0d, [30, 2, 3], Array.from({ length: 180 }, (_, i) => 100 * Math.sin(i * 0.37) + 7.3))));
     writeFileSync(labels, idx(0x08, [30], Array.from({ length: 30 }, (_, i) => i % 4)));
     const loaded = await loadIdx(images, labels);
     const split = splitValidation(loaded, 0.2, 7);
-    const n = fitNormalization(split.train, 'scale');
+    const n = fitNormalization(split.train, 'standardize');
     const t = make({ layers: [6, 4], workers: 1, seed: 7, preprocessing: { normalize: n } });
     const ckpt = join(dir, 'idx.safetensors');
     await t.save(ckpt, { [RUN_KEY]: metadataJson({ data: 'idx', trainImages: images, trainLabels: labels, validationSplit: 0.2, seed: 7, epochs: 3 }) });
