@@ -5,7 +5,7 @@
 
 import { resolve } from 'node:path';
 import {
-  BestMetric, cpuLimit, curvesSvg, defaultLoss, epochText, isSoftmaxLoss, loadCheckpoint, metadataJson, parsePreprocessing,
+  BestMetric, cpuLimit, curvesSvg, defaultLoss, epochText, isSoftmaxLoss, loadCheckpoint, loadPreprocessing, metadataJson,
   reportText, RUN_KEY, RunClock, Trainer, writeFileAtomic, type EpochRecord,
 } from '../main/index.js';
 import { headerText, loadingLine, matrixText } from './output.js';
@@ -78,7 +78,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
       trainer = await Trainer.create({
         ...trainerOptions(flags, data.train.y, Math.ceil(data.train.rows / flags.batchSize)), preprocessing,
       });
-      if (flags.init !== undefined) await trainer.loadParameters(flags.init);
+      if (flags.init !== undefined) out.write(`init: ${(await trainer.loadParameters(flags.init)).summary}\n`);
     }
     const done = trainer.progress.epoch;
     if (done >= flags.epochs) {
@@ -146,8 +146,8 @@ async function preprocessingSource(resumed: Trainer | null, flags: Flags): Promi
     return p === null ? { kind: 'legacy', path } : { kind: 'recorded', path, preprocessing: p };
   }
   if (flags.init === undefined) return { kind: 'fit' };
-  const ckpt = await loadCheckpoint(flags.init);
-  const p = parsePreprocessing(ckpt.metadata, ckpt.config, flags.init);
+  const model = { layers: flags.layers, activation: flags.activation, loss: flags.loss ?? defaultLoss(flags.layers[flags.layers.length - 1]) };
+  const p = await loadPreprocessing(flags.init, model);
   return p === null ? { kind: 'fit' } : { kind: 'recorded', path: flags.init, preprocessing: p };
 }
 

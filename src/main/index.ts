@@ -26,12 +26,15 @@ export { loadCsv, type CsvOptions } from './loaders/csv.js';
 export {
   applyNormalization, fitNormalization, splitValidation, type Normalization, type NormalizeMode,
 } from './loaders/prepare.js';
-export { fitPreprocessing, parsePreprocessing, type Preprocessing, type ResolvedPreprocessing } from './preprocessing.js';
+export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
 export { writeFileAtomic } from './atomic-file.js';
+export { pytorchScript, savePytorchScript, type PytorchExport, type TrainingFiles } from './export/pytorch.js';
+export { encodeOnnx, ONNX_INPUT, ONNX_LOGITS, ONNX_OPSET, ONNX_PROBABILITIES, saveOnnx, type ExportedModel } from './export/onnx.js';
 export type { Checkpoint } from './checkpoint/safetensors.js';
-export { metadataJson, parseMetadataJson, PREPROCESSING_KEY, RUN_KEY } from './checkpoint/metadata.js';
+export type { ImportedWeights, WeightsMatch } from './checkpoint/weights.js';
+export { metadataJson, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, RUN_KEY } from './checkpoint/metadata.js';
 export { cpuLimit, type CpuLimit } from './cpus.js';
 export { measure, type Measurement, type MeasureOptions, type MakeTrainer } from './tune/measure.js';
 export {

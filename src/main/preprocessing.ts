@@ -11,6 +11,7 @@ import { CheckpointError } from './errors.js';
 import type { LoadedData } from './loaders/loaded.js';
 import { fitNormalization, type Normalization, type NormalizeMode } from './loaders/prepare.js';
 import { knownKeys, oneOf, shown } from './validate.js';
+import { loadSafetensors } from './checkpoint/file.js';
 import { PREPROCESSING_KEY } from './checkpoint/metadata.js';
 import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
 import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
@@ -159,4 +160,10 @@ export function parsePreprocessing(metadata: Record<string, string>, model: Mode
   } catch (err) {
     throw new CheckpointError(path, (err as Error).message);
   }
+}
+
+/** The preprocessing recorded in the safetensors file at `path` (a gradpool checkpoint or any other),
+ *  checked against `model`, the one its weights are to be loaded into; null when it records none. */
+export async function loadPreprocessing(path: string, model: ModelConfig): Promise<ResolvedPreprocessing | null> {
+  return parsePreprocessing((await loadSafetensors(path)).metadata, model, path);
 }

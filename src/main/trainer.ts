@@ -5,12 +5,12 @@
 
 import { Coordinator } from './coordinator.js';
 import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset, type ShareOutputs } from './data.js';
-import { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
+import { loadSafetensors, saveCheckpoint } from './checkpoint/file.js';
 import {
-  metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, STATE_KEY,
+  CONFIG_KEY, metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, STATE_KEY,
 } from './checkpoint/metadata.js';
-import { assignParameters } from './checkpoint/parameters.js';
-import type { Checkpoint } from './checkpoint/safetensors.js';
+import { checkpointOf, type Checkpoint, type SafetensorsFile } from './checkpoint/safetensors.js';
+import { holdings, weightsFor, type ImportedWeights } from './checkpoint/weights.js';
 import { CheckpointError, DataError, GradpoolError, ShardFailure } from './errors.js';
 import { evaluationCounts } from './evaluation.js';
 import { initParameters } from './init.js';
@@ -19,6 +19,7 @@ import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions 
 import { EarlyStopping } from './early-stopping.js';
 import { epochText, RunClock } from './epoch-text.js';
 import { epochOrder } from './order.js';
+import { saveOnnx } from './export/onnx.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { reportOfCounts } from './report.js';
 import { freshState, parseState, stateJson, type TrainingState } from './state.js';
@@ -52,6 +53,7 @@ export class Trainer {
   private running: string | null = null;
   /** True while a run of several steps is under way: the parameters are then in motion. */
   private inRun = false;
+  private imported: ImportedWeights | null = null;
   /** How the worker count was chosen, when it was workers: 'auto'. */
   workersChoice?: WorkersChoice;
 
@@ -84,15 +86,53 @@ export class Trainer {
    * state (epoch, step, schedule position, momentum), so fit() continues exactly where it stopped, and
    * its preprocessing, so predict() and evaluate() take raw features as at the end of training (a file
    * that records none, as those written before gradpool recorded it, has `preprocessing` null).
-   * `options` override the saved ones (workers, say); layers, activation and loss are the file's.
+   * `options` override the saved ones (workers, say); layers, activation and loss are the file's, and
+   * may be given only as the file has them.
+   *
+   * A safetensors file with no gradpool metadata (a PyTorch state_dict) holds weights only: give the
+   * model in `options` (layers, activation; the loss defaults by the output width), and its tensors are
+   * matched as loadParameters() does; the Trainer starts a fresh run from them.
    */
-  static async load(path: string, options: Omit<TrainerOptions, 'layers' | 'activation' | 'loss'> = {}): Promise<Trainer> {
-    const ckpt = await loadCheckpoint(path);
+  static async load(path: string, options: Partial<TrainerOptions> = {}): Promise<Trainer> {
+    const file = await loadSafetensors(path);
+    if (!Object.hasOwn(file.metadata, CONFIG_KEY)) {
+      if (options.layers === undefined) {
+        throw new CheckpointError(
+          path,
+          `records no gradpool model (its metadata has no "config"), so the model must be given; it holds ${holdings(file.tensors)}`,
+          "Trainer.load(path, { layers: [784, 128, 10], activation: 'relu' }), with the widths the file's tensors have",
+        );
+      }
+      const trainer = await Trainer.create(options as TrainerOptions);
+      try {
+        trainer.importWeights(file, path);
+      } catch (err) {
+        await trainer.close();
+        throw err;
+      }
+      return trainer;
+    }
+    const ckpt = checkpointOf(file, path);
+    for (const key of ['layers', 'activation', 'loss'] as const) {
+      const given = options[key];
+      if (given !== undefined && JSON.stringify(given) !== JSON.stringify(ckpt.config[key])) {
+        throw new CheckpointError(
+          path,
+          `holds a model with ${key} ${JSON.stringify(ckpt.config[key])}; options.${key} is ${JSON.stringify(given)}`,
+          'leave layers, activation and loss out: Trainer.load takes them from the file',
+        );
+      }
+    }
     const saved = savedOptions(ckpt, path);
     const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
     const trainer = await Trainer.create({ ...saved, preprocessing, ...options, ...ckpt.config });
-    assignParameters(trainer.core.params, trainer.options.layers, ckpt, path);
-    trainer.restoreState(ckpt, path);
+    try {
+      trainer.importWeights(file, path);
+      trainer.restoreState(ckpt, path);
+    } catch (err) {
+      await trainer.close();
+      throw err;
+    }
     return trainer;
   }
 
@@ -139,14 +179,31 @@ export class Trainer {
     };
   }
 
-  /** Replaces the parameters with a checkpoint's, refusing one whose tensors do not fit, and the
-   *  preprocessing with the checkpoint's when it records one (the weights were trained on inputs
-   *  prepared so). */
-  async loadParameters(path: string): Promise<void> {
-    const ckpt = await loadCheckpoint(path);
-    const prep = parsePreprocessing(ckpt.metadata, this.config, path);
-    assignParameters(this.core.params, this.options.layers, ckpt, path);
+  /**
+   * Replaces the parameters with a file's, and the preprocessing with the file's when it records one (the
+   * weights were trained on inputs prepared so). The file is a gradpool checkpoint, or any safetensors
+   * file of the model's tensors: named as nn.Sequential's state_dict names them ('0.weight', '0.bias',
+   * '2.weight', ...) or as gradpool does ('layers.0.weight', ...), or in any names with each layer's
+   * weight (out, in) and bias (out) in the order of the file; F64, F16 and BF16 tensors are converted to
+   * float32. A file that fits in none of these ways is refused, listing what it holds and what the model
+   * needs, and the parameters keep their values. Returns (and `importedWeights` keeps) what was read.
+   */
+  async loadParameters(path: string): Promise<ImportedWeights> {
+    return this.importWeights(await loadSafetensors(path), path);
+  }
+
+  /** What the last loadParameters() or Trainer.load() read, and how; null before either. */
+  get importedWeights(): ImportedWeights | null {
+    return this.imported;
+  }
+
+  private importWeights(file: SafetensorsFile, path: string): ImportedWeights {
+    const { params, imported } = weightsFor(file, this.options.layers, path);
+    const prep = parsePreprocessing(file.metadata, this.config, path);
+    this.core.params.set(params);
     if (prep !== null) this.prep = prep;
+    this.imported = imported;
+    return imported;
   }
 
   /** The learning rate (and any momentum a OneCycle schedule sets) at scheduler step t. */
@@ -423,6 +480,16 @@ export class Trainer {
       [STATE_KEY]: stateJson(this.state, momentum),
       ...(this.prep === null ? {} : { [PREPROCESSING_KEY]: preprocessingJson(this.prep) }),
     }, tensors);
+  }
+
+  /**
+   * Writes the model as an ONNX graph (see export/onnx.ts), atomically: input 'input' takes raw features
+   * (N, D), the recorded normalisation being the graph's first nodes; outputs 'probabilities' (N, K), what
+   * predict() returns, and 'logits'. For onnxruntime-node, onnxruntime-web or any ONNX runtime.
+   */
+  async exportOnnx(path: string): Promise<void> {
+    this.still('exportOnnx() was called');
+    await saveOnnx(path, { config: this.config, params: new Float32Array(this.core.params), preprocessing: this.prep });
   }
 
   async close(): Promise<void> {

