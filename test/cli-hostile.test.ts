@@ -135,7 +135,7 @@ describe('signals', () => {
   it('a SIGTERM to `npm run train` stops the trainer too: saved mid-epoch, not orphaned', async () => {
     const out = join(dir, 'npm.safetensors');
     // npm passes the signal to its shell, which dies without passing it on.
-    const npm = spawn('npm', ['run', 'train', '--', '--layers', '784,8,10', '--epochs', '200', '--batch-size', '16', '--validation-split', '0', '--no-progress', '--out', out],
+    const npm = spawn('npm', ['run', 'train', '--', '--layers', '784,32,10', '--epochs', '200', '--batch-size', '2', '--validation-split', '0', '--no-progress', '--out', out],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';

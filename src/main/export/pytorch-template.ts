@@ -170,7 +170,8 @@ def write_checkpoint(path, model, optimizer, state):
         header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [at, at + len(blob)]}
         blobs.append(blob)
         at += len(blob)
-    meta = {k: v for k, v in SOURCE_METADATA.items() if k != "gradpool.sha256"}
+    # The checksums are gradpool's to write: a file without them loads, one with stale ones is refused.
+    meta = {k: v for k, v in SOURCE_METADATA.items() if k not in ("gradpool.sha256", "gradpool.header-sha256")}
     meta["gradpool.state"] = json.dumps(dict(state, hasMomentumBuffer=has_momentum), separators=(",", ":"))
     text = json.dumps({"__metadata__": meta, **header}, separators=(",", ":"))
     text += " " * ((8 - (8 + len(text.encode())) % 8) % 8)

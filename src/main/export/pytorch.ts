@@ -26,7 +26,7 @@ export interface PytorchExport {
   data: TrainingFiles;
   /** The rows held out for validation by the run, which the script leaves out as it did. */
   validationSplit?: { fraction: number; seed: number };
-  /** Epochs in all, as the training script's --epochs. */
+  /** Epochs in all: the saved run's last epoch. */
   epochs: number;
 }
 
@@ -68,7 +68,7 @@ export function pytorchScript(x: PytorchExport): string {
     'from torch.optim import lr_scheduler',
     '',
     `CHECKPOINT = ${py(x.checkpoint)}`,
-    `EPOCHS = ${x.epochs}  # in all, as gradpool's --epochs`,
+    `EPOCHS = ${x.epochs}  # in all: the run's last epoch (gradpool's --resume --epochs n trains n more)`,
     `LAYERS = ${py(layers)}`,
     `PARAM_NAMES = ${py(paramLayout(layers).entries.map((e) => e.name))}`,
     `BATCH_SIZE = ${o.batchSize}`,
