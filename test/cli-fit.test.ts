@@ -69,13 +69,13 @@ describe('early stopping, the best model, learning curves', () => {
       if (i === 0 || v[i] < v[bestAt]) {
         bestAt = i;
         wait = 0;
-      } else if (++wait > 3) {
+      } else if (++wait >= 3) {
         stop = i + 1;
       }
     }
     expect(stop).toBe(v.length);
     expect(stop).toBeLessThan(40);
-    expect(run.out).toContain(`early stopping: valLoss did not improve for 4 epochs (best ${v[bestAt]}`);
+    expect(run.out).toContain(`early stopping: valLoss did not improve for 3 epochs (best ${v[bestAt]}`);
     const lines = epochLines();
     for (const l of lines.slice(0, -1)) expect(l).toMatch(/, train accuracy \d+\.\d\d%, .*; elapsed \d+\.\d s, ETA \d+(\.\d s| min \d\d s)$/);
     expect(lines.at(-1)).toMatch(/; elapsed \d+\.\d s$/);

@@ -37,7 +37,7 @@ function kerasStop(values: number[], lower: boolean, patience: number, minDelta:
       best = v;
       bestEpoch = i + 1;
       wait = 0;
-    } else if (++wait > patience) {
+    } else if (++wait >= patience) { // keras/callbacks/early_stopping.py: `if self.wait >= self.patience`
       return { stop: i + 1, best: bestEpoch };
     }
   }
@@ -67,7 +67,7 @@ describe('early stopping', () => {
     const strip = (r: EpochRecord): unknown => ({ ...r, samplesPerSec: 0, seconds: 0, stopReason: undefined });
     expect(history.map(strip)).toEqual(whole.slice(0, want.stop as number).map(strip));
     expect(history.at(-1)?.stopReason).toMatch(
-      new RegExp(`^early stopping: ${monitor} did not improve.* for ${patience + 1} epochs? \\(best .* at epoch ${want.best}\\)$`));
+      new RegExp(`^early stopping: ${monitor} did not improve.* for ${Math.max(patience, 1)} epochs? \\(best .* at epoch ${want.best}\\)$`));
     expect(history.slice(0, -1).every((r) => r.stopReason === undefined)).toBe(true);
     expect(t.progress.epoch).toBe(want.stop);
   });

@@ -74,7 +74,9 @@ export class EarlyStopping {
     const m = this.metric;
     const improved = m.update(r);
     this.wait = improved ? 0 : this.wait + 1;
-    if (this.wait <= this.patience) return { improved, stop: null };
+    // Keras' and Lightning's rule: the `patience`-th epoch in a row without an improvement is the last
+    // (patience 0 stops at the first, as Keras' does).
+    if (improved || this.wait < this.patience) return { improved, stop: null };
     const by = m.minDelta > 0 ? ` by more than ${m.minDelta}` : '';
     return {
       improved,
