@@ -146,6 +146,8 @@ describe('signals', () => {
       stdout += b.toString();
       if (/^epoch 1\/200/m.test(stdout)) resolve();
     }));
+    // Into epoch 2 (about 4,000 steps, over a second here), not at its start, so the stop is mid-epoch.
+    await new Promise((resolve) => setTimeout(resolve, 200));
     npm.kill('SIGTERM');
     const settled = await Promise.race([closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 15_000))]);
     expect(settled, 'the trainer exited after npm was sent SIGTERM').toBe(true);

@@ -81,9 +81,18 @@ describe('options', () => {
     const t = make({ layers: [4, 3], workers: 1 });
     expect(t.options).toMatchObject({
       lr: 0.001, momentum: 0, dampening: 0, weightDecay: 0, nesterov: false, maximize: false,
-      activation: 'relu', loss: 'cross-entropy', reduction: 'mean', batchSize: 64, shuffle: true, seed: 0, shards: 4,
+      activation: 'relu', loss: 'cross-entropy', reduction: 'mean', batchSize: 64, shuffle: true, seed: 0, shards: 2,
     });
     expect(make({ layers: [4, 1], workers: 1 }).options.loss).toBe('bce-with-logits');
+  });
+
+  it.each([
+    // workers, batchSize, shards: 4 of at least 32 rows (as many as the batch allows, at least 1),
+    // never fewer than the workers; worked out by hand from that rule.
+    [1, 64, 2], [2, 64, 2], [3, 64, 3], [1, 128, 4], [2, 256, 4], [8, 256, 8], [1, 127, 3], [1, 32, 1],
+    [1, 31, 1], [2, 16, 2], [1, 1, 1], [5, 4096, 5],
+  ])('cuts batches into %i workers\' default shards: batch %i in %i', (workers, batchSize, shards) => {
+    expect(make({ layers: [4, 3], workers, batchSize }).options.shards).toBe(shards);
   });
 });
 

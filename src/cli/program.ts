@@ -144,7 +144,7 @@ export function buildProgram(): Command {
     .addOption(o('--restore-best-weights', "early stopping: end with the best epoch's weights").default(false))
     .addOption(o('--workers <n|auto>', "worker threads; 'auto' measures, or reads npm run tune's saved result").default(cpuLimit().cpus)
       .argParser((t) => (t === 'auto' ? 'auto' : positiveInt()(t))))
-    .addOption(o('--shards <n>', 'shards per batch, independent of --workers (default: max(4, workers))').argParser(positiveInt()))
+    .addOption(o('--shards <n>', 'shards per batch, independent of --workers (default: 4, or fewer so that each has 32 rows: 2 at batch 64; at least --workers)').argParser(positiveInt()))
     .addOption(o('--kernels <which>', "linear-layer kernels: wasm (WebAssembly SIMD), js (TS loops), or auto").choices(['auto', 'wasm', 'js']).default('auto'))
     .addOption(o('--worker-timeout <ms>', 'a worker that makes no progress for this long is stopped and its shard re-run').default(TRAINER_DEFAULTS.workerTimeout)
       .argParser(finite((v) => v > 0, 'a positive number of milliseconds')))

@@ -60,7 +60,8 @@ export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, Schedu
    *  async factory, Trainer.create(). */
   workers?: number | 'auto';
   /** Shards each batch is cut into, whatever the worker count: results are bit-identical across worker
-   *  counts for the same value. Default max(4, workers), so 1 to 4 workers give the same bits. */
+   *  counts for the same value. Default 4 (so 1 to 4 workers give the same bits), fewer when a shard would
+   *  have under 32 rows (batch 64: 2), at least the workers (defaultShards). */
   shards?: number;
   /** The linear layers' kernels: 'wasm' (WebAssembly SIMD), 'js' (the TS reference loops), or 'auto'
    *  (default: 'wasm' where WebAssembly SIMD is available). The two round differently: results are
@@ -136,9 +137,20 @@ export const MAX_SHARDS = 65_536;
  *  from source's bundle alike): a worker starts with 6 MB and not with 5. */
 export const MIN_WORKER_HEAP_MB = 6;
 
-/** Shards per batch when none is given: at least 4, so that 1 to 4 workers give the same bits. */
-export function defaultShards(workers: number): number {
-  return Math.max(4, workers);
+/** The fewest rows a default shard has when the batch allows: a worker pays per shard for its gather,
+ *  its gradient slot and a weight-gradient product as short as the shard, and the reduction reads every
+ *  slot. Measured on the MNIST MLP at batch 64 (scratch runs alternating, medians of 7): 2 shards of 32
+ *  rows train 37% faster than 4 of 16 on one worker and 25% faster on two. */
+export const MIN_SHARD_ROWS = 32;
+
+/**
+ * Shards per batch when none is given: 4 (so that 1 to 4 workers give the same bits), fewer when the
+ * batch has too few rows for 4 shards of MIN_SHARD_ROWS (batch 64: 2, batch 63 or less: 1), never fewer
+ * than the workers (each worker has a shard). An invalid batchSize gives 4; resolveOptions refuses it.
+ */
+export function defaultShards(workers: number, batchSize: number): number {
+  const byRows = Number.isInteger(batchSize) && batchSize > 0 ? Math.floor(batchSize / MIN_SHARD_ROWS) : 4;
+  return Math.max(workers, Math.min(4, Math.max(1, byRows)));
 }
 
 /** Every option name, tied to TrainerOptions by its type: adding an option without listing it here, or
@@ -171,7 +183,7 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
   const o: ResolvedOptions = {
     ...TRAINER_DEFAULTS,
     loss: defaultLoss(K),
-    shards: defaultShards(workers),
+    shards: defaultShards(workers, options.batchSize ?? TRAINER_DEFAULTS.batchSize),
     ...definedEntries(given),
     layers,
     workers,
