@@ -2,7 +2,7 @@
 // JavaScript (the README's example, run as a file), and run through its `gradpool` bin.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -58,6 +58,19 @@ describe('package', () => {
     const t = spawnSync(process.execPath, [join(root, pkg.bin.gradpool), 'tune', '--help'], { encoding: 'utf8' });
     expect(t.status).toBe(0);
     expect(t.stdout).toMatch(/^Usage: gradpool tune \[options\]/);
+  });
+
+  it('compiles a kernel file again only when it is older than its sources, as make does', () => {
+    const wasm = join(root, 'src/shared/step.wasm');
+    const build = (): void => void execFileSync(process.execPath, [join(root, 'scripts/build-wasm.mjs')], { cwd: root, stdio: 'ignore' });
+    const bytes = readFileSync(wasm);
+    const built = statSync(wasm).mtimeMs;
+    build();
+    expect(statSync(wasm).mtimeMs, 'an up-to-date step.wasm is left alone').toBe(built);
+    utimesSync(wasm, 0, 0); // older than every source in wasm/: as after a checkout that changed them
+    build();
+    expect(statSync(wasm).mtimeMs, 'a stale step.wasm is compiled again').toBeGreaterThan(built - 1);
+    expect(readFileSync(wasm).equals(bytes)).toBe(true);
   });
 
   it('ships type declarations for the Trainer', () => {
