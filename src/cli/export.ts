@@ -6,15 +6,16 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import {
-  isSoftmaxLoss, loadCheckpoint, ONNX_OPSET, OPTIONS_KEY, parseMetadataJson, parsePreprocessing, RUN_KEY, saveOnnx, savePytorchScript,
+  isSoftmaxLoss, loadCheckpoint, ONNX_DEFAULT_OPSET, ONNX_IR_VERSIONS, ONNX_MAX_OPSET, ONNX_MIN_OPSET, OPTIONS_KEY, parseMetadataJson, parsePreprocessing, RUN_KEY, saveOnnx, savePytorchScript,
   type Checkpoint, type ResolvedOptions, type ResolvedPreprocessing, type TrainingFiles,
 } from '../main/index.js';
-import { parseFlags } from './parse.js';
+import { finite, parseFlags } from './parse.js';
 import type { Flags } from './program.js';
 import { failure, UsageError } from './usage-error.js';
 
 interface ExportFlags {
   onnx?: string;
+  opset?: number;
   pytorch?: string;
 }
 
@@ -23,6 +24,9 @@ export function buildExportProgram(): Command {
     .description('Export a gradpool checkpoint: as an ONNX graph (--onnx), or as a PyTorch DDP script that continues its training (--pytorch).')
     .argument('<checkpoint>', 'a safetensors checkpoint written by gradpool')
     .addOption(new Option('--onnx <file.onnx>', 'write the model as an ONNX graph: raw features in, probabilities out'))
+    .addOption(new Option('--opset <n>', `--onnx: the ai.onnx opset version, ${ONNX_MIN_OPSET} to ${ONNX_MAX_OPSET} (torch.onnx.export's opset_version)`)
+      .default(ONNX_DEFAULT_OPSET)
+      .argParser(finite((v) => Number.isInteger(v) && v >= ONNX_MIN_OPSET && v <= ONNX_MAX_OPSET, `an ONNX opset version from ${ONNX_MIN_OPSET} to ${ONNX_MAX_OPSET}`)))
     .addOption(new Option('--pytorch <file.py>', 'write a PyTorch script that continues the training under torchrun --nproc_per_node N (DDP)'))
     .showHelpAfterError(false)
     .exitOverride();
@@ -39,11 +43,11 @@ export async function exportMain(argv: string[], out: NodeJS.WriteStream = proce
     const ckpt = await loadCheckpoint(path);
     const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
     if (f.onnx !== undefined) {
-      await saveOnnx(f.onnx, { config: ckpt.config, params: ckpt.params, preprocessing });
+      await saveOnnx(f.onnx, { config: ckpt.config, params: ckpt.params, preprocessing }, { opsetVersion: f.opset });
       const { layers, loss } = ckpt.config;
       const n = preprocessing?.normalize ?? null;
       out.write(
-        `wrote ${f.onnx}: ONNX opset ${ONNX_OPSET}, input 'input' (N, ${layers[0]}) raw features` +
+        `wrote ${f.onnx}: ONNX opset ${f.opset} (IR version ${ONNX_IR_VERSIONS[f.opset as number]}), input 'input' (N, ${layers[0]}) raw features` +
           (n === null ? '' : ` (normalised in the graph: ${n.mode}, statistics recorded in ${path})`) +
           `, outputs 'probabilities' (N, ${layers.at(-1)}, ${isSoftmaxLoss(loss) ? 'softmax' : 'sigmoid'}) and 'logits'\n`,
       );

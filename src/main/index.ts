@@ -31,7 +31,10 @@ export { balancedClassWeights, classReport, reportText, type ClassMetrics, type 
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
 export { writeFileAtomic } from './atomic-file.js';
 export { pytorchScript, savePytorchScript, type PytorchExport, type TrainingFiles } from './export/pytorch.js';
-export { encodeOnnx, ONNX_INPUT, ONNX_LOGITS, ONNX_OPSET, ONNX_PROBABILITIES, saveOnnx, type ExportedModel } from './export/onnx.js';
+export {
+  encodeOnnx, ONNX_DEFAULT_OPSET, ONNX_INPUT, ONNX_IR_VERSIONS, ONNX_LOGITS, ONNX_MAX_OPSET, ONNX_MIN_OPSET, ONNX_PROBABILITIES, resolveOpsetVersion, saveOnnx,
+  type ExportedModel, type OnnxExportOptions,
+} from './export/onnx.js';
 export type { Checkpoint } from './checkpoint/safetensors.js';
 export type { ImportedWeights, WeightsMatch } from './checkpoint/weights.js';
 export { metadataJson, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, RUN_KEY } from './checkpoint/metadata.js';

@@ -19,7 +19,7 @@ import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions 
 import { EarlyStopping } from './early-stopping.js';
 import { epochText, RunClock } from './epoch-text.js';
 import { epochOrder } from './order.js';
-import { saveOnnx } from './export/onnx.js';
+import { saveOnnx, type OnnxExportOptions } from './export/onnx.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { reportOfCounts } from './report.js';
 import { freshState, parseState, stateJson, type TrainingState } from './state.js';
@@ -486,10 +486,11 @@ export class Trainer {
    * Writes the model as an ONNX graph (see export/onnx.ts), atomically: input 'input' takes raw features
    * (N, D), the recorded normalisation being the graph's first nodes; outputs 'probabilities' (N, K), what
    * predict() returns, and 'logits'. For onnxruntime-node, onnxruntime-web or any ONNX runtime.
+   * options.opsetVersion: the ai.onnx opset, 13 to 21 (default 17), as torch.onnx.export's opset_version.
    */
-  async exportOnnx(path: string): Promise<void> {
+  async exportOnnx(path: string, options: OnnxExportOptions = {}): Promise<void> {
     this.still('exportOnnx() was called');
-    await saveOnnx(path, { config: this.config, params: new Float32Array(this.core.params), preprocessing: this.prep });
+    await saveOnnx(path, { config: this.config, params: new Float32Array(this.core.params), preprocessing: this.prep }, options);
   }
 
   async close(): Promise<void> {

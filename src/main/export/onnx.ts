@@ -5,16 +5,55 @@
 
 import onnxProto from 'onnx-proto';
 import { writeFileAtomic } from '../atomic-file.js';
-import { GradpoolError } from '../errors.js';
+import { GradpoolError, OptionRangeError, OptionTypeError } from '../errors.js';
 import type { ResolvedPreprocessing } from '../preprocessing.js';
+import { knownKeys } from '../validate.js';
 import { isSoftmaxLoss, linearViews, paramLayout, type Activation, type ModelConfig } from '../../shared/model.js';
 
 const { onnx } = onnxProto;
 
-/** ai.onnx opset 21 (ONNX 1.16, IR version 10): current, and run by onnxruntime 1.18 and later. Every op
- *  used here has had its present form since opset 14, so an older runtime can be given a lower one. */
-export const ONNX_OPSET = 21;
-const IR_VERSION = 10;
+/**
+ * The ai.onnx opsets the export writes (torch.onnx.export's `opset_version`), each with the IR version of the
+ * ONNX release that introduced it (onnx.helper.VERSION_TABLE: 1.8 opset 13 IR 7, 1.9 14/7, 1.10-1.13 15-18/8,
+ * 1.14-1.15 19-20/9, 1.16 21/10). A runtime refuses a file whose IR version is newer than it knows, even when
+ * it knows the opset, so each opset gets the lowest IR version that can carry it.
+ *
+ * The operators' forms: Softmax-13 normalises along `axis` alone (before 13 it flattened everything from
+ * `axis` on), written as axis 1 of the (N, K) logits; Gemm-13, Tanh-13, Sigmoid-13 are unchanged up to 21;
+ * Relu-14, Sub-14 and Mul-14 only add integer types to their -13 forms, so the float graph is the same
+ * nodes and attributes at every opset from 13 to 21.
+ */
+export const ONNX_IR_VERSIONS: Readonly<Record<number, number>> = { 13: 7, 14: 7, 15: 8, 16: 8, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10 };
+export const ONNX_MIN_OPSET = 13;
+export const ONNX_MAX_OPSET = 21;
+/** The default: ONNX 1.12's (IR 8), which onnxruntime 1.12 and later, and Debian's python3-onnx, read. */
+export const ONNX_DEFAULT_OPSET = 17;
+
+/** Options of an ONNX export, as torch.onnx.export names them. */
+export interface OnnxExportOptions {
+  /** The ai.onnx opset version, from 13 to 21 (default: 17). */
+  opsetVersion?: number;
+}
+
+const ONNX_OPTION_REGISTRY: { readonly [K in keyof OnnxExportOptions]-?: true } = { opsetVersion: true };
+const ONNX_OPTION_NAMES = Object.keys(ONNX_OPTION_REGISTRY);
+
+/** options.opsetVersion, checked; the default when it is not given. */
+export function resolveOpsetVersion(options: OnnxExportOptions = {}): number {
+  if (typeof options !== 'object' || options === null) throw new OptionTypeError(`options must be an object such as { opsetVersion: ${ONNX_DEFAULT_OPSET} }; got ${String(options)}`);
+  knownKeys('options', options, ONNX_OPTION_NAMES, 'an ONNX export option');
+  const v = options.opsetVersion ?? ONNX_DEFAULT_OPSET;
+  const range = `${ONNX_MIN_OPSET} to ${ONNX_MAX_OPSET}`;
+  if (typeof v !== 'number') throw new OptionTypeError(`Unsupported ONNX opset version: options.opsetVersion must be an integer from ${range}; got ${JSON.stringify(v)}`);
+  if (!Number.isInteger(v) || v < ONNX_MIN_OPSET || v > ONNX_MAX_OPSET) {
+    throw new OptionRangeError(
+      `Unsupported ONNX opset version: options.opsetVersion must be an integer from ${range}; got ${v}`,
+      `${ONNX_DEFAULT_OPSET} (the default) is read by onnxruntime 1.12 and later; give the highest your runtime supports`,
+    );
+  }
+  return v;
+}
+
 /** The graph's input: raw features (N, D), float32. */
 export const ONNX_INPUT = 'input';
 /** Its outputs: the probabilities (N, K), as trainer.predict() gives them, and the logits (N, K). */
@@ -32,8 +71,9 @@ export interface ExportedModel {
   preprocessing: ResolvedPreprocessing | null;
 }
 
-/** The ONNX ModelProto bytes of `model`. */
-export function encodeOnnx(model: ExportedModel): Uint8Array {
+/** The ONNX ModelProto bytes of `model`, at options.opsetVersion. */
+export function encodeOnnx(model: ExportedModel, options: OnnxExportOptions = {}): Uint8Array {
+  const opset = resolveOpsetVersion(options);
   const { config, params, preprocessing } = model;
   const { layers } = config;
   const P = paramLayout(layers).total;
@@ -87,8 +127,8 @@ export function encodeOnnx(model: ExportedModel): Uint8Array {
       .map((k) => ({ key: k, value: JSON.stringify(preprocessing?.[k]) })),
   ];
   const message = onnx.ModelProto.create({
-    irVersion: IR_VERSION,
-    opsetImport: [{ domain: '', version: ONNX_OPSET }],
+    irVersion: ONNX_IR_VERSIONS[opset],
+    opsetImport: [{ domain: '', version: opset }],
     producerName: 'gradpool',
     docString: `MLP ${layers.join('-')} (${config.activation}), trained with ${config.loss}: raw features in, ` +
       `${isSoftmaxLoss(config.loss) ? 'softmax' : 'sigmoid'} probabilities out`,
@@ -104,9 +144,9 @@ export function encodeOnnx(model: ExportedModel): Uint8Array {
   return onnx.ModelProto.encode(message).finish();
 }
 
-/** Writes encodeOnnx(model) to `path` atomically. */
-export async function saveOnnx(path: string, model: ExportedModel): Promise<void> {
-  await writeFileAtomic(path, encodeOnnx(model));
+/** Writes encodeOnnx(model, options) to `path` atomically. */
+export async function saveOnnx(path: string, model: ExportedModel, options: OnnxExportOptions = {}): Promise<void> {
+  await writeFileAtomic(path, encodeOnnx(model, options));
 }
 
 /** A float32 (N, width) tensor, N named 'N' (any batch size). */
