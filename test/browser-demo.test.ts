@@ -193,7 +193,9 @@ describe("the browser example's server", () => {
 
   it('serves nothing outside its table: no path traversal, no other file of the repository or node_modules', async () => {
     for (const path of [
-      '/../package.json', '/ort/../../package.json', '/%2e%2e/package.json', '/..%2fpackage.json', '/ort/..%2f..%2fpackage.json',
+      // examples/serve-onnx.mjs is one folder up from the page, package.json two.
+      '/../serve-onnx.mjs', '/%2e%2e/serve-onnx.mjs', '/..%2fserve-onnx.mjs', '/ort/../../serve-onnx.mjs', '/../../package.json',
+      '/%2e%2e/%2e%2e/package.json', '/ort/..%2f..%2f..%2fpackage.json', '/../../node_modules/onnxruntime-web/dist/ort.min.mjs',
       '/package.json', '/node_modules/onnxruntime-web/package.json', '/ort/ort.min.mjs', '/examples/browser/app.js', '//etc/passwd',
       '/model.onnx',
     ]) {
