@@ -8,7 +8,7 @@ const SIZE = 28;
 const SCALE = 10;
 const CLASSES = 10;
 /** Brush radius in grid pixels: full ink within RADIUS - 0.5, fading to none at RADIUS + 0.5. */
-const RADIUS = 1.2;
+const RADIUS = 1.5;
 
 // One thread: then no SharedArrayBuffer is needed, and the page works without cross-origin isolation
 // (COOP/COEP headers) on any static server. The .wasm and its loader come from the same folder as ort.
