@@ -4,11 +4,12 @@
 // (within 1e-5), for three test digits put on the pad and for a real mouse stroke. Needs /usr/bin/chromium
 // (.ci/run installs it); skipped, saying so, where it is missing, but never under CI=true.
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import type { Browser, Page } from 'playwright-core';
@@ -82,10 +83,10 @@ async function shown(): Promise<{ digit: number; probabilities: number[]; texts:
 
 describe.skipIf(skipReason !== null)('the browser example in chromium', () => {
   beforeAll(async () => {
-    demo = await startDemo(['--model', model, '--port', '0']);
-    trainer = await Trainer.load(join(dir, 'model.safetensors'), { workers: 1 });
+    // The browser starts while the demo trains.
     const { chromium } = await import('playwright-core');
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS });
+    [demo, browser] = await Promise.all([startDemo(['--model', model, '--port', '0']), chromium.launch({ executablePath: CHROMIUM, args: ARGS })]);
+    trainer = await Trainer.load(join(dir, 'model.safetensors'), { workers: 1 });
     page = await browser.newPage();
     page.on('request', (r) => requests.push(r.url()));
     page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -205,12 +206,12 @@ describe("the browser example's server", () => {
     expect((await rawGet(server.url, '/', 'POST')).status).toBe(405);
   });
 
-  it('`npm run demo` refuses a bad --port, and a --model in a folder that does not exist before training', () => {
-    const run = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', ...args], { encoding: 'utf8', timeout: 30_000 });
-    const port = run(['--port', 'eighty']);
-    expect([port.status, port.stderr]).toEqual([2, "npm run demo: --port must be an integer from 0 to 65535; got 'eighty'\n"]);
+  it('`npm run demo` refuses a bad --port, and a --model in a folder that does not exist before training', async () => {
+    const run = (args: string[]) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', ...args], { encoding: 'utf8', timeout: 30_000 })
+      .then(() => ({ status: 0, stderr: '', stdout: '' }), (e: { code: number; stderr: string; stdout: string }) => ({ status: e.code, stderr: e.stderr, stdout: e.stdout }));
     const missing = join(dir, 'no-such-folder', 'model.onnx');
-    const folder = run(['--model', missing]);
+    const [port, folder] = await Promise.all([run(['--port', 'eighty']), run(['--model', missing])]);
+    expect([port.status, port.stderr]).toEqual([2, "npm run demo: --port must be an integer from 0 to 65535; got 'eighty'\n"]);
     expect([folder.status, folder.stderr, folder.stdout]).toEqual([2, `npm run demo: --model: the folder of ${missing} does not exist; create it first\n`, '']);
   });
 });
