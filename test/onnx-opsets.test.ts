@@ -134,7 +134,7 @@ describe('ONNX export at every opset from 13 to 21', () => {
     expect(maxAbsDiff(await t.predict(X), out.probabilities.data as Float32Array)).toBeLessThan(1e-5);
   });
 
-  it('refuses an opset outside 13 to 21 on the command line, naming the range, before writing anything', async () => {
+  it('refuses an opset outside 13 to 21 on the command line, naming the range, before writing anything, and --opset without --onnx', async () => {
     const ckpt = join(dir, 'refuse.safetensors');
     await trained['relu-softmax'].save(ckpt);
     for (const bad of ['12', '22', '17.5', 'seventeen']) {
@@ -144,6 +144,8 @@ describe('ONNX export at every opset from 13 to 21', () => {
       expect(r.err).toBe(`gradpool export: option '--opset <n>' argument '${bad}' is invalid. expected an ONNX opset version from 13 to 21\n`);
       expect(existsSync(onnx)).toBe(false);
     }
+    const alone = await runCommand(exportMain, [ckpt, '--opset', '13']);
+    expect([alone.code, alone.err]).toEqual([2, 'gradpool export: --opset is the opset of --onnx: give --onnx <file.onnx> too\n']);
   });
 
   it('refuses options.opsetVersion outside 13 to 21, or not a number, or an unknown option, writing nothing', async () => {

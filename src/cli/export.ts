@@ -39,6 +39,7 @@ export async function exportMain(argv: string[], out: NodeJS.WriteStream = proce
   const f = parsed.flags;
   const path = program.args[0];
   try {
+    if (f.onnx === undefined && program.getOptionValueSource('opset') === 'cli') throw new UsageError('--opset is the opset of --onnx: give --onnx <file.onnx> too');
     if (f.onnx === undefined && f.pytorch === undefined) throw new UsageError('nothing to export: give --onnx <file.onnx> or --pytorch <file.py>');
     const ckpt = await loadCheckpoint(path);
     const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
