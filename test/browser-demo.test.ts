@@ -155,6 +155,23 @@ describe.skipIf(skipReason !== null)('the browser example in chromium', () => {
     expect(await page.evaluate(() => (globalThis as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated)).toBe(false);
   });
 
+  it(named('says on the page when model.onnx is not a 784-pixel digit classifier'), async () => {
+    const other = new Trainer({ layers: [5, 3], workers: 1 });
+    const wrong = join(dir, 'five-features.onnx');
+    await other.exportOnnx(wrong).finally(() => other.close());
+    const server = await startDemoServer({ model: wrong });
+    const second = await browser.newPage();
+    try {
+      await second.goto(server.url);
+      await second.evaluate(() => (globalThis as unknown as Hook).demo.ready);
+      expect(await second.textContent('#status')).toMatch(/^model\.onnx is not a digit classifier with input 'input' \(1, 784\): .+/);
+      expect(await second.textContent('#prediction')).toBe('–');
+    } finally {
+      await second.close();
+      await server.close();
+    }
+  });
+
   it(named('`npm run demo` again serves the model it has without training it again'), async () => {
     const before = statSync(model).mtimeMs;
     const again = await startDemo(['--model', model, '--port', '0']);

@@ -66,14 +66,22 @@ async function classify() {
   dirty = true;
   if (running !== null) return running;
   running = (async () => {
-    const s = await session;
-    while (dirty) {
+    try {
+      const s = await session;
+      while (dirty) {
+        dirty = false;
+        const input = new ort.Tensor('float32', Float32Array.from(pixels), [1, SIZE * SIZE]);
+        const out = await s.run({ input });
+        if (out.probabilities?.data.length !== CLASSES) throw new Error(`expected 'probabilities' of ${CLASSES} values`);
+        show(out.probabilities.data);
+      }
+    } catch (err) {
       dirty = false;
-      const input = new ort.Tensor('float32', Float32Array.from(pixels), [1, SIZE * SIZE]);
-      const out = await s.run({ input });
-      show(out.probabilities.data);
+      status.textContent = `model.onnx is not a digit classifier with input 'input' (1, ${SIZE * SIZE}): ${err.message}`;
+      status.classList.add('error');
+    } finally {
+      running = null;
     }
-    running = null;
   })();
   return running;
 }
