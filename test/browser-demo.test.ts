@@ -155,16 +155,16 @@ describe.skipIf(skipReason !== null)('the browser example in chromium', () => {
     expect(await page.evaluate(() => (globalThis as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated)).toBe(false);
   });
 
-  it(named('says on the page when model.onnx is not a 784-pixel digit classifier'), async () => {
-    const other = new Trainer({ layers: [5, 3], workers: 1 });
-    const wrong = join(dir, 'five-features.onnx');
+  it(named('says on the page when model.onnx is not a digit classifier (784 pixels in, 10 probabilities out)'), async () => {
+    const other = new Trainer({ layers: [784, 3], workers: 1 });
+    const wrong = join(dir, 'three-classes.onnx');
     await other.exportOnnx(wrong).finally(() => other.close());
     const server = await startDemoServer({ model: wrong });
     const second = await browser.newPage();
     try {
       await second.goto(server.url);
       await second.evaluate(() => (globalThis as unknown as Hook).demo.ready);
-      expect(await second.textContent('#status')).toMatch(/^model\.onnx is not a digit classifier with input 'input' \(1, 784\): .+/);
+      expect(await second.textContent('#status')).toBe("model.onnx is not a digit classifier with input 'input' (1, 784): expected 'probabilities' of 10 values");
       expect(await second.textContent('#prediction')).toBe('–');
     } finally {
       await second.close();
