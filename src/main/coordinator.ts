@@ -151,7 +151,7 @@ export class Coordinator {
     checkLength(`a worker's activations: ${rowsText} x ${Math.max(...activations) / this.maxShardRows} floats`, Math.max(...activations), 4, 'float32', smaller);
     checkMemory(
       `model: ${this.P} parameters in ${slots + 5} float32 buffers (parameters, momentum, gradient, ${slots} shard slots: ${formatBytes(stateBytes)}) ` +
-        `and ${workers} workers' activations for ${rowsText}: ${formatBytes(workers * perWorker)}`,
+        `and ${workers} workers' activations (${formatBytes(perWorker)} each) for ${rowsText}`,
       stateBytes + workers * perWorker,
       `fewer or smaller layers, or fewer options.shards, need less for the model; ${smaller}`,
     );
