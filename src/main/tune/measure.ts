@@ -7,6 +7,7 @@ import type { Dataset } from '../data.js';
 import { TRAINER_DEFAULTS, type ResolvedOptions, type TrainerOptions } from '../options.js';
 import type { FitOptions, StepTiming } from '../types.js';
 import { flopsPerSample } from '../../shared/model.js';
+import type { WasmKernels } from '../../shared/wasm.js';
 
 /** What measure() needs of a Trainer. It is handed a way to make one (`(o) => new Trainer(o)`) rather
  *  than importing the Trainer, whose workers: 'auto' runs measure() itself. */
@@ -30,7 +31,7 @@ export interface Measurement {
   batchSize: number;
   workers: number;
   shards: number;
-  kernels: 'wasm' | 'js';
+  kernels: WasmKernels | 'js';
   windows: WindowResult[];
   /** Medians over the windows. */
   samplesPerSec: number;
