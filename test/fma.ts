@@ -108,3 +108,14 @@ export function rankUpdateInKernelOrder(madd: MulAdd, out: Float32Array, a: (r: 
     }
   }
 }
+
+/**
+ * What kernels: 'auto' should pick here, worked out from the built modules themselves: 'wasm-fma' where
+ * the runtime validates kernels-fma.wasm, else 'wasm' where it validates kernels.wasm, else 'js'.
+ */
+export function expectedAutoKernels(): 'wasm-fma' | 'wasm' | 'js' {
+  const wasm = (globalThis as unknown as { WebAssembly?: { validate(bytes: Uint8Array): boolean } }).WebAssembly;
+  const validates = (file: string): boolean => wasm !== undefined && wasm.validate(readFileSync(new URL(`../src/shared/${file}`, import.meta.url)));
+  if (validates('kernels-fma.wasm')) return 'wasm-fma';
+  return validates('kernels.wasm') ? 'wasm' : 'js';
+}

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpuLimit } from '../src/main/cpus.js';
 import { measure } from '../src/main/tune/measure.js';
+import { cpuTicks, stealPercent, type CpuTicks } from '../src/main/tune/steal.js';
 import { recommend, TUNE_FILE, type TuneEntry } from '../src/main/tune/choose.js';
 import { scaling } from '../src/main/tune/scaling.js';
 import { tuneMain } from '../src/cli/tune.js';
@@ -81,6 +82,47 @@ describe('measurement', () => {
     expect(m.spread[0]).toBeLessThanOrEqual(m.samplesPerSec);
     expect(m.spread[1]).toBeGreaterThanOrEqual(m.samplesPerSec);
     expect(m.gflopsPerWorker).toBeGreaterThan(0);
+  });
+});
+
+describe('steal', () => {
+  it("reads /proc/stat's first line: every field of the ten but the guest times, and steal, the eighth", () => {
+    const stat = (first: string) => (path: string): string | null => (path === '/proc/stat' ? `${first}\ncpu0 1 2 3 4 5 6 7 8 0 0\n` : null);
+    // user nice system idle iowait irq softirq steal guest guest_nice: 100+5+40+800+10+0+5+40 = 1000
+    expect(cpuTicks(stat('cpu  100 5 40 800 10 0 5 40 30 0'))).toEqual({ total: 1000, steal: 40 });
+    expect(cpuTicks(stat('cpu  100 5 40 800'))).toBeNull(); // no steal field
+    expect(cpuTicks(() => null)).toBeNull();
+    // 40 of 1000 ticks stolen in between: 4%.
+    expect(stealPercent({ total: 1000, steal: 10 }, { total: 2000, steal: 50 })).toBe(4);
+    expect(stealPercent(null, { total: 2000, steal: 50 })).toBeNull();
+  });
+
+  it('measures a window again while its steal is above maxStealPct, up to maxRepeats, then flags the measurement', async () => {
+    // Counters that advance 100 ticks a reading, 50 of them stolen for the first `stolenReads` readings.
+    const fakeTicks = (stolenReads: number): (() => CpuTicks) => {
+      let reads = 0;
+      let t = { total: 0, steal: 0 };
+      return () => {
+        reads++;
+        t = { total: t.total + 100, steal: t.steal + (reads <= stolenReads ? 50 : 0) };
+        return t;
+      };
+    };
+    const run = (stolenReads: number, maxRepeats: number) => measure((o) => new Trainer(o), { layers: [784, 8, 10], batchSize: 16, workers: 1 },
+      mnistSubset(64), { windows: 2, windowSeconds: 0.01, maxSteps: 3, maxStealPct: 5, maxRepeats, ticks: fakeTicks(stolenReads) });
+    // 2 windows and a warm-up read the counters 4 times (each epoch's first step, and the end); the windows
+    // span readings 2-3 and 3-4: 50% stolen for both with 4 stolen readings, so both are measured again,
+    // and those 2 (readings 5-8) have no steal.
+    const clean = await run(4, 2);
+    expect(clean.repeated).toBe(2);
+    expect(clean.stolen).toBe(false);
+    expect(clean.windows.map((w) => w.stealPct)).toEqual([0, 0]);
+    expect(clean.stealPct).toBe(0);
+    // Every reading stolen: repeats stop at maxRepeats and the measurement says so.
+    const flagged = await run(1e9, 1);
+    expect(flagged.repeated).toBe(1);
+    expect(flagged.stolen).toBe(true);
+    expect(flagged.stealPct).toBe(50);
   });
 });
 

@@ -2,9 +2,11 @@
 // the row and what was expected, before any training work is done. Includes the seed tutorial's bug:
 // binary cross-entropy on a 10-output network with labels of shape (64, 1).
 
+import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, DataError, type TrainerOptions } from '../src/main/index.js';
 import { setMemoryLimit, typedArrayLimit } from '../src/main/memory.js';
+import { expectedAutoKernels } from './fma.js';
 
 // One row more per shard than the running V8's longest Float32Array holds at 784 inputs (2^32 elements on
 // Node 20, 2^51 - 1 on Node 22+), in 4 shards: the sizes worked out from the limit, not from one Node's.
@@ -83,6 +85,30 @@ describe('options', () => {
     } finally {
       setMemoryLimit(undefined);
     }
+  });
+
+  it("picks the kernels: 'wasm-fma' where relaxed SIMD validates, else 'wasm'; an explicit choice is kept or refused", () => {
+    expect(make({ layers: [4, 3], workers: 1 }).options.kernels).toBe(expectedAutoKernels());
+    expect(make({ layers: [4, 3], workers: 1, kernels: 'wasm' }).options.kernels).toBe('wasm');
+    expect(make({ layers: [4, 3], workers: 1, kernels: 'js' }).options.kernels).toBe('js');
+    if (expectedAutoKernels() === 'wasm-fma') {
+      expect(make({ layers: [4, 3], workers: 1, kernels: 'wasm-fma' }).options.kernels).toBe('wasm-fma');
+    } else {
+      expect(() => new Trainer({ layers: [4, 3], workers: 1, kernels: 'wasm-fma' })).toThrow(
+        `options.kernels 'wasm-fma' needs WebAssembly relaxed SIMD, which Node ${process.versions.node} does not validate`);
+    }
+    expect(() => new Trainer({ layers: [4, 3], kernels: 'fma' as 'wasm' })).toThrow(/options\.kernels must be one of 'auto', 'wasm', 'wasm-fma', 'js'; got "fma"/);
+  });
+
+  it.skipIf(expectedAutoKernels() !== 'wasm')("picks 'wasm-fma' on Node 20 under node --experimental-wasm-relaxed-simd, and its workers train with it", () => {
+    const script = "import { Trainer } from './src/main/index.ts';" +
+      "const t = new Trainer({ layers: [8, 4, 2], workers: 2, batchSize: 8, lr: 0.1, seed: 1 });" +
+      'const x = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)); const y = Int32Array.from({ length: 8 }, (_, i) => i % 2);' +
+      'const before = t.parameters.slice(); await t.fit({ x, y }, { epochs: 2 });' +
+      'console.log(t.options.kernels, t.parameters.every(Number.isFinite), t.parameters.some((p, i) => p !== before[i])); await t.close();';
+    const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('wasm-fma true true');
   });
 
   it('fills the defaults PyTorch users expect', () => {
