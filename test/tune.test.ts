@@ -15,6 +15,8 @@ import { scaling } from '../src/main/tune/scaling.js';
 import { tuneMain } from '../src/cli/tune.js';
 import { Trainer, type StepTiming } from '../src/main/index.js';
 import { mnistSubset, runCli } from './helpers.js';
+import { expectedAutoKernels } from './fma.js';
+import { writeDocs } from '../scripts/bench-docs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-tune-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -266,21 +268,46 @@ describe('tuner', () => {
 });
 
 describe('benchmark', () => {
+  it('writes its table into the documentation: one block per machine, a Node version replaced by its next run, others kept beside it', () => {
+    const file = join(dir, 'docs', 'performance.md');
+    const row = (workers: number, samplesPerSec: number) => ({ workload: 'mlp-b64', workers, kernels: 'wasm', v8Flags: [], samplesPerSec, stealPct: 1.25, stolen: workers === 2 }) as never;
+    writeDocs(file, [row(1, 1000), row(2, 1500)], new Map([['mlp-b64', 2000]]), { wasm: 30 });
+    // The same machine's run on another Node version, as its data line would read.
+    const other = readFileSync(file, 'utf8').replace(/"node":"v[\d.]+"/, '"node":"v99.1.0"').replace(/"samplesPerSec":1500/, '"samplesPerSec":1800');
+    writeFileSync(file, `${other}\nA line the user wrote.\n`);
+    writeDocs(file, [row(1, 1100), row(2, 1650)], new Map([['mlp-b64', 2200]]), { wasm: 31 });
+    writeDocs(file, [row(1, 1200), row(2, 1800)], new Map([['mlp-b64', 2400]]), { wasm: 32 }); // replaces the one before
+    const text = readFileSync(file, 'utf8');
+    expect(text.match(/<!-- bench:begin /g)).toHaveLength(1);
+    expect(text.match(/<!-- bench:data /g)).toHaveLength(2);
+    expect(text).toContain('A line the user wrote.');
+    expect(text).toContain(`| workload | workers | Node ${process.version} | samples/s | vs 1 worker | PyTorch | vs PyTorch | steal | Node v99.1.0 |`);
+    // This Node's last run (1,200 and 1,800: 1.50x; PyTorch 2,400: 0.50x and 0.75x), then v99's (1.80x; 0.90x).
+    expect(text).toContain('| mlp-b64 | 1 | wasm kernels | 1,200 |  | 2,400 | 0.50x | 1.3% | wasm kernels | 1,000 |  | 2,000 | 0.50x | 1.3% |');
+    expect(text).toContain('| mlp-b64 | 2 | wasm kernels | 1,800 | 1.50x | 2,400 | 0.75x | 1.3%! | wasm kernels | 1,800 | 1.80x | 2,000 | 0.90x | 1.3%! |');
+  });
+
   it('runs a workload in its own process and writes a JSON Lines record with every figure', () => {
     const jsonl = join(dir, 'bench.jsonl');
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/bench.ts', '--only', 'logreg-b256', '--workers', '1,2', '--windows', '1', '--window-seconds', '0.05', '--jsonl', jsonl],
       { encoding: 'utf8', timeout: 120_000 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/\nworkload +workers  samples\/s \(min-max\) +vs 1 worker  step ms  overhead µs/);
-    expect(r.stdout).toMatch(/\nlogreg-b256 +2 .* \d\.\d\dx, \d+% /);
+    expect(r.stdout).toMatch(/\nworkload +flags  kernels   workers  samples\/s \(min-max\) +vs 1 worker  step ms  overhead µs/);
+    expect(r.stdout).toMatch(new RegExp(`\\nlogreg-b256 +${expectedAutoKernels()} +2 .* \\d\\.\\d\\dx, \\d+% `));
+    expect(r.stdout).toMatch(/\nWebAssembly SIMD ceiling of the wasm kernels: \d+\.\d GFLOP\/s per thread \(12 independent f32x4 mul \+ add chains/);
     expect(existsSync(jsonl)).toBe(true);
     const records = readFileSync(jsonl, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(records.map((x) => x.workers)).toEqual([1, 2]);
     for (const x of records) {
-      expect(Object.keys(x).sort()).toEqual(['barrierUs', 'batchSize', 'computeMs', 'dispatchUs', 'gflopsPerWorker', 'kernels', 'layers', 'node', 'overheadUs', 'peakRssMB',
-        'reduceUpdateUs', 'samplesPerSec', 'shards', 'spread', 'stepMs', 'waitUs', 'windows', 'workers', 'workload'].sort());
+      expect(Object.keys(x).sort()).toEqual(['alone', 'aloneGflops', 'aloneStealPct', 'barrierUs', 'batchSize', 'computeMs', 'dispatchUs', 'gflopsPerWorker', 'kernels',
+        'layers', 'node', 'overheadUs', 'peakRssMB', 'reduceUpdateUs', 'repeated', 'samplesPerSec', 'shards', 'spread', 'stealPct', 'stepMs', 'stolen', 'v8Flags',
+        'waitUs', 'windows', 'workers', 'workload'].sort());
       expect(x.peakRssMB).toBeGreaterThan(10);
+      expect(x.kernels).toBe(expectedAutoKernels());
+      // The kernels alone at the shard's shape: batch 256 in 4 shards of 64 rows, the one layer 784 -> 1.
+      expect(x.alone.map((a: { shape: number[]; product: string }) => `${a.shape.join('x')} ${a.product}`))
+        .toEqual(['64x784x1 forward', '64x784x1 backward weight', '64x784x1 backward input']);
     }
   });
 });
