@@ -5,7 +5,11 @@
 // this machine; with --vs-pytorch, PyTorch's own training step on the same workload, run alternately with
 // gradpool's. With the `loading` row (bench-loading.ts), the MB/s of reading CSV and IDX files, beside
 // numpy.loadtxt's. Prints a table and writes JSON Lines. The instrument for performance work: figures in
-// issues and notes come from here, never from tests.
+// issues and notes come from here, never from tests. Every window is read against /proc/stat's steal and
+// measured again while that is above 5%; each row prints it. Each workload's kernels are also timed alone
+// at its shard's shape, beside their speed in training and their build's ceiling. --revectorize runs each
+// workload alternately without and with V8's --experimental-wasm-revectorize; --write-docs writes the
+// table into docs/performance.md (bench-docs.ts).
 
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -13,8 +17,15 @@ import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
 import { cpuLimit, loadMnist, measure, Trainer, type TrainerOptions } from '../src/main/index.js';
 import { median } from '../src/main/tune/measure.js';
-import { simdCeiling } from '../src/shared/wasm.js';
+import { withSteal } from '../src/main/tune/steal.js';
+import { simdCeiling, wasmKernelsSupported, type WasmKernels } from '../src/shared/wasm.js';
 import { benchLoading, loadingTable } from './bench-loading.js';
+import { writeDocs } from './bench-docs.js';
+import { PRODUCTS, stealText, wasmProducts } from './kernel-timing.js';
+
+/** A window with more steal than this is measured again (up to as many times as there are windows). */
+const MAX_STEAL_PCT = 5;
+const REVECTORIZE = '--experimental-wasm-revectorize';
 
 /** The loading row's name in --only: not a training workload. */
 const LOADING = 'loading';
@@ -48,13 +59,48 @@ interface Result {
   windows: number;
   kernels: string;
   node: string;
+  /** V8 flags the run had (--revectorize). */
+  v8Flags: string[];
+  /** The largest steal of the kept windows, how many were measured again, and whether some kept one is above MAX_STEAL_PCT. */
+  stealPct: number | null;
+  repeated: number;
+  stolen: boolean;
+  /** The same kernels alone at the shard's shape (the largest shard's rows), per layer and product, and
+   *  together as training weighs them (flopsPerSample's products), with the steal while they ran. */
+  alone: { shape: [number, number, number]; product: string; gflops: number }[];
+  aloneGflops: number;
+  aloneStealPct: number | null;
 }
 
-async function child(name: string, workers: number, windows: number, seconds: number, kernels: 'auto' | 'wasm' | 'js'): Promise<void> {
+export type BenchResult = Result;
+
+/** The WebAssembly kernels of one build alone at a workload's shard shapes: what training can reach. */
+function kernelsAlone(kernels: WasmKernels, layers: number[], rows: number): Pick<Result, 'alone' | 'aloneGflops' | 'aloneStealPct'> {
+  const alone: Result['alone'] = [];
+  let flops = 0;
+  let seconds = 0;
+  let steal: number | null = 0;
+  for (let l = 0; l + 1 < layers.length; l++) {
+    const [C, OC] = [layers[l], layers[l + 1]];
+    const m = wasmProducts(kernels, rows, C, OC, 3);
+    steal = m.stealPct === null || steal === null ? null : Math.max(steal, m.stealPct);
+    for (const product of PRODUCTS) {
+      alone.push({ shape: [rows, C, OC], product, gflops: m.gflops[product] });
+      if (product === 'backward input' && l === 0) continue; // training skips the first layer's input gradient
+      flops += 2 * rows * C * OC;
+      seconds += (2 * rows * C * OC) / (m.gflops[product] * 1e9);
+    }
+  }
+  return { alone, aloneGflops: flops / seconds / 1e9, aloneStealPct: steal };
+}
+
+async function child(name: string, workers: number, windows: number, seconds: number, kernels: 'auto' | WasmKernels | 'js'): Promise<void> {
   const w = WORKLOADS[name];
   const { train } = loadMnist();
   const data = w.options.layers.at(-1) === 1 ? { x: train.x, y: Float32Array.from(train.y, (d) => (d === 0 ? 1 : 0)) } : train;
-  const m = await measure((o) => new Trainer(o), { ...w.options, workers, lr: 0.01, kernels }, data, { windows, windowSeconds: seconds, minSteps: 2 });
+  const m = await measure((o) => new Trainer(o), { ...w.options, workers, lr: 0.01, kernels }, data, {
+    windows, windowSeconds: seconds, minSteps: 2, maxStealPct: MAX_STEAL_PCT, maxRepeats: windows,
+  });
   const t = m.timing;
   const r: Result = {
     workload: name, layers: m.layers, batchSize: m.batchSize, workers: m.workers, shards: m.shards,
@@ -62,6 +108,9 @@ async function child(name: string, workers: number, windows: number, seconds: nu
     overheadUs: 1000 * (t.stepMs - t.computeMs), dispatchUs: 1000 * t.dispatchMs, barrierUs: 1000 * t.barrierMs, waitUs: 1000 * t.waitMs,
     reduceUpdateUs: 1000 * (t.reduceMs + t.updateMs), gflopsPerWorker: m.gflopsPerWorker,
     peakRssMB: process.resourceUsage().maxRSS / 1024, windows, kernels: m.kernels, node: process.version,
+    v8Flags: process.execArgv.filter((a) => a.startsWith('--experimental-wasm')),
+    stealPct: m.stealPct, repeated: m.repeated, stolen: m.stolen,
+    ...(m.kernels === 'js' ? { alone: [], aloneGflops: NaN, aloneStealPct: null } : kernelsAlone(m.kernels, m.layers, Math.ceil(m.batchSize / m.shards))),
   };
   process.stdout.write(JSON.stringify(r) + '\n');
 }
@@ -111,23 +160,53 @@ function torchRunner(): {
   };
 }
 
-function table(rs: Result[], ceiling: number | null, torch: Map<string, number[]>): string {
-  const head = 'workload       workers  samples/s (min-max)        vs 1 worker  step ms  overhead µs  (dispatch  reduce+update)  barrier wait µs  GFLOP/s/worker  of ceiling  PyTorch samples/s  vs PyTorch  peak MB';
+/** Each build's ceiling (GFLOP/s per thread) and the steal while it was measured. */
+type Ceilings = Partial<Record<WasmKernels, { gflops: number; stealPct: number | null }>>;
+
+/** PyTorch's samples/s per workload, each run with its steal. */
+type TorchRates = Map<string, { rate: number; stealPct: number | null }[]>;
+
+function table(rs: Result[], ceilings: Ceilings, torch: TorchRates): string {
+  const head = 'workload       flags  kernels   workers  samples/s (min-max)        vs 1 worker  step ms  overhead µs  (dispatch  reduce+update)  barrier wait µs' +
+    '  GFLOP/s/worker  of ceiling  alone  training/alone  alone of ceiling  steal (repeats)  PyTorch samples/s  vs PyTorch  peak MB';
   const n = (v: number): string => Math.round(v).toLocaleString('en-US');
   const rows = rs.map((r) => {
-    const one = rs.find((o) => o.workload === r.workload && o.workers === 1);
-    const rates = torch.get(r.workload);
-    const pt = rates === undefined || rates.length === 0 ? undefined : median(rates);
+    const one = rs.find((o) => o.workload === r.workload && o.workers === 1 && o.v8Flags.join() === r.v8Flags.join());
+    const runs = torch.get(r.workload);
+    const pt = runs === undefined || runs.length === 0 ? undefined : median(runs.map((x) => x.rate));
     const vs = one === undefined || r.workers === 1 ? '' : `${(r.samplesPerSec / one.samplesPerSec).toFixed(2)}x, ${Math.round((100 * r.samplesPerSec) / one.samplesPerSec / r.workers)}%`;
+    const ceiling = ceilings[r.kernels as WasmKernels]?.gflops;
     return [
-      r.workload.padEnd(14), String(r.workers).padStart(7), `${n(r.samplesPerSec)} (${n(r.spread[0])}-${n(r.spread[1])})`.padStart(26),
+      r.workload.padEnd(14), (r.v8Flags.length > 0 ? 'revec' : '').padStart(5), r.kernels.padStart(8), String(r.workers).padStart(8),
+      `${n(r.samplesPerSec)} (${n(r.spread[0])}-${n(r.spread[1])})`.padStart(26),
       vs.padStart(12), r.stepMs.toFixed(2).padStart(8), n(r.overheadUs).padStart(12), n(r.dispatchUs).padStart(11),
       n(r.reduceUpdateUs).padStart(15), n(r.waitUs).padStart(16), r.gflopsPerWorker.toFixed(2).padStart(16),
-      (ceiling === null ? '' : `${Math.round((100 * r.gflopsPerWorker) / ceiling)}%`).padStart(11),
+      (ceiling === undefined ? '-' : `${Math.round((100 * r.gflopsPerWorker) / ceiling)}%`).padStart(11),
+      (Number.isNaN(r.aloneGflops) ? '-' : r.aloneGflops.toFixed(2)).padStart(6),
+      (Number.isNaN(r.aloneGflops) ? '-' : `${Math.round((100 * r.gflopsPerWorker) / r.aloneGflops)}%`).padStart(15),
+      (ceiling === undefined || Number.isNaN(r.aloneGflops) ? '-' : `${Math.round((100 * r.aloneGflops) / ceiling)}%`).padStart(17),
+      `${stealText(r.stealPct)}${r.stolen ? '!' : ''} (${r.repeated})`.padStart(16),
       (pt === undefined ? '' : n(pt)).padStart(18), (pt === undefined ? '' : `${(r.samplesPerSec / pt).toFixed(2)}x`).padStart(11), n(r.peakRssMB).padStart(8),
     ].join(' ');
   });
   return [head, ...rows].join('\n') + '\n';
+}
+
+/** Each kernel alone at each workload's shard shape beside training's GFLOP/s/worker (all products together). */
+function kernelTable(rs: Result[], ceilings: Ceilings): string {
+  const lines = ['kernel alone at the shard shape   B x C x OC      product          GFLOP/s  of ceiling'];
+  const seen = new Set<string>();
+  for (const r of rs) {
+    for (const a of r.alone) {
+      const key = `${r.kernels} ${r.v8Flags.join()} ${a.shape.join('x')} ${a.product}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const ceiling = ceilings[r.kernels as WasmKernels]?.gflops;
+      lines.push(`${`${r.kernels}${r.v8Flags.length > 0 ? ' revec' : ''}`.padEnd(33)} ${a.shape.join(' x ').padEnd(15)} ${a.product.padEnd(16)} ${a.gflops.toFixed(2).padStart(7)}` +
+        `  ${ceiling === undefined ? '-' : `${Math.round((100 * a.gflops) / ceiling)}%`}`);
+    }
+  }
+  return lines.join('\n') + '\n';
 }
 
 async function parent(argv: string[]): Promise<number> {
@@ -138,12 +217,17 @@ async function parent(argv: string[]): Promise<number> {
     .addOption(new Option('--workers <n,...>', 'worker counts to run').default(`1,${cpus.cpus}`))
     .addOption(new Option('--windows <n>', 'measured windows per run, after a warm-up').default('5'))
     .addOption(new Option('--window-seconds <s>', 'length of each window').default('0.5'))
-    .addOption(new Option('--kernels <which>', 'linear-layer kernels: WebAssembly SIMD or the TS loops').choices(['auto', 'wasm', 'js']).default('auto'))
+    .addOption(new Option('--kernels <which>', 'linear-layer kernels: WebAssembly SIMD (multiply and add, or fused), or the TS loops').choices(['auto', 'wasm', 'wasm-fma', 'js']).default('auto'))
+    .addOption(new Option('--revectorize', `run each workload alternately without and with node ${REVECTORIZE} (Node 22+)`))
+    .addOption(new Option('--write-docs [file]', 'write the table into the documentation, a dated block per machine and Node version').preset('docs/performance.md'))
     .addOption(new Option('--jsonl <file>', 'JSON Lines output, one record per run').default('bench.jsonl'))
     .addOption(new Option('--vs-pytorch', "also run PyTorch's training step on each workload (one thread, /usr/bin/python3), alternating with gradpool's runs"))
     .addOption(new Option('--child <spec>').hideHelp());
   program.parse(argv, { from: 'user' });
-  const o = program.opts<{ only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string; kernels: 'auto' | 'wasm' | 'js'; vsPytorch?: boolean }>();
+  const o = program.opts<{
+    only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string; kernels: 'auto' | WasmKernels | 'js';
+    vsPytorch?: boolean; revectorize?: boolean; writeDocs?: string;
+  }>();
   if (o.child !== undefined) {
     const [name, workers] = o.child.split(':');
     await child(name, Number(workers), Number(o.windows), Number(o.windowSeconds), o.kernels);
@@ -167,33 +251,61 @@ async function parent(argv: string[]): Promise<number> {
   const counts = [...new Set(o.workers.split(',').map(Number))];
   process.stdout.write(`gradpool bench: ${cpus.cpus} CPUs (${cpus.source}), Node ${process.version}, ${o.kernels} kernels, ${o.windows} windows of ~${o.windowSeconds} s after a warm-up\n`);
   for (const name of names) process.stdout.write(`  ${name}: ${WORKLOADS[name].describe}\n`);
-  const ceiling = simdCeiling(500);
-  process.stdout.write(`WebAssembly SIMD ceiling on this machine: ${ceiling === null ? 'no SIMD' : `${ceiling.toFixed(1)} GFLOP/s`} per thread (12 independent f32x4 multiply-add chains, src/shared/wasm.ts simdCeiling)\n`);
+  if (o.revectorize === true && spawnSync(process.execPath, [REVECTORIZE, '-e', '0']).status !== 0) {
+    process.stderr.write(`bench: --revectorize: node ${process.version} has no ${REVECTORIZE} (Node 22 and later have it)\n`);
+    return 2;
+  }
+  const ceilings: Ceilings = {};
+  for (const k of ['wasm', 'wasm-fma'] as const) {
+    if (!wasmKernelsSupported(k)) continue;
+    const c = withSteal(() => simdCeiling(500, k) as number);
+    ceilings[k] = { gflops: c.value, stealPct: c.stealPct };
+    process.stdout.write(`WebAssembly SIMD ceiling of the ${k} kernels: ${c.value.toFixed(1)} GFLOP/s per thread ` +
+      `(12 independent f32x4 ${k === 'wasm' ? 'mul + add' : 'relaxed_madd'} chains, src/shared/wasm.ts simdCeiling), steal ${stealText(c.stealPct)}\n`);
+  }
+  if (ceilings.wasm === undefined) process.stdout.write('WebAssembly SIMD: none in this runtime\n');
   const torch = o.vsPytorch === true ? torchRunner() : null;
   if (torch !== null) process.stdout.write(`PyTorch: ${torch.describe}\n`);
   const results: Result[] = [];
-  const torchRates = new Map<string, number[]>();
+  const torchRates: TorchRates = new Map();
+  const runTorch = (name: string): void => {
+    if (torch === null) return;
+    const r = withSteal(() => torch.run(WORKLOADS[name].options, o.windows, o.windowSeconds));
+    torchRates.set(name, [...(torchRates.get(name) ?? []), { rate: r.value, stealPct: r.stealPct }]);
+  };
+  const flagSets = o.revectorize === true ? [[], [REVECTORIZE]] : [[]];
   const self = fileURLToPath(import.meta.url);
   for (const name of names) {
     for (const workers of counts) {
       // PyTorch and gradpool alternate, so that both see the same state of the machine.
-      if (torch !== null) torchRates.set(name, [...(torchRates.get(name) ?? []), torch.run(WORKLOADS[name].options, o.windows, o.windowSeconds)]);
-      const r = spawnSync(process.execPath, [...process.execArgv, self, '--child', `${name}:${workers}`, '--windows', o.windows, '--window-seconds', o.windowSeconds, '--kernels', o.kernels], { encoding: 'utf8' });
-      if (r.status !== 0) {
-        process.stderr.write(`bench: ${name} at ${workers} workers failed:\n${r.stderr}`);
-        return 1;
+      runTorch(name);
+      for (const flags of flagSets) {
+        const args = [...process.execArgv, ...flags, self, '--child', `${name}:${workers}`, '--windows', o.windows, '--window-seconds', o.windowSeconds, '--kernels', o.kernels];
+        const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
+        if (r.status !== 0) {
+          process.stderr.write(`bench: ${name} at ${workers} workers${flags.length > 0 ? ` with ${flags.join(' ')}` : ''} failed:\n${r.stderr}`);
+          return 1;
+        }
+        results.push(JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Result);
       }
-      results.push(JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Result);
     }
   }
-  if (torch !== null) for (const name of names) torchRates.get(name)?.push(torch.run(WORKLOADS[name].options, o.windows, o.windowSeconds));
-  process.stdout.write('\n' + table(results, ceiling, torchRates));
+  if (torch !== null) for (const name of names) runTorch(name);
+  process.stdout.write('\n' + table(results, ceilings, torchRates) + '\n' + kernelTable(results, ceilings));
+  const torchSteal = [...torchRates.entries()].map(([name, runs]) => `${name} ${runs.map((r) => stealText(r.stealPct)).join(', ')}`);
+  if (torchSteal.length > 0) process.stdout.write(`PyTorch's runs, steal: ${torchSteal.join('; ')}\n`);
   if (torch !== null) {
     const kernels = names.map((n) => `${n} ${torch.chosen.get(`${WORKLOADS[n].options.layers.join(',')}/${WORKLOADS[n].options.batchSize}`) ?? '?'}`);
     process.stdout.write(`PyTorch's faster BLAS setting in its last run: ${kernels.join('; ')}\n`);
   }
   writeFileSync(o.jsonl, [...loaded, ...results].map((r) => JSON.stringify(r)).join('\n') + '\n');
-  process.stdout.write(`\nwrote ${loaded.length + results.length} records to ${o.jsonl}; overhead = step time - slowest worker's shard compute\n`);
+  process.stdout.write(`\nwrote ${loaded.length + results.length} records to ${o.jsonl}; overhead = step time - slowest worker's shard compute; ` +
+    `steal: the most of the kept windows' (repeats: windows measured again for more than ${MAX_STEAL_PCT}%; '!': still above)\n`);
+  if (o.writeDocs !== undefined) {
+    const torchMedians = new Map([...torchRates.entries()].map(([name, runs]) => [name, median(runs.map((r) => r.rate))]));
+    writeDocs(o.writeDocs, results, torchMedians, Object.fromEntries(Object.entries(ceilings).map(([k, c]) => [k, c.gflops])));
+    process.stdout.write(`wrote the table into ${o.writeDocs}\n`);
+  }
   return 0;
 }
 

@@ -10,7 +10,11 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CONFIGS = [['wasm/asconfig.json', 'kernels.wasm'], ['wasm/asconfig.step.json', 'step.wasm']];
+const CONFIGS = [
+  ['wasm/asconfig.json', 'kernels.wasm'],
+  ['wasm/asconfig.fma.json', 'kernels-fma.wasm'], // the same kernels with relaxed SIMD's fused multiply-add
+  ['wasm/asconfig.step.json', 'step.wasm'],
+];
 
 const asc = join(dirname(createRequire(import.meta.url).resolve('assemblyscript/package.json')), 'bin', 'asc.js');
 // As make does: a kernel file newer than every source in wasm/, this script and the compiler is not

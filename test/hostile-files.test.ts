@@ -20,7 +20,7 @@ import { assemble as assembleFile, idx } from './files.js';
 import { loadCsv } from '../src/main/loaders/csv.js';
 import { loadIdx } from '../src/main/loaders/idx.js';
 import type { LoadedData } from '../src/main/loaders/loaded.js';
-import { MAX_TYPED_ARRAY_LENGTH, memoryLimit, setMemoryLimit } from '../src/main/memory.js';
+import { MAX_BUFFER_LENGTH, memoryLimit, setMemoryLimit, typedArrayLimit } from '../src/main/memory.js';
 import { defaultLossSpec } from '../src/shared/losses.js';
 import type { ModelConfig } from '../src/shared/model.js';
 
@@ -79,6 +79,16 @@ function runCases(cases: Case[], check: (c: Case) => Promise<void>): void {
 }
 
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Decimal bytes as the messages print them, worked out here for the two ranges these tests reach. */
+const inUnits = (bytes: number): string => (bytes < 1e12 ? `${(bytes / 1e9).toFixed(1)} GB` : `${(bytes / 1e15).toFixed(1)} PB`);
+
+// An IDX file of (HUGE_IMAGES, 10000, 10000) u8 images is one image more than the largest Buffer holds, in
+// the running Node (2^32 bytes on Node 20: 43 images; 2^53 - 1 on Node 22+: 90071993), so gunzipping it
+// must be refused before it starts. HUGE_TEXT is its gunzipped size with the 16-byte header.
+const HUGE_IMAGES = Math.floor(MAX_BUFFER_LENGTH / 1e8) + 1;
+const HUGE_BYTES = HUGE_IMAGES * 1e8;
+const HUGE_TEXT = escape(inUnits(16 + HUGE_BYTES));
 
 // ---- valid files, written by hand ----
 
@@ -255,10 +265,10 @@ function idxCases(): { images: Case[]; labels: Case[] } {
       message: /: truncated: shape \(4294967295, 4294967295, 4294967295\) of f64 needs 6\.338\d*e\+29 bytes of data after the 16-byte header; found 8/
     },
     {
-      name: 'gzipped, 10^9 x 100 x 100 images declared', file: 'images.gz', bytes: gzipSync(idx(0x08, [1e9, 100, 100], [1, 2, 3])),
+      name: 'gzipped, one image more declared than one Buffer holds', file: 'images.gz', bytes: gzipSync(idx(0x08, [HUGE_IMAGES, 1e4, 1e4], [1, 2, 3])),
       message: new RegExp(
-        ': the IDX header declares shape \\(1000000000, 100, 100\\) of u8, which gunzipped needs 10\\.0 TB, more than the ' +
-          `${escape((MAX_TYPED_ARRAY_LENGTH / 1e9).toFixed(1))} GB Node ${escape(process.versions.node)} can gunzip into one Buffer`,
+        `: the IDX header declares shape \\(${HUGE_IMAGES}, 10000, 10000\\) of u8, which gunzipped needs ${HUGE_TEXT}, more than the ` +
+          `${escape(inUnits(MAX_BUFFER_LENGTH))} Node ${escape(process.versions.node)} can gunzip into one Buffer`,
       ),
     },
     {
@@ -937,21 +947,30 @@ describe('up-front size refusal', () => {
     return err;
   }
 
-  it('uses the limit V8 has: one element past MAX_TYPED_ARRAY_LENGTH is refused by V8 itself', () => {
-    expect(MAX_TYPED_ARRAY_LENGTH).toBe(2 ** 32); // Node 20 (V8 11.3), measured: see src/main/memory.ts
-    expect(() => new Float32Array(MAX_TYPED_ARRAY_LENGTH + 1)).toThrow(/Invalid typed array length/);
-    expect(() => new Uint8Array(MAX_TYPED_ARRAY_LENGTH + 1)).toThrow(/Invalid typed array length/);
+  it('uses the limits V8 has: one element past each is refused by V8 itself, the limit itself is not', () => {
+    // Node 20 (V8 11.3): 2^32 elements of any type; Node 22+ (V8 11.4+): 2^53 - 1 bytes. See src/main/memory.ts.
+    const types = [[1, Uint8Array], [2, Uint16Array], [4, Float32Array], [8, Float64Array]] as const;
+    for (const [size, T] of types) {
+      const limit = typedArrayLimit(size);
+      expect([MAX_BUFFER_LENGTH, Math.floor(MAX_BUFFER_LENGTH / size)]).toContain(limit);
+      expect(() => new T(limit + 1)).toThrow(/Invalid typed array length/);
+      // Where the limit is too large to allocate, V8 accepts the length and fails to allocate instead
+      // (Node 22+); on Node 20 trying that would allocate up to 32 GiB, so only the refusal is checked.
+      if (limit * size >= 2 ** 50) expect(() => new T(limit)).toThrow(/Array buffer allocation failed/);
+    }
+    expect(typedArrayLimit(1)).toBe(MAX_BUFFER_LENGTH);
   });
 
-  it('refuses an IDX file declaring 10^9 x 100 x 100 images at once, gzipped or not', async () => {
+  it('refuses an IDX file declaring more images than one Buffer holds at once, gzipped or not', async () => {
     const labelsPath = put('labels', LABELS);
-    const forged = idx(0x08, [1e9, 100, 100], [1, 2, 3]);
+    const forged = idx(0x08, [HUGE_IMAGES, 1e4, 1e4], [1, 2, 3]);
     const raw = put('forged-images', forged);
     expectClear(await refusedAtOnce(() => loadIdx(raw, labelsPath)), DataError, raw,
-      /: truncated: shape \(1000000000, 100, 100\) of u8 needs 10000000000000 bytes of data after the 16-byte header; found 3/);
+      new RegExp(`: truncated: shape \\(${HUGE_IMAGES}, 10000, 10000\\) of u8 needs ${HUGE_BYTES} bytes of data after the 16-byte header; found 3`));
     const gz = put('forged-images.gz', gzipSync(forged));
     expectClear(await refusedAtOnce(() => loadIdx(gz, labelsPath)), DataError, gz,
-      /: the IDX header declares shape \(1000000000, 100, 100\) of u8, which gunzipped needs 10\.0 TB, more than the 4\.3 GB Node .* can gunzip into one Buffer/);
+      new RegExp(`: the IDX header declares shape \\(${HUGE_IMAGES}, 10000, 10000\\) of u8, which gunzipped needs ${HUGE_TEXT}, ` +
+        `more than the ${escape(inUnits(MAX_BUFFER_LENGTH))} Node .* can gunzip into one Buffer`));
   });
 
   it('refuses a gzipped IDX file whose contents do not fit the memory limit before gunzipping them', async () => {
@@ -998,12 +1017,15 @@ describe('up-front size refusal', () => {
   });
 
   it('refuses, at once, features that no typed array can hold, with the size needed and the limit', async () => {
-    // 10^9 rows of 784: an array-like that only claims its length, as a forged loader result could.
-    const x = { length: 1e9 * D } as ArrayLike<number>;
-    const err = await refusedAtOnce(() => shareDataset({ x, y: { length: 1e9 } as ArrayLike<number> }, mlp, ce, 'training data'));
+    // One row of 784 more than the longest Float32Array holds: an array-like that only claims its length,
+    // as a forged loader result could.
+    const limit = typedArrayLimit(4);
+    const rows = Math.floor(limit / D) + 1;
+    const x = { length: rows * D } as ArrayLike<number>;
+    const err = await refusedAtOnce(() => shareDataset({ x, y: { length: rows } as ArrayLike<number> }, mlp, ce, 'training data'));
     expectClear(err, DataError, 'training data', new RegExp(
-      `^training data: 1000000000 x 784 float32 features need 3\\.1 TB as 784000000000 values, more than the 4294967296 values ` +
-        `\\(17\\.2 GB of float32\\) that one typed array, shared or not, can hold in Node ${escape(process.versions.node)}`,
+      `^training data: ${rows} x 784 float32 features need ${escape(inUnits(rows * D * 4))} as ${rows * D} values, more than the ${limit} values ` +
+        `\\(${escape(inUnits(limit * 4))} of float32\\) that one typed array, shared or not, can hold in Node ${escape(process.versions.node)}`,
     ));
   });
 

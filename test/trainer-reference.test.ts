@@ -1,7 +1,8 @@
 // Trainer.fit() over several steps (shuffle off, 4 shards) against a loop written here that does what fit()
 // should: the whole batch as one shard, the batch mean, clipGradNorm, sgdStep in place on one buffer and
 // scheduleAt for each step's lr and momentum. Each SGD option, clipping order, OneCycle's momentum 0, a short
-// last batch and class weights, with the 'js' and 'wasm' kernels, on 1 and 2 workers.
+// last batch and class weights, with the 'js', 'wasm' and (where relaxed SIMD validates) 'wasm-fma' kernels,
+// on 1 and 2 workers.
 
 import { describe, expect, it } from 'vitest';
 import { type StepInfo, type TrainerOptions } from '../src/main/index.js';
@@ -11,11 +12,11 @@ import { defaultLossSpec, type LossSpec } from '../src/shared/losses.js';
 import { linearViews, paramLayout, type ModelConfig } from '../src/shared/model.js';
 import { scheduleAt } from '../src/shared/schedule.js';
 import { SGD_DEFAULTS, sgdStep, type SGDOptions, type SGDState } from '../src/shared/sgd.js';
-import { createWasmLinear } from '../src/shared/wasm.js';
+import { createWasmLinear, wasmKernelsSupported, type WasmKernels } from '../src/shared/wasm.js';
 import { createScratch, forward, jsKernels, lossAndBackward, type LinearKernels, type Scratch } from '../src/worker/shard.js';
 
 const { make } = trainers();
-type Kernels = 'js' | 'wasm';
+type Kernels = 'js' | WasmKernels;
 
 /** A scenario: Trainer options (shuffle, shards, workers and kernels are set per run), data and epochs. */
 interface Case {
@@ -55,8 +56,8 @@ function oneShard(kind: Kernels, config: ModelConfig, maxRows: number): OneShard
     floats += n + 4;
     return new Float32Array(n);
   });
-  const wasm = createWasmLinear(floats);
-  if (wasm === null) throw new Error('this runtime has no WebAssembly SIMD');
+  const wasm = createWasmLinear(floats, kind);
+  if (wasm === null) throw new Error(`this runtime cannot run the ${kind} kernels`);
   const params = wasm.allocate(P);
   const grad = wasm.allocate(P);
   const kernels: LinearKernels = {
@@ -185,9 +186,9 @@ function batchRows(c: Case): number[] {
 
 const MLP: Pick<TrainerOptions, 'layers' | 'activation'> = { layers: [784, 16, 10], activation: 'tanh' };
 
-for (const kind of ['js', 'wasm'] as const) {
+for (const kind of ['js', 'wasm', 'wasm-fma'] as const) {
   const suffix = `(${kind} kernels, 1 and 2 workers)`;
-  describe(`fit() against the reference loop with the ${kind} kernels`, () => {
+  describe.skipIf(kind !== 'js' && !wasmKernelsSupported(kind))(`fit() against the reference loop with the ${kind} kernels`, () => {
     it(`applies dampening from the second momentum step on, the first step's buffer being the gradient itself ${suffix}`, async () => {
       await check({ options: { ...MLP, lr: 0.1, momentum: 0.9, dampening: 0.5, batchSize: 8 }, rows: 40, epochs: 1 }, kind);
     });

@@ -9,11 +9,14 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cpuLimit } from '../src/main/cpus.js';
 import { measure } from '../src/main/tune/measure.js';
+import { cpuTicks, stealPercent, type CpuTicks } from '../src/main/tune/steal.js';
 import { recommend, TUNE_FILE, type TuneEntry } from '../src/main/tune/choose.js';
 import { scaling } from '../src/main/tune/scaling.js';
 import { tuneMain } from '../src/cli/tune.js';
 import { Trainer, type StepTiming } from '../src/main/index.js';
 import { mnistSubset, runCli } from './helpers.js';
+import { expectedAutoKernels } from './fma.js';
+import { writeDocs } from '../scripts/bench-docs.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-tune-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -81,6 +84,47 @@ describe('measurement', () => {
     expect(m.spread[0]).toBeLessThanOrEqual(m.samplesPerSec);
     expect(m.spread[1]).toBeGreaterThanOrEqual(m.samplesPerSec);
     expect(m.gflopsPerWorker).toBeGreaterThan(0);
+  });
+});
+
+describe('steal', () => {
+  it("reads /proc/stat's first line: every field of the ten but the guest times, and steal, the eighth", () => {
+    const stat = (first: string) => (path: string): string | null => (path === '/proc/stat' ? `${first}\ncpu0 1 2 3 4 5 6 7 8 0 0\n` : null);
+    // user nice system idle iowait irq softirq steal guest guest_nice: 100+5+40+800+10+0+5+40 = 1000
+    expect(cpuTicks(stat('cpu  100 5 40 800 10 0 5 40 30 0'))).toEqual({ total: 1000, steal: 40 });
+    expect(cpuTicks(stat('cpu  100 5 40 800'))).toBeNull(); // no steal field
+    expect(cpuTicks(() => null)).toBeNull();
+    // 40 of 1000 ticks stolen in between: 4%.
+    expect(stealPercent({ total: 1000, steal: 10 }, { total: 2000, steal: 50 })).toBe(4);
+    expect(stealPercent(null, { total: 2000, steal: 50 })).toBeNull();
+  });
+
+  it('measures a window again while its steal is above maxStealPct, up to maxRepeats, then flags the measurement', async () => {
+    // Counters that advance 100 ticks a reading, 50 of them stolen for the first `stolenReads` readings.
+    const fakeTicks = (stolenReads: number): (() => CpuTicks) => {
+      let reads = 0;
+      let t = { total: 0, steal: 0 };
+      return () => {
+        reads++;
+        t = { total: t.total + 100, steal: t.steal + (reads <= stolenReads ? 50 : 0) };
+        return t;
+      };
+    };
+    const run = (stolenReads: number, maxRepeats: number) => measure((o) => new Trainer(o), { layers: [784, 8, 10], batchSize: 16, workers: 1 },
+      mnistSubset(64), { windows: 2, windowSeconds: 0.01, maxSteps: 3, maxStealPct: 5, maxRepeats, ticks: fakeTicks(stolenReads) });
+    // 2 windows and a warm-up read the counters 4 times (each epoch's first step, and the end); the windows
+    // span readings 2-3 and 3-4: 50% stolen for both with 4 stolen readings, so both are measured again,
+    // and those 2 (readings 5-8) have no steal.
+    const clean = await run(4, 2);
+    expect(clean.repeated).toBe(2);
+    expect(clean.stolen).toBe(false);
+    expect(clean.windows.map((w) => w.stealPct)).toEqual([0, 0]);
+    expect(clean.stealPct).toBe(0);
+    // Every reading stolen: repeats stop at maxRepeats and the measurement says so.
+    const flagged = await run(1e9, 1);
+    expect(flagged.repeated).toBe(1);
+    expect(flagged.stolen).toBe(true);
+    expect(flagged.stealPct).toBe(50);
   });
 });
 
@@ -224,21 +268,46 @@ describe('tuner', () => {
 });
 
 describe('benchmark', () => {
+  it('writes its table into the documentation: one block per machine, a Node version replaced by its next run, others kept beside it', () => {
+    const file = join(dir, 'docs', 'performance.md');
+    const row = (workers: number, samplesPerSec: number) => ({ workload: 'mlp-b64', workers, kernels: 'wasm', v8Flags: [], samplesPerSec, stealPct: 1.25, stolen: workers === 2 }) as never;
+    writeDocs(file, [row(1, 1000), row(2, 1500)], new Map([['mlp-b64', 2000]]), { wasm: 30 });
+    // The same machine's run on another Node version, as its data line would read.
+    const other = readFileSync(file, 'utf8').replace(/"node":"v[\d.]+"/, '"node":"v99.1.0"').replace(/"samplesPerSec":1500/, '"samplesPerSec":1800');
+    writeFileSync(file, `${other}\nA line the user wrote.\n`);
+    writeDocs(file, [row(1, 1100), row(2, 1650)], new Map([['mlp-b64', 2200]]), { wasm: 31 });
+    writeDocs(file, [row(1, 1200), row(2, 1800)], new Map([['mlp-b64', 2400]]), { wasm: 32 }); // replaces the one before
+    const text = readFileSync(file, 'utf8');
+    expect(text.match(/<!-- bench:begin /g)).toHaveLength(1);
+    expect(text.match(/<!-- bench:data /g)).toHaveLength(2);
+    expect(text).toContain('A line the user wrote.');
+    expect(text).toContain(`| workload | workers | Node ${process.version} | samples/s | vs 1 worker | PyTorch | vs PyTorch | steal | Node v99.1.0 |`);
+    // This Node's last run (1,200 and 1,800: 1.50x; PyTorch 2,400: 0.50x and 0.75x), then v99's (1.80x; 0.90x).
+    expect(text).toContain('| mlp-b64 | 1 | wasm kernels | 1,200 |  | 2,400 | 0.50x | 1.3% | wasm kernels | 1,000 |  | 2,000 | 0.50x | 1.3% |');
+    expect(text).toContain('| mlp-b64 | 2 | wasm kernels | 1,800 | 1.50x | 2,400 | 0.75x | 1.3%! | wasm kernels | 1,800 | 1.80x | 2,000 | 0.90x | 1.3%! |');
+  });
+
   it('runs a workload in its own process and writes a JSON Lines record with every figure', () => {
     const jsonl = join(dir, 'bench.jsonl');
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/bench.ts', '--only', 'logreg-b256', '--workers', '1,2', '--windows', '1', '--window-seconds', '0.05', '--jsonl', jsonl],
       { encoding: 'utf8', timeout: 120_000 });
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/\nworkload +workers  samples\/s \(min-max\) +vs 1 worker  step ms  overhead µs/);
-    expect(r.stdout).toMatch(/\nlogreg-b256 +2 .* \d\.\d\dx, \d+% /);
+    expect(r.stdout).toMatch(/\nworkload +flags  kernels   workers  samples\/s \(min-max\) +vs 1 worker  step ms  overhead µs/);
+    expect(r.stdout).toMatch(new RegExp(`\\nlogreg-b256 +${expectedAutoKernels()} +2 .* \\d\\.\\d\\dx, \\d+% `));
+    expect(r.stdout).toMatch(/\nWebAssembly SIMD ceiling of the wasm kernels: \d+\.\d GFLOP\/s per thread \(12 independent f32x4 mul \+ add chains/);
     expect(existsSync(jsonl)).toBe(true);
     const records = readFileSync(jsonl, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(records.map((x) => x.workers)).toEqual([1, 2]);
     for (const x of records) {
-      expect(Object.keys(x).sort()).toEqual(['barrierUs', 'batchSize', 'computeMs', 'dispatchUs', 'gflopsPerWorker', 'kernels', 'layers', 'node', 'overheadUs', 'peakRssMB',
-        'reduceUpdateUs', 'samplesPerSec', 'shards', 'spread', 'stepMs', 'waitUs', 'windows', 'workers', 'workload'].sort());
+      expect(Object.keys(x).sort()).toEqual(['alone', 'aloneGflops', 'aloneStealPct', 'barrierUs', 'batchSize', 'computeMs', 'dispatchUs', 'gflopsPerWorker', 'kernels',
+        'layers', 'node', 'overheadUs', 'peakRssMB', 'reduceUpdateUs', 'repeated', 'samplesPerSec', 'shards', 'spread', 'stealPct', 'stepMs', 'stolen', 'v8Flags',
+        'waitUs', 'windows', 'workers', 'workload'].sort());
       expect(x.peakRssMB).toBeGreaterThan(10);
+      expect(x.kernels).toBe(expectedAutoKernels());
+      // The kernels alone at the shard's shape: batch 256 in 4 shards of 64 rows, the one layer 784 -> 1.
+      expect(x.alone.map((a: { shape: number[]; product: string }) => `${a.shape.join('x')} ${a.product}`))
+        .toEqual(['64x784x1 forward', '64x784x1 backward weight', '64x784x1 backward input']);
     }
   });
 });

@@ -2,9 +2,18 @@
 // the row and what was expected, before any training work is done. Includes the seed tutorial's bug:
 // binary cross-entropy on a 10-output network with labels of shape (64, 1).
 
+import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, DataError, type TrainerOptions } from '../src/main/index.js';
-import { setMemoryLimit } from '../src/main/memory.js';
+import { setMemoryLimit, typedArrayLimit } from '../src/main/memory.js';
+import { expectedAutoKernels } from './fma.js';
+
+// One row more per shard than the running V8's longest Float32Array holds at 784 inputs (2^32 elements on
+// Node 20, 2^51 - 1 on Node 22+), in 4 shards: the sizes worked out from the limit, not from one Node's.
+const F32_LIMIT = typedArrayLimit(4);
+const HUGE_ROWS = Math.floor(F32_LIMIT / 784) + 1;
+const HUGE_BYTES = HUGE_ROWS * 784 * 4; // 17.2 GB on Node 20, 9.0 PB on Node 22+
+const HUGE_TEXT = HUGE_BYTES < 1e12 ? `${(HUGE_BYTES / 1e9).toFixed(1)} GB` : `${(HUGE_BYTES / 1e15).toFixed(1)} PB`;
 
 const open: Trainer[] = [];
 afterAll(async () => {
@@ -55,8 +64,9 @@ describe('options', () => {
     // Sizes that pass the type checks but with which no worker could start or run (issue 14, row 1).
     ['a workerHeapMb no worker starts in', { layers: [4, 2], workerHeapMb: 5 }, /options\.workerHeapMb must be at least 6 \(MB\), the heap a worker thread needs to start; got 5/],
     ['more shards than a pool makes slots for', { layers: [4, 2], shards: 1e7, batchSize: 2e7 }, /options\.shards must be at most 65536, the most shard slots a pool makes; got 10000000/],
-    ['a batch whose shard activations no typed array holds', { layers: [784, 128, 10], batchSize: 2e8, kernels: 'js' },
-      /a worker's activations: 50000000 rows per shard \(options\.batchSize 200000000 in options\.shards 4\) x 784 floats need 156\.8 GB as 39200000000 values, more than the 4294967296 values/],
+    ['a batch whose shard activations no typed array holds', { layers: [784, 128, 10], batchSize: 4 * HUGE_ROWS, shards: 4, kernels: 'js' },
+      new RegExp(`a worker's activations: ${HUGE_ROWS} rows per shard \\(options\\.batchSize ${4 * HUGE_ROWS} in options\\.shards 4\\) x 784 floats ` +
+        `need ${HUGE_TEXT.replace('.', '\\.')} as ${HUGE_ROWS * 784} values, more than the ${F32_LIMIT} values`)],
   ];
   for (const [what, options, message] of cases) {
     it(`refuses ${what}`, () => {
@@ -70,11 +80,35 @@ describe('options', () => {
       // 2 workers x 250,000 rows per shard x (784 inputs, 10 logits and their gradient, a class index, and
       // 3 x 10 targets, probabilities and losses = 835 floats) x 4 bytes = 1.67 GB of activations
       expect(() => new Trainer({ layers: [784, 10], batchSize: 1e6, workers: 2, kernels: 'js' })).toThrow(
-        /^model: 7850 parameters in 9 float32 buffers \(parameters, momentum, gradient, 4 shard slots: [\d.]+ kB\) and 2 workers' activations for 250000 rows per shard \(options\.batchSize 1000000 in options\.shards 4\): 1\.7 GB need 1\.7 GB, more than the 1\.0 GB memory limit \(a test limit\)\nhint: .*a smaller options\.batchSize or more options\.shards need less per worker/,
+        /^model: 7850 parameters in 9 float32 buffers \(parameters, momentum, gradient, 4 shard slots: [\d.]+ kB\) and 2 workers' activations \(835\.0 MB each\) for 250000 rows per shard \(options\.batchSize 1000000 in options\.shards 4\) need 1\.7 GB, more than the 1\.0 GB memory limit \(a test limit\)\nhint: .*a smaller options\.batchSize or more options\.shards need less per worker/,
       );
     } finally {
       setMemoryLimit(undefined);
     }
+  });
+
+  it("picks the kernels: 'wasm-fma' where relaxed SIMD validates, else 'wasm'; an explicit choice is kept or refused", () => {
+    expect(make({ layers: [4, 3], workers: 1 }).options.kernels).toBe(expectedAutoKernels());
+    expect(make({ layers: [4, 3], workers: 1, kernels: 'wasm' }).options.kernels).toBe('wasm');
+    expect(make({ layers: [4, 3], workers: 1, kernels: 'js' }).options.kernels).toBe('js');
+    if (expectedAutoKernels() === 'wasm-fma') {
+      expect(make({ layers: [4, 3], workers: 1, kernels: 'wasm-fma' }).options.kernels).toBe('wasm-fma');
+    } else {
+      expect(() => new Trainer({ layers: [4, 3], workers: 1, kernels: 'wasm-fma' })).toThrow(
+        `options.kernels 'wasm-fma' needs WebAssembly relaxed SIMD, which Node ${process.versions.node} does not validate`);
+    }
+    expect(() => new Trainer({ layers: [4, 3], kernels: 'fma' as 'wasm' })).toThrow(/options\.kernels must be one of 'auto', 'wasm', 'wasm-fma', 'js'; got "fma"/);
+  });
+
+  it.skipIf(expectedAutoKernels() !== 'wasm')("picks 'wasm-fma' on Node 20 under node --experimental-wasm-relaxed-simd, and its workers train with it", () => {
+    const script = "import { Trainer } from './src/main/index.ts';" +
+      "const t = new Trainer({ layers: [8, 4, 2], workers: 2, batchSize: 8, lr: 0.1, seed: 1 });" +
+      'const x = Float32Array.from({ length: 64 }, (_, i) => Math.sin(i)); const y = Int32Array.from({ length: 8 }, (_, i) => i % 2);' +
+      'const before = t.parameters.slice(); await t.fit({ x, y }, { epochs: 2 });' +
+      'console.log(t.options.kernels, t.parameters.every(Number.isFinite), t.parameters.some((p, i) => p !== before[i])); await t.close();';
+    const r = spawnSync(process.execPath, ['--experimental-wasm-relaxed-simd', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('wasm-fma true true');
   });
 
   it('fills the defaults PyTorch users expect', () => {

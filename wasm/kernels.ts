@@ -1,7 +1,18 @@
 // WebAssembly SIMD (f32x4) kernels for the three products of a linear layer, in AssemblyScript, built by
-// `npm run build:wasm` to src/shared/kernels.wasm and loaded by src/shared/wasm.ts. Pointers are byte
-// offsets into the imported memory, sizes are element counts, arrays row-major float32; the letters are
-// model.ts's (B rows, C inputs, OC outputs). The algorithmic references are src/shared/kernels.ts's.
+// `npm run build:wasm` twice from this one source: to src/shared/kernels.wasm (SIMD, each multiply-add a
+// multiply and an add) and, with relaxed SIMD enabled, to src/shared/kernels-fma.wasm (each a fused
+// f32x4.relaxed_madd); `madd` below is the only difference. Both are loaded by src/shared/wasm.ts. Pointers
+// are byte offsets into the imported memory, sizes are element counts, arrays row-major float32; the letters
+// are model.ts's (B rows, C inputs, OC outputs). The algorithmic references are src/shared/kernels.ts's.
+
+/** acc + a * b per lane: one fused multiply-add where relaxed SIMD is enabled (V8 emits vfmadd where the
+ *  CPU has FMA3, or NEON's fmla; a multiply and an add on an x64 CPU without FMA3), else a multiply and an
+ *  add, each rounded. ASC_FEATURE_RELAXED_SIMD is a compile-time constant, so each build keeps one branch. */
+// @ts-ignore: decorator
+@inline function madd(a: v128, b: v128, acc: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) return f32x4.relaxed_madd(a, b, acc);
+  return f32x4.add(acc, f32x4.mul(a, b));
+}
 
 /** Where JS may start handing out arrays when this instance has the memory to itself: past the static
  *  data and the default packing scratch, 16-byte aligned. */
@@ -13,8 +24,8 @@ export function heap_base(): usize {
 // Tile sizes follow V8's code generation on x64: f32x4 maps to 128-bit SSE/AVX registers, of which
 // TurboFan allocates 15, and it issues a loop body's loads before its arithmetic, so the accumulators,
 // the loaded vectors and the broadcasts must all fit at once. The 4 x 8 tiles below (8 accumulators,
-// 2 loads, 4 broadcasts) do; 5 x 8 and 6 x 8 spill and run at half the speed. Without relaxed SIMD
-// there is no fused multiply-add: every step is a mul and an add.
+// 2 loads, 4 broadcasts) do; 5 x 8 and 6 x 8 spill and run at half the speed (measured with a multiply
+// and an add per step, which need a register for the product).
 
 // Horizontal sums.
 
@@ -104,17 +115,17 @@ export function linear_forward(out: usize, inp: usize, weight: usize, bias: usiz
     const p = v128.load(x0 + c);
     const q = v128.load(x1 + c);
     let w = v128.load(w0 + c);
-    a00 = f32x4.add(a00, f32x4.mul(p, w));
-    a10 = f32x4.add(a10, f32x4.mul(q, w));
+    a00 = madd(p, w, a00);
+    a10 = madd(q, w, a10);
     w = v128.load(w1 + c);
-    a01 = f32x4.add(a01, f32x4.mul(p, w));
-    a11 = f32x4.add(a11, f32x4.mul(q, w));
+    a01 = madd(p, w, a01);
+    a11 = madd(q, w, a11);
     w = v128.load(w2 + c);
-    a02 = f32x4.add(a02, f32x4.mul(p, w));
-    a12 = f32x4.add(a12, f32x4.mul(q, w));
+    a02 = madd(p, w, a02);
+    a12 = madd(q, w, a12);
     w = v128.load(w3 + c);
-    a03 = f32x4.add(a03, f32x4.mul(p, w));
-    a13 = f32x4.add(a13, f32x4.mul(q, w));
+    a03 = madd(p, w, a03);
+    a13 = madd(q, w, a13);
   }
   const bv = v128.load(bias);
   let s0 = f32x4.add(hsum4(a00, a01, a02, a03), bv);
@@ -135,10 +146,10 @@ export function linear_forward(out: usize, inp: usize, weight: usize, bias: usiz
   const cv = <usize>(C & ~3) << 2;
   for (let c: usize = 0; c < cv; c += 16) {
     const p = v128.load(x0 + c);
-    a0 = f32x4.add(a0, f32x4.mul(p, v128.load(w0 + c)));
-    a1 = f32x4.add(a1, f32x4.mul(p, v128.load(w1 + c)));
-    a2 = f32x4.add(a2, f32x4.mul(p, v128.load(w2 + c)));
-    a3 = f32x4.add(a3, f32x4.mul(p, v128.load(w3 + c)));
+    a0 = madd(p, v128.load(w0 + c), a0);
+    a1 = madd(p, v128.load(w1 + c), a1);
+    a2 = madd(p, v128.load(w2 + c), a2);
+    a3 = madd(p, v128.load(w3 + c), a3);
   }
   let s = f32x4.add(hsum4(a0, a1, a2, a3), v128.load(bias));
   if (C & 3) s = f32x4.add(s, dotTail4(x0, w0, rs, C & ~3, C));
@@ -157,17 +168,17 @@ export function linear_forward(out: usize, inp: usize, weight: usize, bias: usiz
     const u = v128.load(w0 + c);
     const v = v128.load(w1 + c);
     let p = v128.load(x0 + c);
-    a00 = f32x4.add(a00, f32x4.mul(p, u));
-    a01 = f32x4.add(a01, f32x4.mul(p, v));
+    a00 = madd(p, u, a00);
+    a01 = madd(p, v, a01);
     p = v128.load(x1 + c);
-    a10 = f32x4.add(a10, f32x4.mul(p, u));
-    a11 = f32x4.add(a11, f32x4.mul(p, v));
+    a10 = madd(p, u, a10);
+    a11 = madd(p, v, a11);
     p = v128.load(x2 + c);
-    a20 = f32x4.add(a20, f32x4.mul(p, u));
-    a21 = f32x4.add(a21, f32x4.mul(p, v));
+    a20 = madd(p, u, a20);
+    a21 = madd(p, v, a21);
     p = v128.load(x3 + c);
-    a30 = f32x4.add(a30, f32x4.mul(p, u));
-    a31 = f32x4.add(a31, f32x4.mul(p, v));
+    a30 = madd(p, u, a30);
+    a31 = madd(p, v, a31);
   }
   // [x0.w0, x0.w1, x1.w0, x1.w1] and the same for rows 2 and 3.
   let s01 = hsum4(a00, a01, a10, a11);
@@ -198,10 +209,10 @@ function forward4x1(y0: usize, os: usize, x0: usize, rs: usize, n: i32, w: usize
   const cv = <usize>(C & ~3) << 2;
   for (let c: usize = 0; c < cv; c += 16) {
     const u = v128.load(w + c);
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(x0 + c), u));
-    a1 = f32x4.add(a1, f32x4.mul(v128.load(x1 + c), u));
-    a2 = f32x4.add(a2, f32x4.mul(v128.load(x2 + c), u));
-    a3 = f32x4.add(a3, f32x4.mul(v128.load(x3 + c), u));
+    a0 = madd(v128.load(x0 + c), u, a0);
+    a1 = madd(v128.load(x1 + c), u, a1);
+    a2 = madd(v128.load(x2 + c), u, a2);
+    a3 = madd(v128.load(x3 + c), u, a3);
   }
   let s = f32x4.add(hsum4(a0, a1, a2, a3), v128.load32_splat(bias));
   if (C & 3) {
@@ -364,17 +375,17 @@ function packA(a: usize, ar: usize, ak: usize, mc: i32, kc: i32): void {
   while (pm < end) {
     const m0 = v128.load(pm), m1 = v128.load(pm, 16);
     let s = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(s, m0));
-    c01 = f32x4.add(c01, f32x4.mul(s, m1));
+    c00 = madd(s, m0, c00);
+    c01 = madd(s, m1, c01);
     s = v128.load32_splat(pa, 4);
-    c10 = f32x4.add(c10, f32x4.mul(s, m0));
-    c11 = f32x4.add(c11, f32x4.mul(s, m1));
+    c10 = madd(s, m0, c10);
+    c11 = madd(s, m1, c11);
     s = v128.load32_splat(pa, 8);
-    c20 = f32x4.add(c20, f32x4.mul(s, m0));
-    c21 = f32x4.add(c21, f32x4.mul(s, m1));
+    c20 = madd(s, m0, c20);
+    c21 = madd(s, m1, c21);
     s = v128.load32_splat(pa, 12);
-    c30 = f32x4.add(c30, f32x4.mul(s, m0));
-    c31 = f32x4.add(c31, f32x4.mul(s, m1));
+    c30 = madd(s, m0, c30);
+    c31 = madd(s, m1, c31);
     pa += 16;
     pm += 32;
   }
@@ -394,15 +405,15 @@ function packA(a: usize, ar: usize, ak: usize, mc: i32, kc: i32): void {
   while (pm < end) {
     const m0 = v128.load(pm), m1 = v128.load(pm, 16), m2 = v128.load(pn), m3 = v128.load(pn, 16);
     let s = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(s, m0));
-    c01 = f32x4.add(c01, f32x4.mul(s, m1));
-    c02 = f32x4.add(c02, f32x4.mul(s, m2));
-    c03 = f32x4.add(c03, f32x4.mul(s, m3));
+    c00 = madd(s, m0, c00);
+    c01 = madd(s, m1, c01);
+    c02 = madd(s, m2, c02);
+    c03 = madd(s, m3, c03);
     s = v128.load32_splat(pa, 4);
-    c10 = f32x4.add(c10, f32x4.mul(s, m0));
-    c11 = f32x4.add(c11, f32x4.mul(s, m1));
-    c12 = f32x4.add(c12, f32x4.mul(s, m2));
-    c13 = f32x4.add(c13, f32x4.mul(s, m3));
+    c10 = madd(s, m0, c10);
+    c11 = madd(s, m1, c11);
+    c12 = madd(s, m2, c12);
+    c13 = madd(s, m3, c13);
     pa += 16;
     pm += 32;
     pn += 32;
@@ -418,10 +429,10 @@ function packA(a: usize, ar: usize, ak: usize, mc: i32, kc: i32): void {
   const end = pm + (<usize>kc << 5);
   while (pm < end) {
     const s = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(s, v128.load(pm)));
-    c01 = f32x4.add(c01, f32x4.mul(s, v128.load(pm, 16)));
-    c02 = f32x4.add(c02, f32x4.mul(s, v128.load(pn)));
-    c03 = f32x4.add(c03, f32x4.mul(s, v128.load(pn, 16)));
+    c00 = madd(s, v128.load(pm), c00);
+    c01 = madd(s, v128.load(pm, 16), c01);
+    c02 = madd(s, v128.load(pn), c02);
+    c03 = madd(s, v128.load(pn, 16), c03);
     pa += 16;
     pm += 32;
     pn += 32;
@@ -436,8 +447,8 @@ function packA(a: usize, ar: usize, ak: usize, mc: i32, kc: i32): void {
   const end = pm + (<usize>kc << 5);
   while (pm < end) {
     const s = v128.load32_splat(pa);
-    c00 = f32x4.add(c00, f32x4.mul(s, v128.load(pm)));
-    c01 = f32x4.add(c01, f32x4.mul(s, v128.load(pm, 16)));
+    c00 = madd(s, v128.load(pm), c00);
+    c01 = madd(s, v128.load(pm, 16), c01);
     pa += 16;
     pm += 32;
   }
@@ -458,10 +469,10 @@ function rankUpdateColumns(out: usize, os: usize, a: usize, ar: usize, ak: usize
       let pm = m + j;
       for (let k: usize = 0; k < kEnd; k++) {
         const m0 = v128.load(pm);
-        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(pa), m0));
-        c1 = f32x4.add(c1, f32x4.mul(v128.load32_splat(pa + ar), m0));
-        c2 = f32x4.add(c2, f32x4.mul(v128.load32_splat(pa + 2 * ar), m0));
-        c3 = f32x4.add(c3, f32x4.mul(v128.load32_splat(pa + 3 * ar), m0));
+        c0 = madd(v128.load32_splat(pa), m0, c0);
+        c1 = madd(v128.load32_splat(pa + ar), m0, c1);
+        c2 = madd(v128.load32_splat(pa + 2 * ar), m0, c2);
+        c3 = madd(v128.load32_splat(pa + 3 * ar), m0, c3);
         pa += ak;
         pm += ms;
       }
@@ -473,7 +484,7 @@ function rankUpdateColumns(out: usize, os: usize, a: usize, ar: usize, ak: usize
       let pa = a + <usize>r * ar;
       let pm = m + j;
       for (let k: usize = 0; k < kEnd; k++) {
-        c0 = f32x4.add(c0, f32x4.mul(v128.load32_splat(pa), v128.load(pm)));
+        c0 = madd(v128.load32_splat(pa), v128.load(pm), c0);
         pa += ak;
         pm += ms;
       }
@@ -516,25 +527,25 @@ export function linear_backward_input(dinp: usize, dout: usize, weight: usize, B
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The ceiling the products above are measured against (npm run bench): f32x4 multiply-adds on 12
-// independent accumulators, no loads, so that nothing but the SIMD units limits it. A mul and an add
-// per lane per step: 8 flops a vector, 96 an iteration.
+// The ceiling the products above are measured against (npm run bench): 12 independent chains of f32x4
+// multiply-adds, a = a * k + m, no loads, so that nothing but the SIMD units limits it. Every step needs
+// the chain's previous value, so no compiler can hoist or shorten it (WebAssembly forbids reassociating
+// floats), and k and m are arguments, so none can fold them. With madd as built: a mul and an add, or one
+// relaxed_madd in kernels-fma.wasm; 2 flops a lane either way, 8 a vector, 96 an iteration.
 
-/** `iters` iterations of 12 independent f32x4 multiply-adds; returns a lane of their sum (so that the
- *  work cannot be optimised away). */
-export function simd_peak(iters: i32, x: f32): f32 {
-  const m = f32x4.splat(x);
-  const k = f32x4.splat(<f32>0.999);
+/** `iters` iterations of 12 independent f32x4 multiply-add chains; returns a lane of their sum (so that the
+ *  work cannot be optimised away). k below 1 keeps the chains at m / (1 - k), away from overflow and
+ *  subnormals. */
+export function simd_peak(iters: i32, x: f32, y: f32): f32 {
+  const k = f32x4.splat(x);
+  const m = f32x4.splat(y);
   let a0 = f32x4.splat(0), a1 = f32x4.splat(1), a2 = f32x4.splat(2), a3 = f32x4.splat(3);
   let a4 = f32x4.splat(4), a5 = f32x4.splat(5), a6 = f32x4.splat(6), a7 = f32x4.splat(7);
   let a8 = f32x4.splat(8), a9 = f32x4.splat(9), a10 = f32x4.splat(10), a11 = f32x4.splat(11);
   for (let i = 0; i < iters; i++) {
-    a0 = f32x4.add(f32x4.mul(a0, k), m); a1 = f32x4.add(f32x4.mul(a1, k), m);
-    a2 = f32x4.add(f32x4.mul(a2, k), m); a3 = f32x4.add(f32x4.mul(a3, k), m);
-    a4 = f32x4.add(f32x4.mul(a4, k), m); a5 = f32x4.add(f32x4.mul(a5, k), m);
-    a6 = f32x4.add(f32x4.mul(a6, k), m); a7 = f32x4.add(f32x4.mul(a7, k), m);
-    a8 = f32x4.add(f32x4.mul(a8, k), m); a9 = f32x4.add(f32x4.mul(a9, k), m);
-    a10 = f32x4.add(f32x4.mul(a10, k), m); a11 = f32x4.add(f32x4.mul(a11, k), m);
+    a0 = madd(a0, k, m); a1 = madd(a1, k, m); a2 = madd(a2, k, m); a3 = madd(a3, k, m);
+    a4 = madd(a4, k, m); a5 = madd(a5, k, m); a6 = madd(a6, k, m); a7 = madd(a7, k, m);
+    a8 = madd(a8, k, m); a9 = madd(a9, k, m); a10 = madd(a10, k, m); a11 = madd(a11, k, m);
   }
   const s = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(f32x4.add(a4, a5), f32x4.add(a6, a7)),
     f32x4.add(f32x4.add(a8, a9), f32x4.add(a10, a11))));

@@ -44,7 +44,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
   epochs: number;
   workers: number | 'auto';
   shards?: number;
-  kernels: 'auto' | 'wasm' | 'js';
+  kernels: 'auto' | 'wasm' | 'wasm-fma' | 'js';
   workerTimeout: number;
   seed: number;
   shuffle: boolean;
@@ -145,7 +145,7 @@ export function buildProgram(): Command {
     .addOption(o('--workers <n|auto>', "worker threads; 'auto' measures, or reads npm run tune's saved result").default(cpuLimit().cpus)
       .argParser((t) => (t === 'auto' ? 'auto' : positiveInt()(t))))
     .addOption(o('--shards <n>', 'shards per batch, independent of --workers (default: 4, or fewer so that each has 32 rows: 2 at batch 64; at least --workers)').argParser(positiveInt()))
-    .addOption(o('--kernels <which>', "linear-layer kernels: wasm (WebAssembly SIMD), js (TS loops), or auto").choices(['auto', 'wasm', 'js']).default('auto'))
+    .addOption(o('--kernels <which>', "linear-layer kernels: wasm (WebAssembly SIMD), wasm-fma (with fused multiply-add, Node 22+), js (TS loops), or auto").choices(['auto', 'wasm', 'wasm-fma', 'js']).default('auto'))
     .addOption(o('--worker-timeout <ms>', 'a worker that makes no progress for this long is stopped and its shard re-run').default(TRAINER_DEFAULTS.workerTimeout)
       .argParser(finite((v) => v > 0, 'a positive number of milliseconds')))
     .addOption(o('--seed <n>', 'seed for initial weights, shuffling and --validation-split').default(RECIPE.seed)

@@ -14,7 +14,7 @@ import {
   kWorkGen, kWorkStamp, reportFailure, RING_BASE_FIELDS, RING_STEPS, RING_WORKER_FIELDS, ringFields,
   STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField, type WorkerInit,
 } from '../shared/contract.js';
-import { createSharedMemory, wasmRegionBytes } from '../shared/wasm.js';
+import { createSharedMemory, wasmRegionBytes, type WasmKernels } from '../shared/wasm.js';
 import { NORM_FIELDS, normChunks } from '../shared/clip.js';
 import { kernelArrays, paramLayout, type ModelConfig } from '../shared/model.js';
 import type { LossSpec } from '../shared/losses.js';
@@ -34,7 +34,7 @@ export interface PoolOptions {
   shards: number;
   batchSize: number;
   reduction: Reduction;
-  kernels: 'wasm' | 'js';
+  kernels: WasmKernels | 'js';
   /** Re-runs of a shard whose worker failed before the command gives up. */
   shardRetries: number;
   /** Milliseconds a command may go without any worker making progress before the stuck ones are stopped. */
@@ -139,7 +139,7 @@ export class Coordinator {
     // with the WebAssembly kernels, in its own heap otherwise), and its targets, probabilities and losses.
     const K = model.layers[model.layers.length - 1];
     const activations = kernelArrays(model.layers, this.maxShardRows);
-    const regions = o.kernels === 'wasm' ? { workers, bytes: wasmRegionBytes(activations) } : null;
+    const regions = o.kernels !== 'js' ? { workers, bytes: wasmRegionBytes(activations) } : null;
     const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS, regions);
     const ownBytes = 4 * this.maxShardRows * (1 + 3 * K) + (regions === null ? 4 * activations.reduce((a, b) => a + b, 0) : 0);
     const perWorker = (regions?.bytes ?? 0) + ownBytes;
@@ -151,16 +151,16 @@ export class Coordinator {
     checkLength(`a worker's activations: ${rowsText} x ${Math.max(...activations) / this.maxShardRows} floats`, Math.max(...activations), 4, 'float32', smaller);
     checkMemory(
       `model: ${this.P} parameters in ${slots + 5} float32 buffers (parameters, momentum, gradient, ${slots} shard slots: ${formatBytes(stateBytes)}) ` +
-        `and ${workers} workers' activations for ${rowsText}: ${formatBytes(workers * perWorker)}`,
+        `and ${workers} workers' activations (${formatBytes(perWorker)} each) for ${rowsText}`,
       stateBytes + workers * perWorker,
       `fewer or smaller layers, or fewer options.shards, need less for the model; ${smaller}`,
     );
     // With the WebAssembly kernels the state is a shared WebAssembly memory, so that every worker can
     // run step.wasm's loops on it in place.
-    const shared = o.kernels === 'wasm' ? createSharedMemory(layout.bytes) : null;
-    if (o.kernels === 'wasm' && shared === null) {
+    const shared = o.kernels !== 'js' ? createSharedMemory(layout.bytes) : null;
+    if (o.kernels !== 'js' && shared === null) {
       throw new OptionRangeError(
-        `options.kernels 'wasm': the model's state and ${workers} workers' activations need ${layout.bytes} bytes, more than the 4 GiB a WebAssembly memory can hold`,
+        `options.kernels '${o.kernels}': the model's state and ${workers} workers' activations need ${layout.bytes} bytes, more than the 4 GiB a WebAssembly memory can hold`,
         `kernels: 'js' has no such limit; fewer options.shards need less for the state, and ${smaller}`,
       );
     }

@@ -2,16 +2,17 @@
 // or for a typed array is refused up front with the size needed and the limit, never with an allocation
 // failure half-way through loading or copying. Two limits:
 //
-// - The longest typed array V8 builds. Measured on Node 20.20 (V8 11.3) on a 64-bit machine:
-//   `new Float32Array(2 ** 32)` works (16 GiB, also as a view over a SharedArrayBuffer), while
-//   `new Float32Array(2 ** 32 + 1)`, `new Uint8Array(2 ** 32 + 1)` and `new Float64Array(2 ** 32 + 1)`
-//   throw "Invalid typed array length" at once, before allocating; so the limit is 2^32 elements of any
-//   type. `new SharedArrayBuffer(n)` itself accepts up to 2^53 - 1 bytes (beyond: "Invalid array buffer
-//   length") and is otherwise bounded only by memory (2^34 bytes succeeded and 2^35 failed with "Array
-//   buffer allocation failed" on a 25 GB machine), but a shared (N, D) float32 buffer is only usable
-//   through a Float32Array over it, so the element limit is the one that binds. buffer.constants.MAX_LENGTH
-//   is that same number (V8's Uint8Array limit; 2^32 on Node 20) and is also the largest Buffer, so the
-//   largest file readFile or gunzipSync can return; newer Node raises both together.
+// - The longest typed array V8 builds, which changed with V8 11.4 (Node 22). Measured on Node 20.20 (V8
+//   11.3), 64-bit: `new Float32Array(2 ** 32)` works (16 GiB), while `new Float32Array(2 ** 32 + 1)`,
+//   `new Uint8Array(2 ** 32 + 1)` and `new Float64Array(2 ** 32 + 1)` throw "Invalid typed array length"
+//   at once, before allocating: 2^32 elements of any type. On Node 26.12 (V8 14) the limit is in bytes,
+//   2^53 - 1, so 2^51 - 1 float32 and 2^50 - 1 float64 elements (2^51 float32 are refused at once).
+//   buffer.constants.MAX_LENGTH is V8's Uint8Array limit on both (2^32, then 2^53 - 1), and also the
+//   largest Buffer, so the largest file readFile or gunzipSync can return. Which of the two rules the
+//   running V8 follows is probed once (typedArrayLimit): a length the byte rule refuses and the element
+//   rule accepts, tried only where MAX_LENGTH is so large that accepting it could not allocate either.
+//   `new SharedArrayBuffer(n)` accepts up to 2^53 - 1 bytes and is otherwise bounded only by memory, but a
+//   shared (N, D) float32 buffer is only usable through a Float32Array over it, so the element limit binds.
 // - The memory this process can have at all: os.totalmem(), lowered to the cgroup's memory limit when
 //   there is one (cgroup v2 memory.max, or v1 memory.limit_in_bytes), which Node does not account for.
 
@@ -20,8 +21,39 @@ import { totalmem } from 'node:os';
 import { readText, type ReadText } from './cpus.js';
 import { DataError } from './errors.js';
 
-/** The most elements of any typed array (and the most bytes of a Buffer): 2^32 on Node 20. */
-export const MAX_TYPED_ARRAY_LENGTH: number = bufferConstants.MAX_LENGTH;
+/** The most bytes of a Buffer (and elements of a Uint8Array): 2^32 on Node 20, 2^53 - 1 on Node 22+. */
+export const MAX_BUFFER_LENGTH: number = bufferConstants.MAX_LENGTH;
+
+/** Bytes at which no allocation can succeed on any 64-bit machine (x64 and arm64 address 2^48 bytes at most
+ *  per process, 2^57 with 5-level paging, far beyond its memory), so that a probe of a length at least this
+ *  large is answered at once, by a refusal or by an allocation failure. */
+const UNALLOCATABLE_BYTES = 2 ** 50;
+
+const limits = new Map<number, number>();
+
+/**
+ * The most elements of a typed array of `bytesPerElement`-byte elements in the running V8: MAX_BUFFER_LENGTH
+ * elements of any type (V8 before 11.4), or MAX_BUFFER_LENGTH bytes (V8 11.4 and later). Probed once per
+ * element size, without allocating; see the comment at the top of this file.
+ */
+export function typedArrayLimit(bytesPerElement: 1 | 2 | 4 | 8): number {
+  let limit = limits.get(bytesPerElement);
+  if (limit === undefined) {
+    const byBytes = Math.floor(MAX_BUFFER_LENGTH / bytesPerElement);
+    limit = MAX_BUFFER_LENGTH;
+    if (byBytes < MAX_BUFFER_LENGTH && (byBytes + 1) * bytesPerElement >= UNALLOCATABLE_BYTES) {
+      try {
+        new ELEMENT_TYPES[bytesPerElement](byBytes + 1);
+      } catch (e) {
+        if (e instanceof RangeError && /Invalid typed array length/.test(e.message)) limit = byBytes;
+      }
+    }
+    limits.set(bytesPerElement, limit);
+  }
+  return limit;
+}
+
+const ELEMENT_TYPES = { 1: Uint8Array, 2: Uint16Array, 4: Float32Array, 8: Float64Array } as const;
 
 export interface MemoryLimit {
   bytes: number;
@@ -84,18 +116,19 @@ export function setMemoryLimit(limit: MemoryLimit | undefined): void {
  * can hold or that alone exceeds the memory limit. `what` names it and leads the message, e.g.
  * 'training data: 70000 x 784 float32 features'. `typeName` names the element type in the message.
  */
-export function checkArray(what: string, count: number, bytesPerElement: number, typeName: string, hint?: string): void {
+export function checkArray(what: string, count: number, bytesPerElement: 1 | 2 | 4 | 8, typeName: string, hint?: string): void {
   checkLength(what, count, bytesPerElement, typeName, hint);
   checkMemory(what, count * bytesPerElement, hint);
 }
 
 /** Refuses, before allocating, an array of `count` elements that no typed array can hold; see checkArray. */
-export function checkLength(what: string, count: number, bytesPerElement: number, typeName: string, hint?: string): void {
+export function checkLength(what: string, count: number, bytesPerElement: 1 | 2 | 4 | 8, typeName: string, hint?: string): void {
   const bytes = count * bytesPerElement;
-  if (count > MAX_TYPED_ARRAY_LENGTH) {
+  const limit = typedArrayLimit(bytesPerElement);
+  if (count > limit) {
     throw new DataError(
-      `${what} need ${formatBytes(bytes)} as ${count} values, more than the ${MAX_TYPED_ARRAY_LENGTH} values ` +
-        `(${formatBytes(MAX_TYPED_ARRAY_LENGTH * bytesPerElement)} of ${typeName}) that one typed array, shared or not, ` +
+      `${what} need ${formatBytes(bytes)} as ${count} values, more than the ${limit} values ` +
+        `(${formatBytes(limit * bytesPerElement)} of ${typeName}) that one typed array, shared or not, ` +
         `can hold in Node ${process.versions.node}`,
       hint,
     );

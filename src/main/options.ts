@@ -15,7 +15,7 @@ import {
 } from '../shared/model.js';
 import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
 import { validateSchedule, type ScheduleSpec } from '../shared/schedule.js';
-import { wasmSimdSupported } from '../shared/wasm.js';
+import { wasmRelaxedSimdSupported, wasmSimdSupported, type WasmKernels } from '../shared/wasm.js';
 import { SGD_DEFAULTS, validateSGD, type SGDOptions } from '../shared/sgd.js';
 
 export type { LossOptions } from './loss-options.js';
@@ -63,10 +63,11 @@ export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, Schedu
    *  counts for the same value. Default 4 (so 1 to 4 workers give the same bits), fewer when a shard would
    *  have under 32 rows (batch 64: 2), at least the workers (defaultShards). */
   shards?: number;
-  /** The linear layers' kernels: 'wasm' (WebAssembly SIMD), 'js' (the TS reference loops), or 'auto'
-   *  (default: 'wasm' where WebAssembly SIMD is available). The two round differently: results are
-   *  bit-identical run to run for one choice, not across them. */
-  kernels?: 'auto' | 'wasm' | 'js';
+  /** The linear layers' kernels: 'wasm' (WebAssembly SIMD, a multiply and an add per step), 'wasm-fma'
+   *  (the same with relaxed SIMD's fused multiply-add), 'js' (the TS reference loops), or 'auto' (default:
+   *  'wasm-fma' where the runtime validates relaxed SIMD, as Node 22+ does, else 'wasm' where it has SIMD,
+   *  else 'js'). They round differently: results are bit-identical run to run for one choice, not across them. */
+  kernels?: 'auto' | WasmKernels | 'js';
   /** A step whose loss or gradient is NaN or infinite is never applied; then 'stop' (default) ends
    *  fit() with an error naming the step, the shard and its samples, and 'skip' goes on to the next
    *  batch and counts it in the epoch's skippedSteps. */
@@ -101,7 +102,7 @@ export interface ResolvedOptions extends SGDOptions, LossOptions {
   seed: number;
   workers: number;
   shards: number;
-  kernels: 'wasm' | 'js';
+  kernels: WasmKernels | 'js';
   onNonfinite: 'stop' | 'skip';
   shardRetries: number;
   workerTimeout: number;
@@ -230,9 +231,16 @@ export function modelConfig(o: ResolvedOptions): ModelConfig {
   return { layers: o.layers, activation: o.activation, loss: o.loss };
 }
 
-function resolveKernels(k: unknown): 'wasm' | 'js' {
-  oneOf('options.kernels', k ?? 'auto', ['auto', 'wasm', 'js']);
+function resolveKernels(k: unknown): WasmKernels | 'js' {
+  oneOf('options.kernels', k ?? 'auto', ['auto', 'wasm', 'wasm-fma', 'js']);
   if (k === 'js') return 'js';
+  if (k === 'wasm-fma' && !wasmRelaxedSimdSupported()) {
+    throw new OptionRangeError(
+      `options.kernels 'wasm-fma' needs WebAssembly relaxed SIMD, which Node ${process.versions.node} does not validate`,
+      "Node 22 and later have it; Node 20 with node --experimental-wasm-relaxed-simd; or use 'auto' or 'wasm'",
+    );
+  }
+  if (k !== 'wasm' && wasmRelaxedSimdSupported()) return 'wasm-fma';
   if (wasmSimdSupported()) return 'wasm';
   if (k === 'wasm') throw new OptionRangeError("options.kernels 'wasm' needs WebAssembly SIMD, which this runtime lacks; use 'auto' or 'js'");
   return 'js';

@@ -7,7 +7,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { LossSpec } from './losses.js';
 import type { ModelConfig } from './model.js';
 import type { SGDOptions } from './sgd.js';
-import type { WasmMemory } from './wasm.js';
+import type { WasmKernels, WasmMemory } from './wasm.js';
 
 /**
  * Given to every worker at start-up (piscina's workerData) and mapped once: the model, its parameters,
@@ -48,8 +48,9 @@ export interface WorkerInit {
   /** Milliseconds a barrier spins before it sleeps: 0 when there are more workers than CPUs (a spinning
    *  worker would then take the core of the one it waits for). */
   spinMs: number;
-  /** The linear layers' kernels: WebAssembly SIMD, or the TS reference loops. */
-  kernels: 'wasm' | 'js';
+  /** The linear layers' kernels: WebAssembly SIMD (multiply and add, or fused multiply-add), or the TS
+   *  reference loops. */
+  kernels: WasmKernels | 'js';
 }
 
 /**

@@ -1,9 +1,9 @@
 // Loads the WebAssembly SIMD linear-layer kernels (wasm/kernels.ts, built to kernels.wasm beside this file
-// by `npm run build:wasm`) onto a fixed-size shared memory, with a bump allocator for the arrays they work
+// by `npm run build:wasm`, and to kernels-fma.wasm with relaxed SIMD's fused multiply-add) onto a fixed-size shared memory, with a bump allocator for the arrays they work
 // on: a memory of their own (createWasmLinear), or a worker's region of the training state's memory
 // (createWasmLinearIn), where the kernels read the parameters and write the gradient slots in place.
 // Synchronous, so a worker thread can set it up at load time; null where the runtime has no WebAssembly
-// SIMD, and callers keep the TS kernels of kernels.ts.
+// SIMD (or, for kernels-fma.wasm, relaxed SIMD), and callers keep the TS kernels of kernels.ts.
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -26,6 +26,9 @@ declare namespace WebAssembly {
   function validate(bytes: Uint8Array): boolean;
 }
 
+/** Which build of wasm/kernels.ts: multiply and add ('wasm'), or relaxed SIMD's fused multiply-add ('wasm-fma'). */
+export type WasmKernels = 'wasm' | 'wasm-fma';
+
 /** A WebAssembly.Memory (opaque outside this module). */
 export type WasmMemory = WebAssembly.Memory;
 
@@ -47,10 +50,13 @@ interface KernelExports {
   linear_forward(out: number, inp: number, weight: number, bias: number, B: number, C: number, OC: number): void;
   linear_backward_weight(dweight: number, dbias: number, dout: number, inp: number, B: number, C: number, OC: number): void;
   linear_backward_input(dinp: number, dout: number, weight: number, B: number, C: number, OC: number): void;
-  simd_peak(iters: number, x: number): number;
+  simd_peak(iters: number, x: number, y: number): number;
 }
 
-const KERNELS_URL = new URL('./kernels.wasm', import.meta.url);
+const KERNELS_URLS: Record<WasmKernels, URL> = {
+  wasm: new URL('./kernels.wasm', import.meta.url),
+  'wasm-fma': new URL('./kernels-fma.wasm', import.meta.url),
+};
 const PAGE_BYTES = 65536;
 /** Allocations are rounded up to whole f32x4 vectors so every array starts 16-byte aligned. */
 const ALIGN_FLOATS = 4;
@@ -63,9 +69,21 @@ const SIMD_PROBE = new Uint8Array([
   0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x11, 0x0b, // code: i32.const 0; i32x4.splat; end
 ]);
 
+// The smallest module that uses a relaxed SIMD opcode: (func (result v128) (f32x4.relaxed_madd (i32x4.splat
+// (i32.const 0)) x 3)). Node 22+ validates it; Node 20 only with --experimental-wasm-relaxed-simd.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+  0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
+  0x0a, 0x13, 0x01, 0x11, 0x00, // code: one body of 17 bytes, no locals
+  0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, // 3 x (i32.const 0; i32x4.splat)
+  0xfd, 0x85, 0x02, 0x0b, // f32x4.relaxed_madd (0xfd 0x105); end
+]);
+
 let simd: boolean | undefined;
-/** The module, compiled once per thread on first use, and where its static data and scratch end. */
-let compiled: { module: WebAssembly.Module; heapBase: number; packBytes: number } | undefined;
+let relaxedSimd: boolean | undefined;
+/** Each module, compiled once per thread on first use, and where its static data and scratch end. */
+const compiled = new Map<WasmKernels, { module: WebAssembly.Module; heapBase: number; packBytes: number }>();
 
 /** True when this runtime validates a SIMD module. */
 export function wasmSimdSupported(): boolean {
@@ -73,6 +91,19 @@ export function wasmSimdSupported(): boolean {
     simd = typeof WebAssembly === 'object' && WebAssembly.validate(SIMD_PROBE);
   }
   return simd;
+}
+
+/** True when this runtime validates a relaxed SIMD module (kernels-fma.wasm's f32x4.relaxed_madd). */
+export function wasmRelaxedSimdSupported(): boolean {
+  if (relaxedSimd === undefined) {
+    relaxedSimd = wasmSimdSupported() && WebAssembly.validate(RELAXED_SIMD_PROBE);
+  }
+  return relaxedSimd;
+}
+
+/** True when the runtime can run this build of the kernels. */
+export function wasmKernelsSupported(kernels: WasmKernels): boolean {
+  return kernels === 'wasm' ? wasmSimdSupported() : wasmRelaxedSimdSupported();
 }
 
 /** Compiles a module built by `npm run build:wasm`, saying so when it has not been built. */
@@ -87,14 +118,16 @@ function compileBuilt(url: URL, what: string): WebAssembly.Module {
   return new WebAssembly.Module(bytes);
 }
 
-function kernelsModule(): { module: WebAssembly.Module; heapBase: number; packBytes: number } {
-  if (compiled === undefined) {
-    const module = compileBuilt(KERNELS_URL, 'WebAssembly kernels');
+function kernelsModule(kernels: WasmKernels = 'wasm'): { module: WebAssembly.Module; heapBase: number; packBytes: number } {
+  let c = compiled.get(kernels);
+  if (c === undefined) {
+    const module = compileBuilt(KERNELS_URLS[kernels], kernels === 'wasm' ? 'WebAssembly kernels' : 'WebAssembly FMA kernels');
     // heap_base() and pack_bytes() read no memory, so an instance over an empty one can answer them.
     const probe = new WebAssembly.Instance(module, { env: { memory: sharedMemory(0) } }).exports as unknown as KernelExports;
-    compiled = { module, heapBase: probe.heap_base(), packBytes: probe.pack_bytes() };
+    c = { module, heapBase: probe.heap_base(), packBytes: probe.pack_bytes() };
+    compiled.set(kernels, c);
   }
-  return compiled;
+  return c;
 }
 
 /** A shared memory of `pages` that can never grow (so no view handed out is ever detached). */
@@ -108,7 +141,7 @@ function alignedBytes(floats: number): number {
 }
 
 /** Bytes a region for createWasmLinearIn needs to allocate arrays of these float counts: the module's
- *  packing scratch (wasm/kernels.ts pack_bytes) and the arrays. */
+ *  packing scratch (wasm/kernels.ts pack_bytes, the same in both builds) and the arrays. */
 export function wasmRegionBytes(arrays: readonly number[]): number {
   return arrays.reduce((sum, n) => sum + alignedBytes(n), kernelsModule().packBytes);
 }
@@ -123,17 +156,18 @@ function checkSizes(B: number, C: number, OC: number): void {
 /**
  * The kernels on a memory of their own with room for `floats` floats (each allocation rounded up to a
  * multiple of 4 floats); compiled and instantiated synchronously (fine in Node, also in worker threads).
+ * Null where the runtime cannot run that build.
  */
-export function createWasmLinear(floats: number): WasmLinear | null {
+export function createWasmLinear(floats: number, kernels: WasmKernels = 'wasm'): WasmLinear | null {
   if (!Number.isSafeInteger(floats) || floats < 0) {
     throw new TypeError(`floats must be a non-negative integer, got ${floats}`);
   }
-  if (!wasmSimdSupported()) return null;
-  const base = kernelsModule().heapBase;
+  if (!wasmKernelsSupported(kernels)) return null;
+  const base = kernelsModule(kernels).heapBase;
   // Allocations end at `end`, not at the pages' slack, so that a sizing mistake shows at once rather
   // than when a layer is widened.
   const end = base + alignedBytes(floats);
-  return linearOn(sharedMemory(Math.max(1, Math.ceil(end / PAGE_BYTES))), null, base, end, `the ${floats} this WasmLinear was created with`,
+  return linearOn(kernels, sharedMemory(Math.max(1, Math.ceil(end / PAGE_BYTES))), null, base, end, `the ${floats} this WasmLinear was created with`,
     'createWasmLinear(floats) must cover all allocations');
 }
 
@@ -142,21 +176,21 @@ export function createWasmLinear(floats: number): WasmLinear | null {
  * instance uses: their packing scratch first, then allocate() hands out the rest (wasmRegionBytes sizes
  * it). Views of the rest of the memory, such as the training state's, can be passed to the kernels too.
  */
-export function createWasmLinearIn(memory: WasmMemory, base: number, bytes: number): WasmLinear {
-  const PACK_BYTES = kernelsModule().packBytes;
+export function createWasmLinearIn(memory: WasmMemory, base: number, bytes: number, kernels: WasmKernels = 'wasm'): WasmLinear {
+  const PACK_BYTES = kernelsModule(kernels).packBytes;
   if (!Number.isSafeInteger(base) || base % 16 !== 0 || !Number.isSafeInteger(bytes) || bytes < PACK_BYTES ||
     base + bytes > memory.buffer.byteLength) {
     throw new RangeError(`the kernels' region [${base}, ${base + bytes}) must be 16-byte aligned, hold at least ${PACK_BYTES} bytes and lie in the memory's ${memory.buffer.byteLength}`);
   }
-  return linearOn(memory, base, base + PACK_BYTES, base + bytes, `the ${(bytes - PACK_BYTES) / 4} past the region's packing scratch`,
+  return linearOn(kernels, memory, base, base + PACK_BYTES, base + bytes, `the ${(bytes - PACK_BYTES) / 4} past the region's packing scratch`,
     'the region must hold wasmRegionBytes(arrays) for all allocations');
 }
 
 /** An instance on `memory` packing at `pack` (null: its default, below `start`), allocating [start, end). */
 function linearOn(
-  memory: WebAssembly.Memory, pack: number | null, start: number, end: number, room: string, hint: string,
+  kernels: WasmKernels, memory: WebAssembly.Memory, pack: number | null, start: number, end: number, room: string, hint: string,
 ): WasmLinear {
-  const k = new WebAssembly.Instance(kernelsModule().module, { env: { memory } }).exports as unknown as KernelExports;
+  const k = new WebAssembly.Instance(kernelsModule(kernels).module, { env: { memory } }).exports as unknown as KernelExports;
   if (pack !== null) k.set_pack(pack);
   const buffer = memory.buffer;
   let next = start; // byte offset of the next allocation
@@ -212,24 +246,29 @@ function linearOn(
 }
 
 /**
- * The WebAssembly SIMD ceiling of this thread in GFLOP/s: 12 independent f32x4 multiply-add chains (the
- * best 128-bit SIMD without relaxed SIMD's fused multiply-add can do), timed over ~`ms` milliseconds
- * after a warm-up. Null without WebAssembly SIMD.
+ * The WebAssembly SIMD ceiling of this thread in GFLOP/s for one build of the kernels: 12 independent f32x4
+ * multiply-add chains (wasm/kernels.ts simd_peak; a mul and an add each in 'wasm', one relaxed_madd in
+ * 'wasm-fma'), the best of short calls over ~`ms` milliseconds after a warm-up long enough for V8 to have
+ * optimised the function (a call that started in the baseline compiler stays there). Null where the
+ * runtime cannot run that build.
  */
-export function simdCeiling(ms = 200): number | null {
-  if (!wasmSimdSupported()) return null;
-  const { module } = kernelsModule();
+export function simdCeiling(ms = 200, kernels: WasmKernels = 'wasm'): number | null {
+  if (!wasmKernelsSupported(kernels)) return null;
+  const { module } = kernelsModule(kernels);
   const k = new WebAssembly.Instance(module, { env: { memory: sharedMemory(1) } }).exports as unknown as KernelExports;
   const FLOPS_PER_ITER = 12 * 4 * 2;
-  let iters = 1 << 16;
-  k.simd_peak(iters, 0.5);
+  let iters = 1 << 12;
+  const peak = (): number => {
+    const t0 = performance.now();
+    k.simd_peak(iters, 0.999, 0.5);
+    return (performance.now() - t0) / 1000;
+  };
+  for (const warmUntil = performance.now() + Math.min(50, ms / 4); performance.now() < warmUntil;) peak();
   let best = 0;
   const until = performance.now() + ms;
   while (performance.now() < until) {
-    const t0 = performance.now();
-    k.simd_peak(iters, 0.5);
-    const s = (performance.now() - t0) / 1000;
-    if (s < 0.005) iters *= 2;
+    const s = peak();
+    if (s < 0.002) iters *= 2;
     else best = Math.max(best, (iters * FLOPS_PER_ITER) / s / 1e9);
   }
   return best;

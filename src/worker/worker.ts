@@ -53,7 +53,7 @@ const stepKernels = init.stateMemory === null ? jsStepKernels : wasmStepKernels(
 // in this worker's region of the state memory (contract.ts stateLayout), and the kernels read the
 // current half of the parameters and write the shard's gradient slot where they are. The region is the
 // loop task's worker's, so it is bound when a task starts (a new task may be another worker's).
-if (init.kernels === 'wasm' && init.stateMemory === null) throw new Error('worker: the WebAssembly kernels need the state in a WebAssembly memory');
+if (init.kernels !== 'js' && init.stateMemory === null) throw new Error('worker: the WebAssembly kernels need the state in a WebAssembly memory');
 /** The parameters' views the kernels read, by the parity of the current half. */
 const paramViews = sharedParams.map((half) => linearViews(half, model.layers));
 let kernels: LinearKernels = jsKernels;
@@ -62,9 +62,9 @@ let boundTo = -1;
 
 function bindKernels(w: number): void {
   if (w === boundTo) return;
-  if (init.stateMemory !== null && init.kernels === 'wasm') {
+  if (init.stateMemory !== null && init.kernels !== 'js') {
     const { kernels: base, kernelBytes } = init.layout;
-    const wasm = createWasmLinearIn(init.stateMemory, base + w * kernelBytes, kernelBytes);
+    const wasm = createWasmLinearIn(init.stateMemory, base + w * kernelBytes, kernelBytes, init.kernels);
     kernels = {
       forward: (out, inp, weight, bias, B, C, OC) => wasm.forward(out, inp, weight, bias, B, C, OC),
       backward: (dinp, dweight, dbias, dout, inp, weight, B, C, OC) => {

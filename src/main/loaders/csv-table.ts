@@ -5,7 +5,7 @@
 // what was expected.
 
 import { DataError } from '../errors.js';
-import { currentMemoryLimit, formatBytes, MAX_TYPED_ARRAY_LENGTH } from '../memory.js';
+import { currentMemoryLimit, formatBytes, typedArrayLimit } from '../memory.js';
 import { ClassNames } from './class-names.js';
 import { columnName, delimiterText, IGNORED, labelOf, looksNumeric, otherSeparator, type ColumnPlan, type Delimiter } from './csv-columns.js';
 import { parseDecimal, scanned } from './decimal.js';
@@ -282,7 +282,7 @@ export class CsvTable {
    *  arrays being copied from. */
   private maxRows(): number {
     const rowBytes = 4 * (this.D + this.K + 1); // x, y and the line number
-    return Math.min(Math.floor(MAX_TYPED_ARRAY_LENGTH / Math.max(this.D, this.K)), Math.floor(currentMemoryLimit().bytes / rowBytes) - this.capacity);
+    return Math.min(Math.floor(typedArrayLimit(4) / Math.max(this.D, this.K)), Math.floor(currentMemoryLimit().bytes / rowBytes) - this.capacity);
   }
 
   /**
@@ -297,13 +297,13 @@ export class CsvTable {
     const capacity = Math.min(wanted, this.maxRows());
     if (capacity <= this.rows) {
       const rows = this.rows + 1;
-      const byMemory = Math.floor(MAX_TYPED_ARRAY_LENGTH / Math.max(D, K)) >= rows;
+      const byMemory = Math.floor(typedArrayLimit(4) / Math.max(D, K)) >= rows;
       throw new DataError(
         `${this.path} line ${line}: ${rows} rows of ${D} float32 features and ${K} target${K === 1 ? '' : 's'} ` +
           (byMemory
             ? `need ${formatBytes((rows + this.capacity) * rowBytes)} while they are read, more than the ` +
               `${formatBytes(limit.bytes)} memory limit (${limit.source})`
-            : `need ${rows * Math.max(D, K)} values in one array, more than the ${MAX_TYPED_ARRAY_LENGTH} one typed ` +
+            : `need ${rows * Math.max(D, K)} values in one array, more than the ${typedArrayLimit(4)} one typed ` +
               `array can hold in Node ${process.versions.node}`),
         'train on a part of the file, or on a machine with more memory',
       );

@@ -6,14 +6,14 @@
 import { readFile } from 'node:fs/promises';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { DataError, shapeText } from '../errors.js';
-import { checkArray, checkMemory, formatBytes, MAX_TYPED_ARRAY_LENGTH } from '../memory.js';
+import { checkArray, checkMemory, formatBytes, MAX_BUFFER_LENGTH } from '../memory.js';
 import type { LoadedData } from './loaded.js';
 
 export type IdxArray = Float64Array | Float32Array | Uint8Array | Int8Array | Int16Array | Int32Array;
 
 interface IdxType {
   name: string;
-  size: number;
+  size: 1 | 2 | 4 | 8;
   /** Reads n big-endian values starting at byte `at` of `view`. */
   read: (view: DataView, at: number, n: number) => IdxArray;
 }
@@ -75,9 +75,9 @@ export function decodeIdx(bytes: Uint8Array, path: string): { dims: number[]; da
     // The whole file, once gunzipped, is one Buffer; then the values are copied out of it.
     const declared = `${path}: the IDX header declares shape ${shapeText(dims)} of ${type.name}, which`;
     const total = headerBytes + expected;
-    if (total > MAX_TYPED_ARRAY_LENGTH) {
+    if (total > MAX_BUFFER_LENGTH) {
       throw new DataError(
-        `${declared} gunzipped needs ${formatBytes(total)}, more than the ${formatBytes(MAX_TYPED_ARRAY_LENGTH)} ` +
+        `${declared} gunzipped needs ${formatBytes(total)}, more than the ${formatBytes(MAX_BUFFER_LENGTH)} ` +
           `Node ${process.versions.node} can gunzip into one Buffer`,
         'the header may be damaged; otherwise split the data into several files',
       );
@@ -142,7 +142,7 @@ function gunzipHead(bytes: Uint8Array, path: string): Uint8Array {
 /** Gunzips a whole file whose header declares `size` bytes, allowing one byte more to detect extra data. */
 function gunzipAll(bytes: Uint8Array, path: string, size: number): Uint8Array {
   try {
-    return gunzipSync(bytes, { maxOutputLength: Math.min(size + 1, MAX_TYPED_ARRAY_LENGTH) });
+    return gunzipSync(bytes, { maxOutputLength: Math.min(size + 1, MAX_BUFFER_LENGTH) });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
       throw new DataError(`${path}: trailing bytes: gunzipped, the file is longer than the ${size} bytes its IDX header declares`);

@@ -7,6 +7,8 @@ import type { Dataset } from '../data.js';
 import { TRAINER_DEFAULTS, type ResolvedOptions, type TrainerOptions } from '../options.js';
 import type { FitOptions, StepTiming } from '../types.js';
 import { flopsPerSample } from '../../shared/model.js';
+import type { WasmKernels } from '../../shared/wasm.js';
+import { cpuTicks, stealPercent, type CpuTicks } from './steal.js';
 
 /** What measure() needs of a Trainer. It is handed a way to make one (`(o) => new Trainer(o)`) rather
  *  than importing the Trainer, whose workers: 'auto' runs measure() itself. */
@@ -23,6 +25,9 @@ export interface WindowResult {
   steps: number;
   /** The mean step of the window. */
   timing: StepTiming;
+  /** Percent of the machine's CPU time the hypervisor took during the window (/proc/stat steal); null
+   *  where it is not known. */
+  stealPct: number | null;
 }
 
 export interface Measurement {
@@ -30,7 +35,7 @@ export interface Measurement {
   batchSize: number;
   workers: number;
   shards: number;
-  kernels: 'wasm' | 'js';
+  kernels: WasmKernels | 'js';
   windows: WindowResult[];
   /** Medians over the windows. */
   samplesPerSec: number;
@@ -39,6 +44,11 @@ export interface Measurement {
   spread: [number, number];
   /** Matrix-product GFLOP/s per worker: forward, weight and input gradients over shard compute time. */
   gflopsPerWorker: number;
+  /** The largest steal of the windows kept (null where not known), how many windows were measured again
+   *  for more steal than MeasureOptions.maxStealPct, and whether some kept window still had more. */
+  stealPct: number | null;
+  repeated: number;
+  stolen: boolean;
 }
 
 export interface MeasureOptions {
@@ -49,6 +59,13 @@ export interface MeasureOptions {
   /** Fewest and most steps in a window. Defaults 3 and 200. */
   minSteps?: number;
   maxSteps?: number;
+  /** A window with more steal than this percentage is measured again, up to maxRepeats windows in all;
+   *  then the least stolen are kept and the measurement is flagged `stolen`. Default: none repeated. */
+  maxStealPct?: number;
+  /** Default: as many as `windows`. */
+  maxRepeats?: number;
+  /** Reads the machine's CPU counters (default: /proc/stat); replaceable for tests. */
+  ticks?: () => CpuTicks | null;
 }
 
 /**
@@ -70,15 +87,43 @@ export async function measure(
     });
     const wanted = Math.ceil(((m.windowSeconds ?? 0.5) * 1000) / Math.max(probeMs, 1e-3));
     const steps = Math.min(m.maxSteps ?? 200, Math.max(m.minSteps ?? 3, wanted));
-    const timings: StepTiming[][] = Array.from({ length: windows + 1 }, () => []);
-    await trainer.fit(repeatRows(source, trainer.options.layers, steps * batch), {
-      epochs: windows + 1,
-      onStep: (s) => timings[s.epoch - 2].push(s.timing), // epoch 1 was the probe; epoch 2 warms up
-    });
-    const results = timings.slice(1).map((t): WindowResult => {
-      const mean = meanTiming(t);
-      return { samplesPerSec: (batch * 1000) / mean.stepMs, steps: t.length, timing: mean };
-    });
+    const rows = repeatRows(source, trainer.options.layers, steps * batch);
+    const readTicks = m.ticks ?? (() => cpuTicks());
+    /** `n` windows, each an epoch of `steps` steps, after one warm-up epoch. */
+    const run = async (n: number): Promise<WindowResult[]> => {
+      const timings: StepTiming[][] = Array.from({ length: n + 1 }, () => []);
+      const ticks: (CpuTicks | null)[] = [];
+      let first = -1; // fit() continues the Trainer's epoch count
+      await trainer.fit(rows, {
+        epochs: n + 1,
+        onStep: (s) => {
+          if (first < 0) first = s.epoch;
+          const e = s.epoch - first;
+          if (ticks.length === e) ticks.push(readTicks()); // epoch e's first step: the one before it ends
+          timings[e].push(s.timing);
+        },
+      });
+      ticks.push(readTicks());
+      return timings.slice(1).map((t, i): WindowResult => {
+        const mean = meanTiming(t);
+        // Window i is epoch i + 1 (0 warms up); its steal is read from after its first step to after the next
+        // epoch's first (or the end): a step's shift, the same for every window.
+        return { samplesPerSec: (batch * 1000) / mean.stepMs, steps: t.length, timing: mean, stealPct: stealPercent(ticks[i + 1], ticks[i + 2]) };
+      });
+    };
+    const limit = m.maxStealPct ?? Infinity;
+    const stolen = (w: WindowResult): boolean => w.stealPct !== null && w.stealPct > limit;
+    let measured = await run(windows);
+    let repeated = 0;
+    const maxRepeats = m.maxRepeats ?? windows;
+    const missing = (): number => windows - measured.filter((w) => !stolen(w)).length;
+    while (missing() > 0 && repeated < maxRepeats) {
+      const n = Math.min(missing(), maxRepeats - repeated);
+      repeated += n;
+      measured = [...measured, ...(await run(n))];
+    }
+    // The least stolen `windows` of all measured.
+    const results = [...measured].sort((a, b) => (a.stealPct ?? 0) - (b.stealPct ?? 0)).slice(0, windows);
     const rates = results.map((r) => r.samplesPerSec);
     const timing = medianTiming(results.map((r) => r.timing));
     const o = trainer.options;
@@ -93,6 +138,9 @@ export async function measure(
       timing,
       spread: [Math.min(...rates), Math.max(...rates)],
       gflopsPerWorker: (flopsPerSample(o.layers) * batch) / (timing.computeTotalMs * 1e6),
+      stealPct: results.some((r) => r.stealPct === null) ? null : Math.max(...results.map((r) => r.stealPct as number)),
+      repeated,
+      stolen: results.some(stolen),
     };
   } finally {
     await trainer.close();
