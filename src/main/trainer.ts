@@ -11,7 +11,7 @@ import {
 } from './checkpoint/metadata.js';
 import { checkpointOf, type Checkpoint, type SafetensorsFile } from './checkpoint/safetensors.js';
 import { holdings, weightsFor, type ImportedWeights } from './checkpoint/weights.js';
-import { CheckpointError, DataError, GradpoolError, ShardFailure } from './errors.js';
+import { CheckpointError, DataError, GradpoolError, OptionRangeError, ShardFailure } from './errors.js';
 import { evaluationCounts } from './evaluation.js';
 import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
@@ -32,6 +32,7 @@ import { checkNormFinite } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
 import { scheduleAt } from '../shared/schedule.js';
+import { filledPlateau, plateauStart, plateauStep } from '../shared/plateau.js';
 import { RING_STEPS } from '../shared/contract.js';
 import { addSums, emptySums, type BatchSums } from '../shared/step.js';
 
@@ -210,6 +211,7 @@ export class Trainer {
   private hyper(t: number): { lr: number; momentum: number } {
     const o = this.options;
     if (o.schedule === null) return { lr: o.lr, momentum: o.momentum };
+    if (o.schedule.name === 'plateau') return { lr: this.state.plateau?.lr ?? o.lr, momentum: o.momentum };
     const at = scheduleAt(o.schedule, o.lr, t);
     return { lr: at.lr, momentum: at.momentum ?? o.momentum };
   }
@@ -235,6 +237,13 @@ export class Trainer {
     if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
     const early = fit.earlyStopping === undefined ? null
       : new EarlyStopping('fit options.earlyStopping', fit.earlyStopping, fit.validation !== undefined);
+    const plateau = this.options.schedule?.name === 'plateau' ? filledPlateau(this.options.schedule) : null;
+    if (plateau !== null && plateau.monitor.startsWith('val') && fit.validation === undefined) {
+      throw new OptionRangeError(
+        `options.schedule.monitor '${plateau.monitor}' needs validation data, and fit() was given none: ReduceLROnPlateau steps on it`,
+        "pass fit options.validation, or give the schedule monitor: 'trainLoss'",
+      );
+    }
     // Everything is validated and copied before the first step, so bad data costs no training time.
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
     const data = this.share(train, 'training data', { losses: true });
@@ -302,6 +311,12 @@ export class Trainer {
         });
         record.valLoss = sums.lossSum / sums.weightSum;
         record.valAccuracy = sums.correct / sums.counted;
+      }
+      // scheduler.step(metric) after the epoch's validation, as PyTorch's loop does; the next epoch's
+      // steps use its rate, and a save() from onEpoch records its state.
+      const schedule = o.schedule;
+      if (schedule?.name === 'plateau') {
+        st.plateau = plateauStep(schedule, st.plateau ?? plateauStart(o.lr), record[filledPlateau(schedule).monitor] as number);
       }
       history.push(record);
       if (early !== null) {

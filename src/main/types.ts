@@ -4,6 +4,7 @@
 
 import type { Dataset } from './data.js';
 import type { ClassReport } from './report.js';
+import type { Monitor } from '../shared/monitor.js';
 
 export interface FitOptions {
   /** Passes over the training data. Default 1. Continues from the Trainer's epoch count. */
@@ -36,7 +37,7 @@ export interface FitOptions {
   stepsPerExecution?: number | 'auto';
 }
 
-export type Monitor = 'valLoss' | 'valAccuracy' | 'trainLoss' | 'trainAccuracy';
+export type { Monitor } from '../shared/monitor.js';
 
 export interface EarlyStoppingOptions {
   /** The metric watched: 'valLoss' (default; needs fit's validation), 'valAccuracy', 'trainLoss' or
