@@ -11,7 +11,7 @@ import {
 } from './checkpoint/metadata.js';
 import { checkpointOf, type Checkpoint, type SafetensorsFile } from './checkpoint/safetensors.js';
 import { holdings, weightsFor, type ImportedWeights } from './checkpoint/weights.js';
-import { CheckpointError, DataError, GradpoolError, OptionRangeError, ShardFailure } from './errors.js';
+import { CheckpointError, DataError, GradpoolError, OptionRangeError, OptionTypeError, ShardFailure } from './errors.js';
 import { evaluationCounts } from './evaluation.js';
 import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
@@ -19,6 +19,7 @@ import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions 
 import { EarlyStopping } from './early-stopping.js';
 import { epochText, RunClock } from './epoch-text.js';
 import { epochOrder } from './order.js';
+import { EventFile, TENSORBOARD_TAGS as TAGS } from './tensorboard/writer.js';
 import { saveOnnx } from './export/onnx.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { reportOfCounts } from './report.js';
@@ -27,7 +28,7 @@ import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './st
 import { stepTiming } from './timing.js';
 import { chooseWorkers, type WorkersChoice } from './tune/choose.js';
 import type { EpochRecord, Evaluation, FitOptions } from './types.js';
-import { boolean, integerIn, positiveInteger } from './validate.js';
+import { boolean, integerIn, positiveInteger, shown } from './validate.js';
 import { checkNormFinite } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
@@ -55,6 +56,8 @@ export class Trainer {
   /** True while a run of several steps is under way: the parameters are then in motion. */
   private inRun = false;
   private imported: ImportedWeights | null = null;
+  /** The TensorBoard event file of the fit() under way, if it was given one. */
+  private board: EventFile | null = null;
   /** How the worker count was chosen, when it was workers: 'auto'. */
   workersChoice?: WorkersChoice;
 
@@ -249,15 +252,29 @@ export class Trainer {
     const data = this.share(train, 'training data', { losses: true });
     const val = fit.validation === undefined ? undefined
       : this.share(fit.validation, 'validation data', {});
+    if (fit.tensorboard !== undefined && (typeof fit.tensorboard !== 'string' || fit.tensorboard === '')) {
+      throw new OptionTypeError(`fit options.tensorboard must be a directory path; got ${shown(fit.tensorboard)}`);
+    }
     const stop = (): void => this.core.requestStop();
     fit.signal?.addEventListener('abort', stop);
+    let failed = false;
     try {
+      if (fit.tensorboard !== undefined) this.board = await EventFile.create(fit.tensorboard, this.state.step);
       return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`), early);
+    } catch (err) {
+      failed = true;
+      throw err;
     } finally {
       fit.signal?.removeEventListener('abort', stop);
       this.core.clearStop();
       this.core.release(data);
       if (val !== undefined) this.core.release(val);
+      const board = this.board;
+      this.board = null;
+      // The points up to the stop are written; an error writing them is fit()'s only when nothing else is.
+      await board?.close().catch((err: unknown) => {
+        if (!failed) throw err;
+      });
     }
   }
 
@@ -319,6 +336,13 @@ export class Trainer {
         st.plateau = plateauStep(schedule, st.plateau ?? plateauStart(o.lr), record[filledPlateau(schedule).monitor] as number);
       }
       history.push(record);
+      if (this.board !== null) {
+        this.board.scalars(st.step, [
+          [TAGS.epochTrainLoss, record.trainLoss], [TAGS.epochTrainAccuracy, record.trainAccuracy],
+          [TAGS.epochValLoss, record.valLoss], [TAGS.epochValAccuracy, record.valAccuracy], [TAGS.epochLr, record.lr],
+        ]);
+        await this.board.flush();
+      }
       if (early !== null) {
         const { improved, stop } = early.update(record);
         if (improved && early.restoreBestWeights) best = this.core.params.slice();
@@ -406,6 +430,7 @@ export class Trainer {
         st.batch = b + 1;
         if (perStep) st.schedulerSteps++;
         if (decision.outcome !== 'nonfinite') addSums(st.epochSums, sums);
+        this.board?.scalars(st.step, [[TAGS.loss, sums.lossSum / sums.weightSum], [TAGS.lr, lr], [TAGS.gradNorm, decision.gradNorm]]);
         if (error !== null || fit.onStep === undefined) return;
         try {
           fit.onStep({

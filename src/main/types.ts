@@ -35,6 +35,12 @@ export interface FitOptions {
    *  of the steps; 1 gives the workers one step at a time, with onStep called after each before the next
    *  begins (slower: the coordinator wakes every step). The results are the same bits either way. */
   stepsPerExecution?: number | 'auto';
+  /** A directory to write TensorBoard scalars to (made if need be), in a new event file per fit(): per
+   *  step train/loss, train/lr and train/grad_norm (the 2-norm, or clipNormType's when clipping); per
+   *  epoch, at its last step, epoch/train_loss, epoch/train_accuracy, epoch/val_loss, epoch/val_accuracy
+   *  and epoch/lr. Written after every epoch and when fit() ends; a resumed run's file replaces any later
+   *  points of the same run in TensorBoard. Default none. */
+  tensorboard?: string;
 }
 
 export type { Monitor } from '../shared/monitor.js';
