@@ -53,6 +53,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
   resume?: string;
   metrics?: string;
   plot?: string;
+  tensorboard?: string;
   saveBest?: string;
   earlyStoppingPatience?: number;
   monitor: Monitor;
@@ -62,7 +63,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
 }
 
 /** Flags that --resume may change; every other one is the saved run's. */
-export const RESUMABLE = new Set(['epochs', 'workers', 'workerTimeout', 'out', 'metrics', 'plot', 'progress', 'resume']);
+export const RESUMABLE = new Set(['epochs', 'workers', 'workerTimeout', 'out', 'metrics', 'plot', 'tensorboard', 'progress', 'resume']);
 
 /** --delimiter: a separator by character or name; a typed '\t' (backslash, t) is a tab. */
 const DELIMITERS: Record<string, string> = { ',': ',', ';': ';', '|': '|', '\t': '\t', tab: '\t', '\\t': '\t' };
@@ -164,6 +165,7 @@ export function buildProgram(): Command {
     .addOption(o('--save-best <path>', 'also save the best epoch by --monitor here (resumable, as --out)'))
     .addOption(o('--metrics <file.jsonl>', 'append one JSON line per step and per epoch'))
     .addOption(o('--plot <file.svg>', 'draw the learning curves (loss, accuracy, lr per epoch) here after every epoch'))
+    .addOption(o('--tensorboard <dir>', 'write TensorBoard scalars here: loss, lr and gradient norm per step, losses and accuracies per epoch (a resumed run goes on in the same directory)'))
     .addOption(o('--no-progress', 'no progress bar, even on a terminal'))
     .version(VERSION, '--version', 'print the version')
     .addHelpText('after', '\nOther commands: gradpool tune (the worker count), gradpool evaluate, gradpool predict (a saved model),\n' +

@@ -194,9 +194,11 @@ async function train(
     : { monitor: flags.monitor, patience: flags.earlyStoppingPatience, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights };
   // npm's SIGTERM reaches its shell, which dies and leaves this process: the same as a SIGTERM here.
   const unwatch = watchParent(() => onSignal('SIGTERM'));
+  if (flags.tensorboard !== undefined) out.write(`TensorBoard scalars: ${flags.tensorboard} (view them with: tensorboard --logdir ${flags.tensorboard})\n`);
   try {
     await trainer.fit(data.train, {
       signal: interrupt.signal,
+      tensorboard: flags.tensorboard,
       epochs,
       validation: data.validation,
       earlyStopping: early,
