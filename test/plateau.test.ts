@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { sameBits, trainers } from './helpers.js';
-import { loadCheckpoint, Trainer, type EpochRecord, type TrainerOptions } from '../src/main/index.js';
+import { loadCheckpoint, pytorchScript, Trainer, type EpochRecord, type TrainerOptions } from '../src/main/index.js';
 import { plateauStart, plateauStep, type PlateauSchedule, type PlateauState } from '../src/shared/plateau.js';
 import { validateSchedule } from '../src/shared/schedule.js';
 import { STATE_KEY } from '../src/main/checkpoint/metadata.js';
@@ -166,6 +166,36 @@ describe('ReduceLROnPlateau in fit()', () => {
     expect(want).toMatchObject({ lastEpoch: 11 });
     expect(await state('resumed.safetensors')).toEqual(want);
     expect(new Set(wholeHistory.map((r) => r.lr)).size, 'the rate changes within the run').toBeGreaterThanOrEqual(3);
+  });
+
+  it('a run interrupted mid-epoch after the rate was reduced, saved and loaded, ends with the uninterrupted run\'s bits', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gradpool-plateau-'));
+    dirs.push(dir);
+    const whole = make(options);
+    const wholeHistory = await whole.fit(train, { epochs: 9, validation });
+    const reducedBy = wholeHistory.findIndex((r) => r.lr < 0.3) + 1; // the first epoch run at a reduced rate
+    expect(reducedBy).toBeGreaterThan(1);
+    const abort = new AbortController();
+    const first = make(options);
+    // 8 batches per epoch: stop at the third batch of that epoch.
+    const at = (reducedBy - 1) * 8 + 3;
+    await expect(first.fit(train, {
+      epochs: 9, validation, stepsPerExecution: 1, signal: abort.signal,
+      onStep: (s) => { if (s.step === at) abort.abort(new Error('stop')); },
+    })).rejects.toThrow('stop');
+    expect(first.progress).toMatchObject({ step: at, batch: 3 });
+    await first.save(join(dir, 'mid.safetensors'));
+    const second = keep(await Trainer.load(join(dir, 'mid.safetensors')));
+    const rest = await second.fit(train, { epochs: 9 - (reducedBy - 1), validation });
+    expect(rest.map((r) => r.lr)).toEqual(wholeHistory.slice(reducedBy - 1).map((r) => r.lr));
+    expect(sameBits(second.parameters, whole.parameters)).toBe(true);
+  });
+
+  it('is refused by the PyTorch script export, which has no validation metric to step it on', async () => {
+    const t = make(options);
+    expect(() => pytorchScript({
+      checkpoint: 'm.safetensors', config: t.config, options: t.options, preprocessing: null, data: { format: 'mnist' }, epochs: 3,
+    } as Parameters<typeof pytorchScript>[0])).toThrow(/schedule 'plateau' cannot be exported as a PyTorch script/);
   });
 
   it('monitoring the validation loss without validation data is refused before training', async () => {
