@@ -194,8 +194,8 @@ describe('ReduceLROnPlateau in fit()', () => {
   it('is refused by the PyTorch script export, which has no validation metric to step it on', async () => {
     const t = make(options);
     expect(() => pytorchScript({
-      checkpoint: 'm.safetensors', config: t.config, options: t.options, preprocessing: null, data: { format: 'mnist' }, epochs: 3,
-    } as Parameters<typeof pytorchScript>[0])).toThrow(/schedule 'plateau' cannot be exported as a PyTorch script/);
+      checkpoint: 'm.safetensors', config: t.config, options: t.options, preprocessing: null, data: { format: 'idx', images: 'i', labels: 'l' }, epochs: 3,
+    })).toThrow(/schedule 'plateau' cannot be exported as a PyTorch script/);
   });
 
   it('monitoring the validation loss without validation data is refused before training', async () => {
