@@ -8,13 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { sameBits, trainers } from './helpers.js';
+import { noisy, sameBits, trainers } from './helpers.js';
 import { loadCheckpoint, pytorchScript, Trainer, type EpochRecord, type TrainerOptions } from '../src/main/index.js';
 import { plateauStart, plateauStep, type PlateauSchedule, type PlateauState } from '../src/shared/plateau.js';
 import { validateSchedule } from '../src/shared/schedule.js';
 import { STATE_KEY } from '../src/main/checkpoint/metadata.js';
 import type { Monitor } from '../src/shared/monitor.js';
-import { Rng } from '../src/shared/rng.js';
 
 type Num = number | 'nan' | 'inf' | '-inf';
 interface PlateauCase {
@@ -81,22 +80,6 @@ describe('plateau options', () => {
       .toThrow(/options\.scheduleInterval must be 'epoch' with schedule 'plateau'/);
   });
 });
-
-/** Two noisy classes over 6 features: the validation loss soon stops improving. */
-function noisy(n: number, seed: number): { x: Float32Array; y: Int32Array } {
-  const rng = new Rng(seed);
-  const x = new Float32Array(n * 6);
-  const y = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let d = 0; d < 6; d++) {
-      x[i * 6 + d] = rng.uniform(2) - 1;
-      s += x[i * 6 + d];
-    }
-    y[i] = (s > 0) !== (rng.uniform(1) < 0.3) ? 1 : 0;
-  }
-  return { x, y };
-}
 
 const { make, keep } = trainers();
 const train = noisy(64, 1);
