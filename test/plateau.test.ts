@@ -174,6 +174,25 @@ describe('ReduceLROnPlateau in fit()', () => {
     expect(sameBits(second.parameters, whole.parameters)).toBe(true);
   });
 
+  it('a run that ends with an error at the last step of the epoch whose validation loss reduces the rate steps on it when resumed, bit for bit', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'gradpool-plateau-'));
+    dirs.push(dir);
+    const whole = make(options);
+    const wholeHistory = await whole.fit(train, { epochs: 9, validation });
+    const cut = wholeHistory.findIndex((r) => r.lr < 0.3) - 1; // 0-based: the epoch whose metric first reduced the rate
+    const first = make(options);
+    // A throw in onStep at the epoch's last step ends fit() with the epoch counted but not validated.
+    await expect(first.fit(train, {
+      epochs: 9, validation, onStep: (s) => { if (s.step === (cut + 1) * 8) throw new Error('stop'); },
+    })).rejects.toThrow('stop');
+    expect(first.progress).toMatchObject({ epoch: cut + 1, batch: 0 });
+    await first.save(join(dir, 'end.safetensors'));
+    const second = keep(await Trainer.load(join(dir, 'end.safetensors')));
+    const rest = await second.fit(train, { epochs: 9 - (cut + 1), validation });
+    expect(rest.map((r) => r.lr)).toEqual(wholeHistory.slice(cut + 1).map((r) => r.lr));
+    expect(sameBits(second.parameters, whole.parameters)).toBe(true);
+  });
+
   it('is refused by the PyTorch script export, which has no validation metric to step it on', async () => {
     const t = make(options);
     expect(() => pytorchScript({

@@ -27,7 +27,7 @@ import { freshState, parseState, stateJson, type TrainingState } from './state.j
 import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
 import { stepTiming } from './timing.js';
 import { chooseWorkers, type WorkersChoice } from './tune/choose.js';
-import type { EpochRecord, Evaluation, FitOptions } from './types.js';
+import type { EpochRecord, Evaluation, FitOptions, Monitor } from './types.js';
 import { boolean, integerIn, positiveInteger, shown } from './validate.js';
 import { checkNormFinite } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
@@ -240,10 +240,10 @@ export class Trainer {
     if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
     const early = fit.earlyStopping === undefined ? null
       : new EarlyStopping('fit options.earlyStopping', fit.earlyStopping, fit.validation !== undefined);
-    const plateau = this.options.schedule?.name === 'plateau' ? filledPlateau(this.options.schedule) : null;
-    if (plateau !== null && plateau.monitor.startsWith('val') && fit.validation === undefined) {
+    const monitored = this.plateauMonitor();
+    if (monitored !== null && monitored.startsWith('val') && fit.validation === undefined) {
       throw new OptionRangeError(
-        `options.schedule.monitor '${plateau.monitor}' needs validation data, and fit() was given none: ReduceLROnPlateau steps on it`,
+        `options.schedule.monitor '${monitored}' needs validation data, and fit() was given none: ReduceLROnPlateau steps on it`,
         "pass fit options.validation, or give the schedule monitor: 'trainLoss'",
       );
     }
@@ -295,6 +295,7 @@ export class Trainer {
     let best: Float32Array | null = null; // the best epoch's parameters, for restoreBestWeights
     const verbose = fit.verbose ?? false;
     const clock = new RunClock(epochs);
+    await this.payPlateauStep(val);
     const lastEpoch = st.epoch + epochs;
     for (let e = 0; e < epochs; e++) {
       const epoch = st.epoch + 1;
@@ -315,7 +316,7 @@ export class Trainer {
         lr = run.lr;
         if (run.error !== null || run.stopped) {
           // The workers may have reached the epoch's end before they stopped: then it is complete.
-          if (st.batch === batches) this.closeEpoch(epoch, batches, lr, data.rows, first, t0);
+          if (st.batch === batches) this.owePlateauStep(this.closeEpoch(epoch, batches, lr, data.rows, first, t0));
           throw run.error ?? (fit.signal?.aborted ? fit.signal.reason : new GradpoolError('the run of steps stopped early for no known reason'));
         }
       }
@@ -331,10 +332,8 @@ export class Trainer {
       }
       // scheduler.step(metric) after the epoch's validation, as PyTorch's loop does; the next epoch's
       // steps use its rate, and a save() from onEpoch records its state.
-      const schedule = o.schedule;
-      if (schedule?.name === 'plateau') {
-        st.plateau = plateauStep(schedule, st.plateau ?? plateauStart(o.lr), record[filledPlateau(schedule).monitor] as number);
-      }
+      const monitored = this.plateauMonitor();
+      if (monitored !== null) this.stepPlateau(record[monitored]);
       history.push(record);
       if (this.board !== null) {
         this.board.scalars(st.step, [
@@ -357,6 +356,37 @@ export class Trainer {
       if (record.stopReason !== undefined) break;
     }
     return history;
+  }
+
+  /** The metric a 'plateau' schedule steps on, or null under any other schedule. */
+  private plateauMonitor(): Monitor | null {
+    const s = this.options.schedule;
+    return s?.name === 'plateau' ? filledPlateau(s).monitor : null;
+  }
+
+  /** ReduceLROnPlateau.step(metric), under a 'plateau' schedule. */
+  private stepPlateau(metric: number | undefined): void {
+    const s = this.options.schedule;
+    if (s?.name !== 'plateau') return;
+    this.state.plateau = plateauStep(s, this.state.plateau ?? plateauStart(this.options.lr), metric as number);
+  }
+
+  /** A run stopped right after an epoch's last step, before its validation: a training metric is stepped
+   *  on now; a validation metric's step is owed, to be made by the next fit() before its first epoch. */
+  private owePlateauStep(record: EpochRecord): void {
+    const m = this.plateauMonitor();
+    if (m === null) return;
+    if (!m.startsWith('val')) return this.stepPlateau(record[m]);
+    this.state.plateau = { ...(this.state.plateau ?? plateauStart(this.options.lr)), owed: true };
+  }
+
+  /** Makes an owed step on the validation data, with the parameters of the end of that epoch (the run
+   *  stopped there), so that the resumed run steps as the uninterrupted one did. */
+  private async payPlateauStep(val: SharedDataset | undefined): Promise<void> {
+    const m = this.plateauMonitor();
+    if (m === null || this.state.plateau?.owed !== true || val === undefined) return;
+    const sums = await this.forwardAll(val);
+    this.stepPlateau(m === 'valLoss' ? sums.lossSum / sums.weightSum : sums.correct / sums.counted);
   }
 
   /** The record of the epoch whose steps are all done, and the state moved on to the next epoch.

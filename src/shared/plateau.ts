@@ -43,6 +43,9 @@ export interface PlateauState {
   cooldownCounter: number;
   lr: number;
   lastEpoch: number;
+  /** An epoch ended (a run stopped at its last step) before its metric was taken: the step is owed, and
+   *  made before the next epoch begins. */
+  owed?: boolean;
 }
 
 type FilledPlateau = Required<Omit<PlateauSchedule, 'mode'>> & { mode: 'min' | 'max' };
@@ -104,7 +107,7 @@ function isBetter(o: FilledPlateau, a: number, best: number | null): boolean {
  *  metric that is NaN is never better, so it counts as a bad epoch, as in torch. */
 export function plateauStep(spec: PlateauSchedule, s: PlateauState, metric: number): PlateauState {
   const o = filledPlateau(spec);
-  const next = { ...s, lastEpoch: s.lastEpoch + 1 };
+  const next: PlateauState = { best: s.best, numBadEpochs: s.numBadEpochs, cooldownCounter: s.cooldownCounter, lr: s.lr, lastEpoch: s.lastEpoch + 1 };
   if (isBetter(o, metric, s.best)) {
     next.best = metric;
     next.numBadEpochs = 0;
@@ -131,6 +134,11 @@ export function parsePlateauState(v: unknown): PlateauState | null {
   const count = (x: unknown): boolean => Number.isSafeInteger(x) && (x as number) >= 0;
   const ok = (s.best === null || (typeof s.best === 'number' && Number.isFinite(s.best))) &&
     count(s.numBadEpochs) && count(s.cooldownCounter) && count(s.lastEpoch) &&
-    typeof s.lr === 'number' && Number.isFinite(s.lr) && s.lr >= 0;
-  return ok ? { best: s.best as number | null, numBadEpochs: s.numBadEpochs as number, cooldownCounter: s.cooldownCounter as number, lr: s.lr as number, lastEpoch: s.lastEpoch as number } : null;
+    typeof s.lr === 'number' && Number.isFinite(s.lr) && s.lr >= 0 && (s.owed === undefined || typeof s.owed === 'boolean');
+  if (!ok) return null;
+  const state: PlateauState = {
+    best: s.best as number | null, numBadEpochs: s.numBadEpochs as number, cooldownCounter: s.cooldownCounter as number,
+    lr: s.lr as number, lastEpoch: s.lastEpoch as number,
+  };
+  return s.owed === true ? { ...state, owed: true } : state;
 }
