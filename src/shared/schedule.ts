@@ -347,6 +347,7 @@ function oneCycleAt(spec: OneCycleSchedule, t: number): { lr: number; momentum?:
  * of t for an optimizer whose initial lr is baseLr; spec must have passed validateSchedule. OneCycle
  * ignores baseLr (torch sets initial_lr = maxLr / divFactor) and throws past totalSteps as torch does.
  * Where torch steps recursively (lr *= factor), this closed form agrees to float rounding (~1e-15).
+ * 'plateau' has no closed form (its rate follows the metrics: see plateau.ts) and throws.
  */
 export function scheduleAt(spec: ScheduleSpec, baseLr: number, t: number): { lr: number; momentum?: number } {
   if (!Number.isInteger(t) || t < 0) throw new RangeError(`t must be a scheduler step count, an integer >= 0; got ${t}`);
