@@ -4,27 +4,10 @@
 // stopped run must be that run cut at that epoch (early stopping does not change the training).
 
 import { describe, expect, it } from 'vitest';
-import { sameBits, trainers } from './helpers.js';
+import { noisy, sameBits, trainers } from './helpers.js';
 import { OptionRangeError, OptionTypeError, type EpochRecord, type TrainerOptions } from '../src/main/index.js';
-import { Rng } from '../src/shared/rng.js';
 
 const { make } = trainers();
-
-/** Two noisy classes over 6 features: small enough to overfit, so the validation loss turns upwards. */
-function noisy(n: number, seed: number): { x: Float32Array; y: Int32Array } {
-  const rng = new Rng(seed);
-  const x = new Float32Array(n * 6);
-  const y = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let s = 0;
-    for (let d = 0; d < 6; d++) {
-      x[i * 6 + d] = rng.uniform(2) - 1;
-      s += x[i * 6 + d];
-    }
-    y[i] = (s > 0) !== (rng.uniform(1) < 0.3) ? 1 : 0;
-  }
-  return { x, y };
-}
 
 /** The epoch Keras' rule stops at (1-based), or null: a loop over the metric per epoch. */
 function kerasStop(values: number[], lower: boolean, patience: number, minDelta: number): { stop: number | null; best: number } {

@@ -1,9 +1,10 @@
 // Helpers the test files share: a slice of the bundled digits, Trainers closed after a file's tests,
-// the training script run in-process with its output captured, and array comparisons.
+// the training script run in-process with its output captured, array comparisons, and two noisy classes.
 
 import { afterAll } from 'vitest';
 import { main } from '../src/cli/train.js';
 import { Trainer, loadMnist, type TrainerOptions } from '../src/main/index.js';
+import { Rng } from '../src/shared/rng.js';
 import type { SGDOptions } from '../src/shared/sgd.js';
 import type { LossSpec } from '../src/shared/losses.js';
 import { linearViews, type ModelConfig } from '../src/shared/model.js';
@@ -94,4 +95,20 @@ export function oneShard(
   forward(s, model, linearViews(params, model.layers), B);
   const sums = lossAndBackward(s, model, linearViews(params, model.layers), linearViews(grad, model.layers), B, loss, true);
   return { ...sums, grad, losses: s.losses.slice(0, B) };
+}
+
+/** Two noisy classes over 6 features: small enough to overfit, so the validation loss turns upwards. */
+export function noisy(n: number, seed: number): { x: Float32Array; y: Int32Array } {
+  const rng = new Rng(seed);
+  const x = new Float32Array(n * 6);
+  const y = new Int32Array(n);
+  for (let i = 0; i < n; i++) {
+    let s = 0;
+    for (let d = 0; d < 6; d++) {
+      x[i * 6 + d] = rng.uniform(2) - 1;
+      s += x[i * 6 + d];
+    }
+    y[i] = (s > 0) !== (rng.uniform(1) < 0.3) ? 1 : 0;
+  }
+  return { x, y };
 }

@@ -188,7 +188,7 @@ describe('validateSchedule', () => {
   it('names an unknown schedule', () => {
     expect(bad({ name: 'warmup' })).toThrow(TypeError);
     expect(bad({ name: 'warmup' })).toThrow(
-      "options.schedule.name must be one of 'step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'sequential'; got 'warmup'");
+      "options.schedule.name must be one of 'step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'sequential', 'plateau'; got 'warmup'");
     expect(bad(null)).toThrow('options.schedule must be an object with a name; got null');
   });
   it('names the field under the where it is given', () => {

@@ -53,6 +53,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
   resume?: string;
   metrics?: string;
   plot?: string;
+  tensorboard?: string;
   saveBest?: string;
   earlyStoppingPatience?: number;
   monitor: Monitor;
@@ -62,7 +63,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
 }
 
 /** Flags that --resume may change; every other one is the saved run's. */
-export const RESUMABLE = new Set(['epochs', 'workers', 'workerTimeout', 'out', 'metrics', 'plot', 'progress', 'resume']);
+export const RESUMABLE = new Set(['epochs', 'workers', 'workerTimeout', 'out', 'metrics', 'plot', 'tensorboard', 'progress', 'resume']);
 
 /** --delimiter: a separator by character or name; a typed '\t' (backslash, t) is a tab. */
 const DELIMITERS: Record<string, string> = { ',': ',', ';': ';', '|': '|', '\t': '\t', tab: '\t', '\\t': '\t' };
@@ -104,7 +105,7 @@ export function buildProgram(): Command {
     .addOption(o('--nesterov', 'Nesterov momentum (needs --momentum > 0 and --dampening 0)').default(false))
     .addOption(o('--maximize', 'maximize the objective instead of minimizing it').default(false))
     // schedule and clipping
-    .addOption(o('--schedule <name>', 'learning-rate schedule over the whole run').choices(['none', 'step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle']).default('none'))
+    .addOption(o('--schedule <name>', 'learning-rate schedule over the whole run').choices(['none', 'step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'plateau']).default('none'))
     .addOption(o('--schedule-interval <when>', 'the schedule steps after every optimizer step or every epoch').choices(['step', 'epoch']).default('step'))
     .addOption(o('--step-size <n>', 'step: decay every n scheduler steps').argParser(positiveInt()))
     .addOption(o('--gamma <g>', 'step, multistep: decay factor (default: 0.1); exponential: factor per step').argParser(finite((v) => v > 0, 'a number > 0')))
@@ -115,6 +116,13 @@ export function buildProgram(): Command {
     .addOption(o('--pct-start <f>', 'onecycle: fraction of the run spent rising (default: 0.3)').argParser(finite((v) => v > 0 && v < 1, 'a number in (0, 1)')))
     .addOption(o('--warmup <n>', 'linear warm-up over the first n scheduler steps, chained before the schedule').argParser(positiveInt()))
     .addOption(o('--warmup-start-factor <f>', 'warm-up: starting fraction of --lr (default: 1/3, as LinearLR)').argParser(finite((v) => v > 0 && v <= 1, 'a number in (0, 1]')))
+    .addOption(o('--plateau-factor <f>', 'plateau: multiply the lr by this when --monitor stops improving (default: 0.1)').argParser(finite((v) => v >= 0 && v < 1, 'a number in [0, 1)')))
+    .addOption(o('--plateau-patience <n>', 'plateau: epochs without improvement tolerated before reducing (default: 10)').argParser(finite((v) => Number.isInteger(v) && v >= 0, 'an integer >= 0')))
+    .addOption(o('--plateau-threshold <x>', 'plateau: the least improvement that counts (default: 1e-4)').argParser(nonNegative()))
+    .addOption(o('--plateau-threshold-mode <mode>', 'plateau: the threshold is relative to the best or absolute (default: rel)').choices(['rel', 'abs']))
+    .addOption(o('--plateau-cooldown <n>', 'plateau: epochs after a reduction before bad epochs count again (default: 0)').argParser(finite((v) => Number.isInteger(v) && v >= 0, 'an integer >= 0')))
+    .addOption(o('--min-lr <lr>', 'plateau: the lr is never reduced below this (default: 0)').argParser(nonNegative()))
+    .addOption(o('--plateau-eps <x>', 'plateau: a reduction smaller than this is not made (default: 1e-8)').argParser(nonNegative()))
     .addOption(o('--clip-grad-norm <max>', "clip the averaged gradient's total norm (clip_grad_norm_)").argParser(finite((v) => v > 0, 'a number > 0')))
     .addOption(o('--clip-norm-type <p>', "the norm's order: a number >= 1, or inf").default(2)
       .argParser((t) => (/^inf(inity)?$/i.test(t.trim()) ? Infinity : finite((v) => v >= 1, 'a number >= 1, or inf')(t))))
@@ -139,7 +147,7 @@ export function buildProgram(): Command {
     .addOption(o('--batch-size <n>', 'rows per mini-batch').default(RECIPE.batchSize).argParser(positiveInt()))
     .addOption(o('--epochs <n>', 'passes over the training data (with --resume: more epochs, the interrupted one counting; default there: the rest of the saved run)').default(RECIPE.epochs).argParser(positiveInt()))
     .addOption(o('--early-stopping-patience <n>', 'stop when --monitor has not improved for n epochs (Keras EarlyStopping)').argParser(finite((v) => Number.isInteger(v) && v >= 0, 'an integer >= 0')))
-    .addOption(o('--monitor <metric>', 'what early stopping and --save-best watch').choices(['valLoss', 'valAccuracy', 'trainLoss', 'trainAccuracy']).default(EARLY_STOPPING_DEFAULTS.monitor))
+    .addOption(o('--monitor <metric>', 'what early stopping, --save-best and --schedule plateau watch').choices(['valLoss', 'valAccuracy', 'trainLoss', 'trainAccuracy']).default(EARLY_STOPPING_DEFAULTS.monitor))
     .addOption(o('--min-delta <x>', 'the least change of --monitor that counts as an improvement').default(EARLY_STOPPING_DEFAULTS.minDelta).argParser(nonNegative()))
     .addOption(o('--restore-best-weights', "early stopping: end with the best epoch's weights").default(false))
     .addOption(o('--workers <n|auto>', "worker threads; 'auto' measures, or reads npm run tune's saved result").default(cpuLimit().cpus)
@@ -157,6 +165,7 @@ export function buildProgram(): Command {
     .addOption(o('--save-best <path>', 'also save the best epoch by --monitor here (resumable, as --out)'))
     .addOption(o('--metrics <file.jsonl>', 'append one JSON line per step and per epoch'))
     .addOption(o('--plot <file.svg>', 'draw the learning curves (loss, accuracy, lr per epoch) here after every epoch'))
+    .addOption(o('--tensorboard <dir>', 'write TensorBoard scalars here: loss, lr and gradient norm per step, losses and accuracies per epoch (a resumed run goes on in the same directory)'))
     .addOption(o('--no-progress', 'no progress bar, even on a terminal'))
     .version(VERSION, '--version', 'print the version')
     .addHelpText('after', '\nOther commands: gradpool tune (the worker count), gradpool evaluate, gradpool predict (a saved model),\n' +

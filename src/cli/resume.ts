@@ -12,7 +12,7 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
   const changed = Object.keys(flags).filter((k) => program.getOptionValueSource(k) === 'cli' && !RESUMABLE.has(k));
   if (changed.length > 0) {
     const names = changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --worker-timeout, --out, --metrics, --plot, --no-progress)`);
+    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --worker-timeout, --out, --metrics, --plot, --tensorboard, --no-progress)`);
   }
   const ckpt = await loadCheckpoint(flags.resume);
   const text = ckpt.metadata[RUN_KEY];
@@ -36,6 +36,8 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
     workerTimeout,
     out: explicit('out') ? flags.out : flags.resume,
     metrics: flags.metrics,
+    // The saved run's TensorBoard directory, where its curves go on, unless another is given.
+    tensorboard: explicit('tensorboard') ? flags.tensorboard : saved.tensorboard,
     progress: flags.progress,
     resume: flags.resume,
   };

@@ -1,11 +1,12 @@
-// The learning-rate schedule flags and the schedule they make over the whole run.
+// The learning-rate schedule flags and the schedule they make over the whole run (or, for plateau, the
+// ReduceLROnPlateau that steps on --monitor).
 
-import type { ScheduleSpec } from '../main/index.js';
+import type { Monitor, ScheduleSpec } from '../main/index.js';
 import { UsageError } from './usage-error.js';
 
 /** The schedule flags. Lengths are in scheduler steps: optimizer steps, or epochs with --schedule-interval epoch. */
 export interface ScheduleFlags {
-  schedule: 'none' | 'step' | 'multistep' | 'exponential' | 'cosine' | 'linear' | 'onecycle';
+  schedule: 'none' | 'step' | 'multistep' | 'exponential' | 'cosine' | 'linear' | 'onecycle' | 'plateau';
   stepSize?: number;
   gamma?: number;
   milestones?: number[];
@@ -15,6 +16,15 @@ export interface ScheduleFlags {
   pctStart?: number;
   warmup?: number;
   warmupStartFactor?: number;
+  /** plateau: the metric (shared with early stopping and --save-best) and ReduceLROnPlateau's options. */
+  monitor: Monitor;
+  plateauFactor?: number;
+  plateauPatience?: number;
+  plateauThreshold?: number;
+  plateauThresholdMode?: 'rel' | 'abs';
+  plateauCooldown?: number;
+  minLr?: number;
+  plateauEps?: number;
 }
 
 /**
@@ -49,6 +59,16 @@ export function buildSchedule(f: ScheduleFlags, lr: number, total: number): Sche
     case 'linear':
       main = { name: 'linear', startFactor: 1, endFactor: f.endFactor ?? 0, totalIters: rest };
       break;
+    case 'plateau':
+      if (warmup > 0) {
+        throw new UsageError(
+          '--schedule plateau cannot follow --warmup: PyTorch\'s SequentialLR does not support ReduceLROnPlateau (it steps on a metric); drop --warmup',
+        );
+      }
+      return {
+        name: 'plateau', monitor: f.monitor, factor: f.plateauFactor, patience: f.plateauPatience, threshold: f.plateauThreshold,
+        thresholdMode: f.plateauThresholdMode, cooldown: f.plateauCooldown, minLr: f.minLr, eps: f.plateauEps,
+      };
     case 'onecycle':
       if (warmup > 0) throw new UsageError('--schedule onecycle has its own warm-up (--pct-start); drop --warmup');
       return { name: 'onecycle', maxLr: f.maxLr ?? lr, totalSteps: total, pctStart: f.pctStart ?? 0.3 };

@@ -59,6 +59,9 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     throw err;
   }
   const flags = run.flags;
+  if (flags.schedule === 'plateau' && flags.scheduleInterval === 'step' && program.getOptionValueSource('scheduleInterval') === 'cli') {
+    return failure('gradpool', new UsageError('--schedule plateau steps once per epoch on --monitor; drop --schedule-interval step'));
+  }
   const outPath = resolve(flags.out);
   let trainer: Trainer | null = run.resumed;
   let metrics: MetricsFile | null = null;
@@ -123,7 +126,7 @@ function checkRunFlags(flags: Flags, data: RunData, resumed: Trainer | null): vo
       );
     }
   }
-  const watched = flags.earlyStoppingPatience !== undefined || flags.saveBest !== undefined;
+  const watched = flags.earlyStoppingPatience !== undefined || flags.saveBest !== undefined || flags.schedule === 'plateau';
   if (watched && flags.monitor.startsWith('val') && data.validation === undefined) {
     throw new UsageError(`--monitor ${flags.monitor} needs validation data, and --validation-split is 0; give a split (e.g. 0.1) or --monitor trainLoss`);
   }
@@ -191,9 +194,11 @@ async function train(
     : { monitor: flags.monitor, patience: flags.earlyStoppingPatience, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights };
   // npm's SIGTERM reaches its shell, which dies and leaves this process: the same as a SIGTERM here.
   const unwatch = watchParent(() => onSignal('SIGTERM'));
+  if (flags.tensorboard !== undefined) out.write(`TensorBoard scalars: ${flags.tensorboard} (view them with: tensorboard --logdir ${flags.tensorboard})\n`);
   try {
     await trainer.fit(data.train, {
       signal: interrupt.signal,
+      tensorboard: flags.tensorboard,
       epochs,
       validation: data.validation,
       earlyStopping: early,

@@ -18,7 +18,9 @@ export function trainerOptions(f: Flags, labels: Int32Array | Float32Array, step
     lr: f.lr, momentum: f.momentum, dampening: f.dampening, weightDecay: f.weightDecay, nesterov: f.nesterov, maximize: f.maximize,
     weight, ignoreIndex: f.ignoreIndex, labelSmoothing: f.labelSmoothing, posWeight: f.posWeight, focalGamma: f.focalGamma,
     focalAlpha: f.focalAlpha === undefined ? undefined : f.loss === 'sigmoid-focal' ? f.focalAlpha[0] : f.focalAlpha,
-    schedule: buildSchedule(f, f.lr, total), scheduleInterval: f.scheduleInterval,
+    schedule: buildSchedule(f, f.lr, total),
+    // ReduceLROnPlateau steps once per epoch, whatever --schedule-interval's default.
+    scheduleInterval: f.schedule === 'plateau' ? 'epoch' : f.scheduleInterval,
     clipGradNorm: f.clipGradNorm, clipNormType: f.clipNormType, errorIfNonfinite: f.errorIfNonfinite, onNonfinite: f.onNonfinite,
     batchSize: f.batchSize, shuffle: f.shuffle, seed: f.seed, workers: f.workers, shards: f.shards, kernels: f.kernels,
     workerTimeout: f.workerTimeout,

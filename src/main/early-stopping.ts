@@ -5,10 +5,9 @@
 // parameters of the best epoch when it stops.
 
 import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
-import type { EpochRecord, Monitor } from './types.js';
+import type { EpochRecord } from './types.js';
+import { MONITORS, monitorMode, type Monitor } from '../shared/monitor.js';
 import { boolean, knownKeys, nonNegativeInteger, numberWhere, oneOf, shown } from './validate.js';
-
-const MONITORS: readonly Monitor[] = ['valLoss', 'valAccuracy', 'trainLoss', 'trainAccuracy'];
 
 export const EARLY_STOPPING_DEFAULTS = { monitor: 'valLoss', patience: 3, minDelta: 0, restoreBestWeights: false } as const;
 
@@ -27,7 +26,7 @@ export class BestMetric {
   update(r: EpochRecord): boolean {
     const v = r[this.monitor];
     if (v === undefined || Number.isNaN(v)) return false;
-    const lower = this.monitor.endsWith('Loss');
+    const lower = monitorMode(this.monitor) === 'min';
     const improved = Number.isNaN(this.best) || (lower ? v < this.best - this.minDelta : v > this.best + this.minDelta);
     if (improved) {
       this.best = v;

@@ -19,6 +19,7 @@ export {
 export { ACTIVATIONS, defaultLoss, isSoftmaxLoss, LOSSES, type ModelConfig, type Activation, type LossName } from '../shared/model.js';
 export type { ScheduleSpec } from '../shared/schedule.js';
 export { scheduleAt } from '../shared/schedule.js';
+export { PLATEAU_DEFAULTS, plateauStart, plateauStep, type PlateauSchedule, type PlateauState } from '../shared/plateau.js';
 export { loadMnist, type MnistSplit } from './loaders/mnist.js';
 export type { LoadedData } from './loaders/loaded.js';
 export { decodeIdx, loadIdx } from './loaders/idx.js';

@@ -26,7 +26,8 @@ export type Reduction = 'mean' | 'sum';
 export interface ScheduleOptions {
   /** A torch.optim.lr_scheduler equivalent; default none (constant lr). */
   schedule?: ScheduleSpec | null;
-  /** When the schedule steps: after every 'epoch' (default, as PyTorch examples do) or every 'step'. */
+  /** When the schedule steps: after every 'epoch' (default, as PyTorch examples do) or every 'step'.
+   *  'plateau' steps per epoch only. */
   scheduleInterval?: 'epoch' | 'step';
   /** Clip the averaged gradient's total norm to this (clip_grad_norm_'s max_norm); default none. */
   clipGradNorm?: number | null;
@@ -211,6 +212,12 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
   validateLossOptions(o, o.loss, K);
   if (o.schedule !== null) validateSchedule(o.schedule, 'options.schedule');
   oneOf('options.scheduleInterval', o.scheduleInterval, ['epoch', 'step']);
+  if (o.schedule?.name === 'plateau' && o.scheduleInterval !== 'epoch') {
+    throw new OptionRangeError(
+      "options.scheduleInterval must be 'epoch' with schedule 'plateau': ReduceLROnPlateau steps once per epoch on the monitored metric; got 'step'",
+      "leave scheduleInterval out, or set it to 'epoch'",
+    );
+  }
   validateClip(o);
   oneOf('options.onNonfinite', o.onNonfinite, ['stop', 'skip']);
   nonNegativeInteger('options.shardRetries', o.shardRetries);

@@ -1,9 +1,10 @@
 // The training state a checkpoint carries beyond the parameters, so that a loaded Trainer continues
 // bit-identically: epochs and steps done, the schedule's position, where an interrupted epoch stopped and
-// its sums so far. Written as JSON under STATE_KEY; read back with every field checked.
+// its sums so far, and ReduceLROnPlateau's state. Written as JSON under STATE_KEY; read back with every field checked.
 
 import { CheckpointError } from './errors.js';
 import { STATE_KEY } from './checkpoint/metadata.js';
+import { parsePlateauState, type PlateauState } from '../shared/plateau.js';
 import { emptySums, type BatchSums } from '../shared/step.js';
 
 export interface TrainingState {
@@ -19,10 +20,12 @@ export interface TrainingState {
   epochSums: BatchSums;
   epochSkipped: number;
   epochNonfinite: number;
+  /** ReduceLROnPlateau's state, under a 'plateau' schedule once its first epoch began; else null. */
+  plateau: PlateauState | null;
 }
 
 export function freshState(): TrainingState {
-  return { epoch: 0, step: 0, schedulerSteps: 0, batch: 0, epochSums: emptySums(), epochSkipped: 0, epochNonfinite: 0 };
+  return { epoch: 0, step: 0, schedulerSteps: 0, batch: 0, epochSums: emptySums(), epochSkipped: 0, epochNonfinite: 0, plateau: null };
 }
 
 /** The state as the checkpoint stores it; whether SGD's momentum buffer has started is the
@@ -50,9 +53,12 @@ export function parseState(metadata: Record<string, string>, path: string): { st
     return refuse('is not a training state', 120);
   }
   const fresh = freshState();
+  // Files from before ReduceLROnPlateau have none; a state that is there must be whole.
+  const plateau = s.plateau === undefined || s.plateau === null ? null : parsePlateauState(s.plateau);
+  if (plateau === null && s.plateau != null) return refuse('has no valid ReduceLROnPlateau state', 200);
   // Files from before mid-epoch checkpoints have no batch: they are between epochs.
   if (s.batch === undefined || s.batch === 0) {
-    return { state: { ...fresh, epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps }, hasMomentumBuffer: s.hasMomentumBuffer };
+    return { state: { ...fresh, epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, plateau }, hasMomentumBuffer: s.hasMomentumBuffer };
   }
   const sums = s.epochSums as unknown;
   const sumsValid = typeof sums === 'object' && sums !== null &&
@@ -63,7 +69,7 @@ export function parseState(metadata: Record<string, string>, path: string): { st
   return {
     state: {
       epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, batch: s.batch,
-      epochSums: sums as BatchSums, epochSkipped: s.epochSkipped, epochNonfinite: s.epochNonfinite,
+      epochSums: sums as BatchSums, epochSkipped: s.epochSkipped, epochNonfinite: s.epochNonfinite, plateau,
     },
     hasMomentumBuffer: s.hasMomentumBuffer,
   };

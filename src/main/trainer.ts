@@ -11,7 +11,7 @@ import {
 } from './checkpoint/metadata.js';
 import { checkpointOf, type Checkpoint, type SafetensorsFile } from './checkpoint/safetensors.js';
 import { holdings, weightsFor, type ImportedWeights } from './checkpoint/weights.js';
-import { CheckpointError, DataError, GradpoolError, ShardFailure } from './errors.js';
+import { CheckpointError, DataError, GradpoolError, OptionRangeError, OptionTypeError, ShardFailure } from './errors.js';
 import { evaluationCounts } from './evaluation.js';
 import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
@@ -20,18 +20,20 @@ import { EarlyStopping } from './early-stopping.js';
 import { epochText, RunClock } from './epoch-text.js';
 import { epochOrder } from './order.js';
 import { saveOnnx, type OnnxExportOptions } from './export/onnx.js';
+import { EventFile, TENSORBOARD_TAGS as TAGS } from './tensorboard/writer.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { reportOfCounts } from './report.js';
 import { freshState, parseState, stateJson, type TrainingState } from './state.js';
 import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
 import { stepTiming } from './timing.js';
 import { chooseWorkers, type WorkersChoice } from './tune/choose.js';
-import type { EpochRecord, Evaluation, FitOptions } from './types.js';
-import { boolean, integerIn, positiveInteger } from './validate.js';
+import type { EpochRecord, Evaluation, FitOptions, Monitor } from './types.js';
+import { boolean, integerIn, positiveInteger, shown } from './validate.js';
 import { checkNormFinite } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
 import { scheduleAt } from '../shared/schedule.js';
+import { filledPlateau, plateauStart, plateauStep } from '../shared/plateau.js';
 import { RING_STEPS } from '../shared/contract.js';
 import { addSums, emptySums, type BatchSums } from '../shared/step.js';
 
@@ -54,6 +56,8 @@ export class Trainer {
   /** True while a run of several steps is under way: the parameters are then in motion. */
   private inRun = false;
   private imported: ImportedWeights | null = null;
+  /** The TensorBoard event file of the fit() under way, if it was given one. */
+  private board: EventFile | null = null;
   /** How the worker count was chosen, when it was workers: 'auto'. */
   workersChoice?: WorkersChoice;
 
@@ -210,6 +214,7 @@ export class Trainer {
   private hyper(t: number): { lr: number; momentum: number } {
     const o = this.options;
     if (o.schedule === null) return { lr: o.lr, momentum: o.momentum };
+    if (o.schedule.name === 'plateau') return { lr: this.state.plateau?.lr ?? o.lr, momentum: o.momentum };
     const at = scheduleAt(o.schedule, o.lr, t);
     return { lr: at.lr, momentum: at.momentum ?? o.momentum };
   }
@@ -235,20 +240,41 @@ export class Trainer {
     if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
     const early = fit.earlyStopping === undefined ? null
       : new EarlyStopping('fit options.earlyStopping', fit.earlyStopping, fit.validation !== undefined);
+    const monitored = this.plateauMonitor();
+    if (monitored !== null && monitored.startsWith('val') && fit.validation === undefined) {
+      throw new OptionRangeError(
+        `options.schedule.monitor '${monitored}' needs validation data, and fit() was given none: ReduceLROnPlateau steps on it`,
+        "pass fit options.validation, or give the schedule monitor: 'trainLoss'",
+      );
+    }
     // Everything is validated and copied before the first step, so bad data costs no training time.
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
     const data = this.share(train, 'training data', { losses: true });
     const val = fit.validation === undefined ? undefined
       : this.share(fit.validation, 'validation data', {});
+    if (fit.tensorboard !== undefined && (typeof fit.tensorboard !== 'string' || fit.tensorboard === '')) {
+      throw new OptionTypeError(`fit options.tensorboard must be a directory path; got ${shown(fit.tensorboard)}`);
+    }
     const stop = (): void => this.core.requestStop();
     fit.signal?.addEventListener('abort', stop);
+    let failed = false;
     try {
+      if (fit.tensorboard !== undefined) this.board = await EventFile.create(fit.tensorboard, this.state.step);
       return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`), early);
+    } catch (err) {
+      failed = true;
+      throw err;
     } finally {
       fit.signal?.removeEventListener('abort', stop);
       this.core.clearStop();
       this.core.release(data);
       if (val !== undefined) this.core.release(val);
+      const board = this.board;
+      this.board = null;
+      // The points up to the stop are written; an error writing them is fit()'s only when nothing else is.
+      await board?.close().catch((err: unknown) => {
+        if (!failed) throw err;
+      });
     }
   }
 
@@ -269,6 +295,7 @@ export class Trainer {
     let best: Float32Array | null = null; // the best epoch's parameters, for restoreBestWeights
     const verbose = fit.verbose ?? false;
     const clock = new RunClock(epochs);
+    await this.payPlateauStep(val);
     const lastEpoch = st.epoch + epochs;
     for (let e = 0; e < epochs; e++) {
       const epoch = st.epoch + 1;
@@ -289,7 +316,7 @@ export class Trainer {
         lr = run.lr;
         if (run.error !== null || run.stopped) {
           // The workers may have reached the epoch's end before they stopped: then it is complete.
-          if (st.batch === batches) this.closeEpoch(epoch, batches, lr, data.rows, first, t0);
+          if (st.batch === batches) this.owePlateauStep(this.closeEpoch(epoch, batches, lr, data.rows, first, t0));
           throw run.error ?? (fit.signal?.aborted ? fit.signal.reason : new GradpoolError('the run of steps stopped early for no known reason'));
         }
       }
@@ -303,7 +330,18 @@ export class Trainer {
         record.valLoss = sums.lossSum / sums.weightSum;
         record.valAccuracy = sums.correct / sums.counted;
       }
+      // scheduler.step(metric) after the epoch's validation, as PyTorch's loop does; the next epoch's
+      // steps use its rate, and a save() from onEpoch records its state.
+      const monitored = this.plateauMonitor();
+      if (monitored !== null) this.stepPlateau(record[monitored]);
       history.push(record);
+      if (this.board !== null) {
+        this.board.scalars(st.step, [
+          [TAGS.epochTrainLoss, record.trainLoss], [TAGS.epochTrainAccuracy, record.trainAccuracy],
+          [TAGS.epochValLoss, record.valLoss], [TAGS.epochValAccuracy, record.valAccuracy], [TAGS.epochLr, record.lr],
+        ]);
+        await this.board.flush();
+      }
       if (early !== null) {
         const { improved, stop } = early.update(record);
         if (improved && early.restoreBestWeights) best = this.core.params.slice();
@@ -318,6 +356,37 @@ export class Trainer {
       if (record.stopReason !== undefined) break;
     }
     return history;
+  }
+
+  /** The metric a 'plateau' schedule steps on, or null under any other schedule. */
+  private plateauMonitor(): Monitor | null {
+    const s = this.options.schedule;
+    return s?.name === 'plateau' ? filledPlateau(s).monitor : null;
+  }
+
+  /** ReduceLROnPlateau.step(metric), under a 'plateau' schedule. */
+  private stepPlateau(metric: number | undefined): void {
+    const s = this.options.schedule;
+    if (s?.name !== 'plateau') return;
+    this.state.plateau = plateauStep(s, this.state.plateau ?? plateauStart(this.options.lr), metric as number);
+  }
+
+  /** A run stopped right after an epoch's last step, before its validation: a training metric is stepped
+   *  on now; a validation metric's step is owed, to be made by the next fit() before its first epoch. */
+  private owePlateauStep(record: EpochRecord): void {
+    const m = this.plateauMonitor();
+    if (m === null) return;
+    if (!m.startsWith('val')) return this.stepPlateau(record[m]);
+    this.state.plateau = { ...(this.state.plateau ?? plateauStart(this.options.lr)), owed: true };
+  }
+
+  /** Makes an owed step on the validation data, with the parameters of the end of that epoch (the run
+   *  stopped there), so that the resumed run steps as the uninterrupted one did. */
+  private async payPlateauStep(val: SharedDataset | undefined): Promise<void> {
+    const m = this.plateauMonitor();
+    if (m === null || this.state.plateau?.owed !== true || val === undefined) return;
+    const sums = await this.forwardAll(val);
+    this.stepPlateau(m === 'valLoss' ? sums.lossSum / sums.weightSum : sums.correct / sums.counted);
   }
 
   /** The record of the epoch whose steps are all done, and the state moved on to the next epoch.
@@ -391,6 +460,7 @@ export class Trainer {
         st.batch = b + 1;
         if (perStep) st.schedulerSteps++;
         if (decision.outcome !== 'nonfinite') addSums(st.epochSums, sums);
+        this.board?.scalars(st.step, [[TAGS.loss, sums.lossSum / sums.weightSum], [TAGS.lr, lr], [TAGS.gradNorm, decision.gradNorm]]);
         if (error !== null || fit.onStep === undefined) return;
         try {
           fit.onStep({

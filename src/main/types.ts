@@ -4,6 +4,7 @@
 
 import type { Dataset } from './data.js';
 import type { ClassReport } from './report.js';
+import type { Monitor } from '../shared/monitor.js';
 
 export interface FitOptions {
   /** Passes over the training data. Default 1. Continues from the Trainer's epoch count. */
@@ -34,9 +35,15 @@ export interface FitOptions {
    *  of the steps; 1 gives the workers one step at a time, with onStep called after each before the next
    *  begins (slower: the coordinator wakes every step). The results are the same bits either way. */
   stepsPerExecution?: number | 'auto';
+  /** A directory to write TensorBoard scalars to (made if need be), in a new event file per fit(): per
+   *  step train/loss, train/lr and train/grad_norm (the 2-norm, or clipNormType's when clipping); per
+   *  epoch, at its last step, epoch/train_loss, epoch/train_accuracy, epoch/val_loss, epoch/val_accuracy
+   *  and epoch/lr. Written after every epoch and when fit() ends; a resumed run's file replaces any later
+   *  points of the same run in TensorBoard. Default none. */
+  tensorboard?: string;
 }
 
-export type Monitor = 'valLoss' | 'valAccuracy' | 'trainLoss' | 'trainAccuracy';
+export type { Monitor } from '../shared/monitor.js';
 
 export interface EarlyStoppingOptions {
   /** The metric watched: 'valLoss' (default; needs fit's validation), 'valAccuracy', 'trainLoss' or

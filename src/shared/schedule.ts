@@ -4,6 +4,9 @@
 // on or runs with a rate that no longer follows its own formula (see validateSchedule).
 
 import { OptionRangeError, OptionTypeError } from './option-errors.js';
+import { validatePlateau, type PlateauSchedule } from './plateau.js';
+
+export type { PlateauSchedule } from './plateau.js';
 
 /** StepLR: lr = baseLr * gamma^floor(t / stepSize). */
 export interface StepSchedule {
@@ -91,7 +94,8 @@ export type ScheduleSpec =
   | CosineSchedule
   | LinearSchedule
   | OneCycleSchedule
-  | SequentialSchedule;
+  | SequentialSchedule
+  | PlateauSchedule;
 
 const STEP_GAMMA = 0.1;
 const LINEAR_DEFAULTS = { startFactor: 1 / 3, endFactor: 1, totalIters: 5 } as const;
@@ -115,7 +119,7 @@ function filled<T extends object>(defaults: object, spec: T): Filled<T> {
   return out as Filled<T>;
 }
 
-const NAMES = ['step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'sequential'] as const;
+const NAMES = ['step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'sequential', 'plateau'] as const;
 
 function show(v: unknown): string {
   if (typeof v === 'string') return `'${v}'`;
@@ -267,6 +271,12 @@ export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule')
             `called as step(0), which it does not accept); hint: list all the schedulers in one 'sequential'`,
           );
         }
+        if (childName === 'plateau') {
+          throw new OptionRangeError(
+            `${at} cannot be 'plateau': SequentialLR does not support ReduceLROnPlateau, as it requires the ` +
+            `metric to be passed when calling step (torch 2.x refuses it at construction); hint: use 'plateau' on its own`,
+          );
+        }
         if (childName === 'onecycle') {
           throw new OptionRangeError(
             `${at} cannot be 'onecycle': OneCycleLR is not chainable; it overwrites the optimizer's initial_lr ` +
@@ -277,6 +287,9 @@ export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule')
       });
       return;
     }
+    case 'plateau':
+      validatePlateau(spec, where);
+      return;
     default:
       throw new OptionTypeError(`${where}.name must be one of ${NAMES.map(show).join(', ')}; got ${show(name)}`);
   }
@@ -334,6 +347,7 @@ function oneCycleAt(spec: OneCycleSchedule, t: number): { lr: number; momentum?:
  * of t for an optimizer whose initial lr is baseLr; spec must have passed validateSchedule. OneCycle
  * ignores baseLr (torch sets initial_lr = maxLr / divFactor) and throws past totalSteps as torch does.
  * Where torch steps recursively (lr *= factor), this closed form agrees to float rounding (~1e-15).
+ * 'plateau' has no closed form (its rate follows the metrics: see plateau.ts) and throws.
  */
 export function scheduleAt(spec: ScheduleSpec, baseLr: number, t: number): { lr: number; momentum?: number } {
   if (!Number.isInteger(t) || t < 0) throw new RangeError(`t must be a scheduler step count, an integer >= 0; got ${t}`);
@@ -359,6 +373,10 @@ export function scheduleAt(spec: ScheduleSpec, baseLr: number, t: number): { lr:
     }
     case 'onecycle':
       return oneCycleAt(spec, t);
+    case 'plateau':
+      throw new RangeError(
+        "ReduceLROnPlateau's rate depends on the metrics it was stepped with, not on the step count; hint: read it from plateauStep's state",
+      );
     case 'sequential': {
       // At milestone m torch calls schedulers[i].step(0), restarting it at its own closed form for 0, on
       // the same initial lr; every scheduler's base_lrs is the optimizer's initial_lr.

@@ -190,6 +190,12 @@ function scheduler(s: ScheduleSpec): string {
         ['div_factor', s.divFactor], ['final_div_factor', s.finalDivFactor], ['three_phase', s.threePhase],
         ['cycle_momentum', s.cycleMomentum], ['base_momentum', s.baseMomentum], ['max_momentum', s.maxMomentum],
       ])})`;
+    case 'plateau':
+      // The script's loop steps schedulers without a metric, and does not hold out gradpool's validation rows.
+      throw new GradpoolError(
+        "a run with schedule 'plateau' cannot be exported as a PyTorch script yet: ReduceLROnPlateau steps on a validation metric, which the script does not compute",
+        "export a run with another schedule, or continue this one with gradpool's --resume",
+      );
     case 'sequential':
       return `lr_scheduler.SequentialLR(optimizer, schedulers=[${s.schedulers.map(scheduler).join(', ')}], milestones=${py(s.milestones)})`;
   }
