@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { isSoftmaxLoss, loadIdx, writeFileAtomic, type Trainer } from '../main/index.js';
 import { modelLine, openModel } from './model-command.js';
 import { isIdxName, loadCsvForModel } from './model-data.js';
+import { shortestFloat32 } from './float32-text.js';
 import { parseFlags, positiveInt } from './parse.js';
 import { failure } from './usage-error.js';
 import { checkDistinctFiles, checkWritableFile, fileFlag } from './writable.js';
@@ -88,15 +89,6 @@ export async function predictionsCsv(trainer: Trainer, x: Float32Array): Promise
     lines.push(cells.join(','));
   }
   return lines.join('\n') + '\n';
-}
-
-/** The shortest decimal that reads back as the same float32. */
-export function shortestFloat32(v: number): string {
-  for (let digits = 1; digits < 9; digits++) {
-    const s = String(Number(v.toPrecision(digits)));
-    if (Math.fround(Number(s)) === v) return s;
-  }
-  return String(Number(v.toPrecision(9)));
 }
 
 /** A CSV cell: quoted when it holds a comma, a quote or a line break (RFC 4180). */
