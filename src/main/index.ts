@@ -4,7 +4,7 @@
 // this file, so it cannot close a cycle.
 
 export {
-  Trainer, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation, type EarlyStoppingOptions, type Monitor,
+  Trainer, predictedClass, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation, type EarlyStoppingOptions, type Monitor,
 } from './trainer.js';
 export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
 export type { LossOptions } from './loss-options.js';
@@ -29,7 +29,7 @@ export {
 export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
-export { writeFileAtomic } from './atomic-file.js';
+export { openAtomicFile, writeFileAtomic, type AtomicFile } from './atomic-file.js';
 export { pytorchScript, savePytorchScript, type PytorchExport, type TrainingFiles } from './export/pytorch.js';
 export { encodeOnnx, ONNX_INPUT, ONNX_LOGITS, ONNX_OPSET, ONNX_PROBABILITIES, saveOnnx, type ExportedModel } from './export/onnx.js';
 export type { Checkpoint } from './checkpoint/safetensors.js';
