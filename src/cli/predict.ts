@@ -26,7 +26,7 @@ interface PredictFlags {
 }
 
 /** Probabilities per trainer.predict() call (4 MB of float32), so memory does not grow with the rows. */
-const CHUNK_CELLS = 1 << 20;
+const BLOCK_CELLS = 1 << 20;
 /** Characters of text handed to the file or stream at once. */
 const PIECE_CHARS = 1 << 20;
 
@@ -124,19 +124,22 @@ export function predictionTable(trainer: Trainer, topK: number | undefined): Pre
   };
 }
 
-/** The model's predictions for the rows of `x`, block by block of bounded size, into `sink`. */
-async function writePredictions(trainer: Trainer, x: Float32Array, table: PredictionTable, sink: OutputSink): Promise<void> {
+/** The model's predictions for the rows of `x`, block by block of bounded size, into `sink`: at most
+ *  `blockCells` probabilities per trainer.predict call (one row at least), pieces of about `pieceChars`. */
+export async function writePredictions(
+  trainer: Trainer, x: Float32Array, table: PredictionTable, sink: OutputSink, blockCells = BLOCK_CELLS, pieceChars = PIECE_CHARS,
+): Promise<void> {
   const D = trainer.config.layers[0];
   const K = trainer.config.layers[trainer.config.layers.length - 1];
   const rows = x.length / D;
-  const block = Math.max(1, Math.floor(CHUNK_CELLS / K));
+  const block = Math.max(1, Math.floor(blockCells / K));
   let text = `${table.head}\n`;
   for (let r0 = 0; r0 < rows; r0 += block) {
     const n = Math.min(block, rows - r0);
     const probs = await trainer.predict(x.subarray(r0 * D, (r0 + n) * D));
     for (let r = 0; r < n; r++) {
       text += `${table.row(probs, r)}\n`;
-      if (text.length >= PIECE_CHARS) {
+      if (text.length >= pieceChars) {
         await sink.write(text);
         text = '';
       }
