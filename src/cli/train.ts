@@ -97,9 +97,11 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
   }
 }
 
-/** No file the run writes is one it reads or writes under another flag; --resume may be the run's --out. */
+/** No file the run writes is one it reads or writes under another flag. --resume may be the run's own
+ *  checkpoint, --out or --save-best (both resumable): it is read whole before either is written. */
 function checkRunFiles(flags: Flags): void {
-  const resume = flags.resume !== undefined && !sameFile(flags.resume, flags.out) ? flags.resume : undefined;
+  const own = (path: string): boolean => sameFile(path, flags.out) || (flags.saveBest !== undefined && sameFile(path, flags.saveBest));
+  const resume = flags.resume !== undefined && !own(flags.resume) ? flags.resume : undefined;
   checkDistinctFiles(
     [fileFlag('--out', flags.out), fileFlag('--save-best', flags.saveBest), fileFlag('--plot', flags.plot), fileFlag('--metrics', flags.metrics)],
     [
