@@ -4,8 +4,9 @@
 // this file, so it cannot close a cycle.
 
 export {
-  Trainer, predictedClass, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation, type EarlyStoppingOptions, type Monitor,
+  Trainer, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation, type EarlyStoppingOptions, type Monitor,
 } from './trainer.js';
+export { predictedClass } from './trainer.js';
 export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
 export type { LossOptions } from './loss-options.js';
 export { BestMetric, EARLY_STOPPING_DEFAULTS } from './early-stopping.js';
