@@ -135,6 +135,25 @@ describe('--top-k', () => {
     expect(r.err).toMatch(/^gradpool predict: --top-k: this model has one sigmoid output/);
   });
 
+  it('gives the k most probable of independent sigmoid outputs, labelled by index, with no predicted column', async () => {
+    const multi = join(dir, 'multi.safetensors');
+    const t = await Trainer.create({ layers: [4, 6, 5], loss: 'bce-with-logits', workers: 1, seed: 3 });
+    await t.save(multi);
+    const p = await t.predict(x);
+    await t.close();
+    const out = join(dir, 'multi.csv');
+    const r = await runCommand(predictMain, [multi, '--input', TEST, '--label-column', 'species', '--out', out, '--top-k', '3']);
+    expect(r.code, r.err).toBe(0);
+    const [head, ...rows] = readFileSync(out, 'utf8').trimEnd().split('\n');
+    expect(head).toBe('label_1,p_1,label_2,p_2,label_3,p_3');
+    rows.forEach((line, r) => {
+      const order = [0, 1, 2, 3, 4].sort((a, b) => p[r * 5 + b] - p[r * 5 + a] || a - b).slice(0, 3);
+      const cells = line.split(',');
+      expect([cells[0], cells[2], cells[4]].map(Number)).toEqual(order);
+      expect([cells[1], cells[3], cells[5]].map((c) => Math.fround(Number(c)))).toEqual(order.map((k) => p[r * 5 + k]));
+    });
+  });
+
   it('orders classes as a full sort does, equal probabilities by index, for small and large k', () => {
     const rng = new Rng(5);
     const K = 300;
