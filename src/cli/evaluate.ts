@@ -4,6 +4,7 @@
 
 import { Command, Option } from 'commander';
 import { loadIdx, reportText, type Trainer } from '../main/index.js';
+import { outputClosed } from './closed-output.js';
 import { modelLine, openModel } from './model-command.js';
 import { isIdxName, loadCsvForModel } from './model-data.js';
 import { matrixText } from './output.js';
@@ -49,6 +50,7 @@ export async function evaluateMain(argv: string[], out: NodeJS.WriteStream = pro
     const data = f.test !== undefined
       ? await loadCsvForModel(trainer, f.test, true, f.labelColumn)
       : await loadIdx(f.testImages as string, f.testLabels as string);
+    if (outputClosed(out)) return 0; // its reader has gone (`| head`): nothing to evaluate for
     const e = await trainer.evaluate(data);
     const names = trainer.preprocessing?.classNames ?? undefined;
     out.write(`data: ${f.test ?? f.testImages}, ${e.rows} rows\n`);

@@ -12,6 +12,7 @@ import {
 import { finite, parseFlags } from './parse.js';
 import type { Flags } from './program.js';
 import { failure, UsageError } from './usage-error.js';
+import { checkDistinctFiles, fileFlag, type FileFlag } from './writable.js';
 
 interface ExportFlags {
   onnx?: string;
@@ -42,6 +43,8 @@ export async function exportMain(argv: string[], out: NodeJS.WriteStream = proce
     if (f.onnx === undefined && program.getOptionValueSource('opset') === 'cli') throw new UsageError('--opset is the opset of --onnx: give --onnx <file.onnx> too');
     if (f.onnx === undefined && f.pytorch === undefined) throw new UsageError('nothing to export: give --onnx <file.onnx> or --pytorch <file.py>');
     const ckpt = await loadCheckpoint(path);
+    // What is written replaces neither the checkpoint nor the run's data files (the script reads them).
+    checkDistinctFiles([fileFlag('--onnx', f.onnx), fileFlag('--pytorch', f.pytorch)], [fileFlag('<checkpoint>', path), ...recordedDataFiles(ckpt, path)]);
     const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
     if (f.onnx !== undefined) {
       await saveOnnx(f.onnx, { config: ckpt.config, params: ckpt.params, preprocessing }, { opsetVersion: f.opset });
@@ -58,6 +61,18 @@ export async function exportMain(argv: string[], out: NodeJS.WriteStream = proce
   } catch (err) {
     return failure('gradpool export', err);
   }
+}
+
+/** The data files the run that wrote `ckpt` read, by the flags it recorded. */
+function recordedDataFiles(ckpt: Checkpoint, path: string): (FileFlag | null)[] {
+  const text = ckpt.metadata[RUN_KEY];
+  if (text === undefined) return [];
+  const run = parseMetadataJson(text) as Partial<Flags>;
+  const recorded = (flag: string, p: string | undefined): FileFlag | null => fileFlag(`${flag} (recorded in ${path})`, p);
+  return [
+    recorded('--train', run.train), recorded('--test', run.test), recorded('--train-images', run.trainImages),
+    recorded('--train-labels', run.trainLabels), recorded('--test-images', run.testImages), recorded('--test-labels', run.testLabels),
+  ];
 }
 
 /** The script for a checkpoint the training script wrote: its run's flags name the data files. */

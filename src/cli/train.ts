@@ -16,7 +16,7 @@ import { BEST_KEY, resolveRun, savedBest, savedRun } from './resume.js';
 import { checkDataFlags, loadRunData, type PreprocessingSource, type RunData } from './run-data.js';
 import { trainerOptions } from './trainer-options.js';
 import { failure, isUsageError, UsageError } from './usage-error.js';
-import { checkWritableFile } from './writable.js';
+import { checkDistinctFiles, checkWritableFile, fileFlag, sameFile } from './writable.js';
 
 /** fit()'s abort reason when a signal interrupts training. */
 class Interrupted extends Error {
@@ -71,6 +71,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     if (flags.metrics !== undefined) checkWritableFile('--metrics', flags.metrics);
     if (flags.saveBest !== undefined) checkWritableFile('--save-best', flags.saveBest);
     if (flags.plot !== undefined) checkWritableFile('--plot', flags.plot);
+    checkRunFiles(flags);
     metrics = new MetricsFile(flags.metrics);
     checkDataFlags(flags);
     const source = await preprocessingSource(trainer, flags);
@@ -97,6 +98,20 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     metrics?.close();
     await trainer?.close();
   }
+}
+
+/** No file the run writes is one it reads or writes under another flag. --resume may be the run's own
+ *  checkpoint, --out or --save-best (both resumable): it is read whole before either is written. */
+function checkRunFiles(flags: Flags): void {
+  const own = (path: string): boolean => sameFile(path, flags.out) || (flags.saveBest !== undefined && sameFile(path, flags.saveBest));
+  const resume = flags.resume !== undefined && !own(flags.resume) ? flags.resume : undefined;
+  checkDistinctFiles(
+    [fileFlag('--out', flags.out), fileFlag('--save-best', flags.saveBest), fileFlag('--plot', flags.plot), fileFlag('--metrics', flags.metrics)],
+    [
+      fileFlag('--train', flags.train), fileFlag('--test', flags.test), fileFlag('--train-images', flags.trainImages), fileFlag('--train-labels', flags.trainLabels),
+      fileFlag('--test-images', flags.testImages), fileFlag('--test-labels', flags.testLabels), fileFlag('--init', flags.init), fileFlag('--resume', resume),
+    ],
+  );
 }
 
 /**

@@ -10,7 +10,10 @@ import {
   type LossName, type Measurement, type TuneEntry,
 } from '../main/index.js';
 import { parseFlags, positiveInt, positiveIntList, positiveNumber } from './parse.js';
-import { checkWritableDir } from './writable.js';
+import { checkDistinctFiles, checkWritableDir, fileFlag } from './writable.js';
+
+/** The scaling curves' picture, beside the results file. */
+const TUNE_SVG = 'gradpool-tune.svg';
 
 interface TuneFlags {
   layers: number[];
@@ -34,7 +37,7 @@ export function buildTuneProgram(): Command {
     .addOption(new Option('--windows <n>', 'measured windows per worker count, after a warm-up').default(5).argParser(positiveInt()))
     .addOption(new Option('--window-seconds <s>', 'length of each window').default(0.5).argParser(positiveNumber()))
     .addOption(new Option('--data <source>', 'the bundled MNIST digits, or random inputs of the model\'s width').choices(['mnist', 'synthetic']).default('mnist'))
-    .addOption(new Option('--out-dir <dir>', `where ${TUNE_FILE} (results, read by --workers auto) and gradpool-tune.svg go`).default('.'))
+    .addOption(new Option('--out-dir <dir>', `where ${TUNE_FILE} (results, read by --workers auto) and ${TUNE_SVG} go`).default('.'))
     .showHelpAfterError(false)
     .exitOverride();
 }
@@ -45,6 +48,7 @@ export async function tuneMain(argv: string[], out: NodeJS.WriteStream = process
   const f = parsed.flags;
   try {
     checkWritableDir('--out-dir', f.outDir); // before minutes of measuring
+    checkDistinctFiles([fileFlag(`--out-dir's ${TUNE_FILE}`, join(f.outDir, TUNE_FILE)), fileFlag(`--out-dir's ${TUNE_SVG}`, join(f.outDir, TUNE_SVG))], []);
   } catch (err) {
     process.stderr.write(`gradpool tune: ${(err as Error).message}\n`);
     return 2;
@@ -72,7 +76,7 @@ export async function tuneMain(argv: string[], out: NodeJS.WriteStream = process
     }
     const dir = resolve(f.outDir);
     for (const e of entries) await saveTuneEntry(join(dir, TUNE_FILE), e);
-    const svg = join(dir, 'gradpool-tune.svg');
+    const svg = join(dir, TUNE_SVG);
     await writeFile(svg, scalingSvg(`gradpool: MLP ${f.layers.join('-')}, samples/s and efficiency by workers`, series, limit.cpus));
     out.write(`\nsaved ${join(dir, TUNE_FILE)} (read by --workers auto) and ${svg}\n`);
     return 0;

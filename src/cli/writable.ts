@@ -1,9 +1,10 @@
 // The output paths of the command line checked before any work: a file path that is not a folder, in
 // a folder that exists and that this process can create files in (made and removed once), so that a
-// run does not train for an epoch to find out it cannot save.
+// run does not train for an epoch to find out it cannot save; and that no file written is a file read,
+// or written twice, so that no output replaces the data or another output.
 
-import { closeSync, openSync, rmSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { closeSync, openSync, realpathSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { UsageError } from './usage-error.js';
 
 /** Throws a UsageError naming `flag` unless `path` can be written as a file. */
@@ -33,5 +34,61 @@ function kind(path: string): 'missing' | 'file' | 'folder' {
     return statSync(path).isDirectory() ? 'folder' : 'file';
   } catch {
     return 'missing';
+  }
+}
+
+/** A file a command reads or writes, by the flag (or argument, `<model>`) that names it. */
+export interface FileFlag {
+  flag: string;
+  path: string;
+}
+
+/** The file `flag` names, or null when the flag is not given (or names standard output, '-'). */
+export function fileFlag(flag: string, path: string | undefined): FileFlag | null {
+  return path === undefined || path === '-' ? null : { flag, path };
+}
+
+/**
+ * Throws a UsageError naming both flags and the path when a file the command writes is a file it reads,
+ * or a file it also writes under another flag: compared as files, not as strings, so `./v.csv`,
+ * `data/../v.csv`, a symbolic link to it and a hard link are all `v.csv`.
+ */
+export function checkDistinctFiles(writes: (FileFlag | null)[], reads: (FileFlag | null)[]): void {
+  const seen: { use: FileFlag; id: string; written: boolean }[] = [];
+  for (const use of reads) if (use !== null) seen.push({ use, id: fileIdentity(use.path), written: false });
+  for (const use of writes) {
+    if (use === null) continue;
+    const id = fileIdentity(use.path);
+    const other = seen.find((s) => s.id === id);
+    if (other !== undefined) {
+      const where = other.use.path === use.path ? use.path : `${use.path}, and ${other.use.path}`;
+      const harm = other.written ? 'one output would overwrite the other' : `${use.flag} would overwrite the input ${other.use.flag} reads`;
+      throw new UsageError(`${use.flag} and ${other.use.flag} name the same file (${where}): ${harm}; give ${use.flag} another path`);
+    }
+    seen.push({ use, id, written: true });
+  }
+}
+
+/** True when the two paths name the same file (see fileIdentity). */
+export function sameFile(a: string, b: string): boolean {
+  return fileIdentity(a) === fileIdentity(b);
+}
+
+/**
+ * What makes two paths the same file: its device and inode when it exists (through symbolic links and
+ * hard links), else the real path of its folder and its name (a file not written yet). A path whose
+ * folder does not exist either is compared by its absolute form; the command fails on it later anyway.
+ */
+function fileIdentity(path: string): string {
+  const full = resolve(path);
+  try {
+    const s = statSync(full);
+    return `inode ${s.dev}:${s.ino}`;
+  } catch {
+    try {
+      return `path ${join(realpathSync(dirname(full)), basename(full))}`;
+    } catch {
+      return `path ${full}`;
+    }
   }
 }

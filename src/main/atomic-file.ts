@@ -17,22 +17,69 @@ function tempName(path: string, pid: number): string {
  * is untouched, and the error is a FileError naming `path` with the file system's reason.
  */
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  const file = await openAtomicFile(path);
+  await file.write(data); // a failed write has removed the temporary file
+  await file.commit();
+}
+
+/** A file written piece by piece beside its target, and put in place whole by commit(). */
+export interface AtomicFile {
+  /** Appends `data`; resolves once the file system has taken it (so a writer of many pieces holds one). */
+  write(data: Uint8Array | string): Promise<void>;
+  /** Fsyncs the file and renames it over the target; the folder entry is then made durable. */
+  commit(): Promise<void>;
+  /** Removes the temporary file: whatever was at the target is untouched. */
+  discard(): Promise<void>;
+}
+
+/**
+ * Opens a temporary file beside `path` for writing in pieces (predictions of any size, in bounded
+ * memory). Every failure, of any step, removes the temporary file and is a FileError naming `path`.
+ */
+export async function openAtomicFile(path: string): Promise<AtomicFile> {
   await removeStaleTemps(path);
   const tmp = tempName(path, process.pid);
   let file: FileHandle | undefined;
-  try {
-    file = await open(tmp, 'wx');
-    await file.writeFile(data);
-    await file.sync();
-    await file.close();
-    file = undefined;
-    await rename(tmp, path);
-  } catch (err) {
+  const fail = async (err: unknown): Promise<never> => {
     await file?.close().catch(() => undefined);
+    file = undefined;
     await rm(tmp, { force: true }).catch(() => undefined);
     throw new FileError(path, err instanceof Error ? err : new Error(String(err)));
+  };
+  try {
+    file = await open(tmp, 'wx');
+  } catch (err) {
+    return fail(err);
   }
-  // Makes the rename itself durable. Best effort: some platforms (Windows) cannot open a directory.
+  return {
+    async write(data) {
+      if (file === undefined) throw new FileError(path, new Error('the file was already committed or discarded'));
+      // writeFile on a handle writes from its position, all of data: pieces follow each other.
+      await file.writeFile(data).catch(fail);
+    },
+    async commit() {
+      if (file === undefined) throw new FileError(path, new Error('the file was already committed or discarded'));
+      try {
+        await file.sync();
+        await file.close();
+        file = undefined;
+        await rename(tmp, path);
+      } catch (err) {
+        await fail(err);
+      }
+      await syncFolder(path);
+    },
+    async discard() {
+      await file?.close().catch(() => undefined);
+      file = undefined;
+      await rm(tmp, { force: true }).catch(() => undefined);
+    },
+  };
+}
+
+/** Makes a rename into `path`'s folder durable. Best effort: some platforms (Windows) cannot open a
+ *  directory; the data is already safe in the renamed file, only the directory entry may lag. */
+async function syncFolder(path: string): Promise<void> {
   try {
     const dir = await open(dirname(path), 'r');
     try {
@@ -41,7 +88,7 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
       await dir.close();
     }
   } catch {
-    // the data is already safe in the renamed file; only the directory entry may lag
+    // see above
   }
 }
 

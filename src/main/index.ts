@@ -6,6 +6,7 @@
 export {
   Trainer, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation, type EarlyStoppingOptions, type Monitor,
 } from './trainer.js';
+export { predictedClass } from './trainer.js';
 export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
 export type { LossOptions } from './loss-options.js';
 export { BestMetric, EARLY_STOPPING_DEFAULTS } from './early-stopping.js';
@@ -30,7 +31,7 @@ export {
 export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
-export { writeFileAtomic } from './atomic-file.js';
+export { openAtomicFile, writeFileAtomic, type AtomicFile } from './atomic-file.js';
 export { pytorchScript, savePytorchScript, type PytorchExport, type TrainingFiles } from './export/pytorch.js';
 export {
   encodeOnnx, ONNX_DEFAULT_OPSET, ONNX_INPUT, ONNX_IR_VERSIONS, ONNX_LOGITS, ONNX_MAX_OPSET, ONNX_MIN_OPSET, ONNX_PROBABILITIES, resolveOpsetVersion, saveOnnx,

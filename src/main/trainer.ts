@@ -518,7 +518,7 @@ export class Trainer {
     const rows = p.length / K;
     const out = new Array<string>(rows);
     for (let r = 0; r < rows; r++) {
-      const c = K === 1 ? (p[r] >= 0.5 ? 1 : 0) : argmax(p, r * K, K);
+      const c = predictedClass(p, r, K);
       out[r] = names === null ? String(c) : names[c];
     }
     return out;
@@ -660,7 +660,13 @@ function savedOptions(ckpt: Checkpoint, path: string): Partial<TrainerOptions> {
   }
 }
 
-function argmax(p: Float32Array, base: number, K: number): number {
+/**
+ * The class row `row` of probabilities (N, K) predicts: the most probable output (the first of equals),
+ * or for one sigmoid output, class 1 when its probability is at least 0.5.
+ */
+export function predictedClass(p: Float32Array, row: number, K: number): number {
+  if (K === 1) return p[row] >= 0.5 ? 1 : 0;
+  const base = row * K;
   let best = 0;
   for (let k = 1; k < K; k++) if (p[base + k] > p[base + best]) best = k;
   return best;
