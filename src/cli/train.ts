@@ -113,13 +113,23 @@ function checkRunFlags(flags: Flags, data: RunData, resumed: Trainer | null): vo
   }
   const K = layers[layers.length - 1];
   if (resumed === null && data.train.y instanceof Int32Array && data.train.targetColumns === 1 && K > 1) {
+    // A row holding the largest label, in the training or the held-out rows: as likely a typo in
+    // the data as a wrong --layers.
     let top = -1;
-    for (const v of data.train.y) if (v > top) top = v;
+    let at = '';
+    for (const part of [data.train, data.validation]) {
+      part?.y.forEach((v, r) => {
+        if (v > top) [top, at] = [v, part.rowName(r)];
+      });
+    }
     if (top >= K) {
-      const classes = data.train.classNames?.length ?? top + 1;
+      const names = data.train.classNames;
+      const classes = names?.length ?? top + 1;
+      const label = names === undefined ? `${top}` : `'${names[top]}'`;
       throw new UsageError(
-        `--layers ${layers.join(',')} ends in ${K} outputs, but the training labels go up to class ${top} (${classes} classes); ` +
-          `end --layers in ${classes} (e.g. --layers ${[...layers.slice(0, -1), classes].join(',')})`,
+        `--layers ${layers.join(',')} ends in ${K} outputs, but the training labels go up to class ${top} (${classes} classes; ` +
+          `label ${label} at ${at}); end --layers in ${classes} (e.g. --layers ${[...layers.slice(0, -1), classes].join(',')}), ` +
+          'or correct the label there',
       );
     }
   }
