@@ -2,11 +2,19 @@
 // names, gzip and UTF-16 CSV files, IDX files swapped, devices instead of files, and training data that
 // changed under a --resume. Every file is written here by hand, independent of the code that reads it.
 
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from './helpers.js';
+import { evaluateMain } from '../src/cli/evaluate.js';
+import { predictMain } from '../src/cli/predict.js';
+import { DataError, loadCheckpoint, loadIdx } from '../src/main/index.js';
+import { idx } from './files.js';
+import { runCli, runCommand } from './helpers.js';
+
+const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-user-files-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -29,5 +37,88 @@ describe('a label beyond --layers', () => {
     expect(r.code).toBe(2);
     expect(r.err).toContain(`ends in 10 outputs, but the training labels go up to class 11 (12 classes; label 11 at ${path} line 18)`);
     expect(r.err).toContain('end --layers in 12 (e.g. --layers 2,12), or correct the label there');
+  });
+});
+
+describe('IDX files mixed up', () => {
+  // 3 images of 2 x 3 and their 3 labels, with each other's magic: the header's sizes do not fit the data.
+  const pixels = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17];
+  const labelsWithImagesMagic = (): Uint8Array => {
+    const bytes = idx(0x08, [3], [1, 2, 0]);
+    bytes[3] = 3; // magic 0x00000803: three sizes, the second and third read from the labels
+    return bytes;
+  };
+  const imagesWithLabelsMagic = (): Uint8Array => {
+    const bytes = idx(0x08, [3, 2, 3], pixels);
+    bytes[3] = 1; // magic 0x00000801: one size, the rest read as data
+    return bytes;
+  };
+
+  it('names images where labels were expected, not a truncated file', async () => {
+    const images = join(dir, 'images-ok');
+    const labels = join(dir, 'labels-803');
+    writeFileSync(images, idx(0x08, [3, 2, 3], pixels));
+    writeFileSync(labels, labelsWithImagesMagic());
+    const err = await loadIdx(images, labels).then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(DataError);
+    expect(String((err as Error).message)).toMatch(new RegExp(
+      `^${escape(labels)}: images where labels were expected: the IDX header \\(magic 0x00000803\\) declares 3 dimensions, as images files do ` +
+        '\\(labels have 1, magic 0x00000801\\), and the data does not fit it\\nhint: check that the images and labels files are not swapped'));
+    expect((err as Error).message).not.toMatch(/truncated|fetch it again/);
+  });
+
+  it('names labels where images were expected, gzipped too', async () => {
+    const images = join(dir, 'images-801.gz');
+    const labels = join(dir, 'labels-ok');
+    writeFileSync(images, gzipSync(imagesWithLabelsMagic()));
+    writeFileSync(labels, idx(0x08, [3], [1, 2, 0]));
+    await expect(loadIdx(images, labels)).rejects.toThrow(
+      `${images}: labels where images were expected: the IDX header (magic 0x00000801) declares 1 dimension, as labels files do ` +
+        '(images have at least 2, magic 0x00000803), and the data does not fit it');
+  });
+
+  it('names the mix-up under the CLI, exit 2', async () => {
+    const images = join(dir, 'cli-images');
+    const labels = join(dir, 'cli-labels');
+    writeFileSync(images, idx(0x08, [3, 2, 3], pixels));
+    writeFileSync(labels, labelsWithImagesMagic());
+    const r = await runCli(['--data', 'idx', '--train-images', images, '--train-labels', labels, '--layers', '6,3', '--epochs', '1',
+      '--out', join(dir, 'never.safetensors')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(`${labels}: images where labels were expected`);
+  });
+});
+
+describe('inputs read whole must be regular files', () => {
+  // /dev/zero and /dev/urandom never end: read whole, they grow without bound. Each is refused at once.
+  it.each([
+    ['--train-images', ['--data', 'idx', '--train-images', '/dev/zero', '--train-labels', '/dev/zero', '--layers', '6,3']],
+    ['--resume', ['--resume', '/dev/zero']],
+    ['--init', ['--init', '/dev/zero', '--layers', '784,10']],
+  ])('refuses %s /dev/zero naming the flag, exit 2', async (flag, args) => {
+    const r = await runCli([...args, '--epochs', '1', '--out', join(dir, 'never.safetensors')]);
+    expect(r.err).toBe(`gradpool: ${flag} /dev/zero: is a character device, not a regular file; expected a file\n`);
+    expect(r.code).toBe(2);
+  });
+
+  it('refuses /dev/urandom as the model to evaluate or predict with, exit 2', async () => {
+    const csv = join(dir, 'eval.csv');
+    writeFileSync(csv, csvText(10, 3));
+    const e = await runCommand(evaluateMain, ['/dev/urandom', '--test', csv]);
+    expect(e.err).toBe('gradpool evaluate: the model /dev/urandom: is a character device, not a regular file; expected a file\n');
+    expect(e.code).toBe(2);
+    const p = await runCommand(predictMain, ['/dev/urandom', '--input', csv, '--out', join(dir, 'p.csv')]);
+    expect(p.err).toBe('gradpool predict: the model /dev/urandom: is a character device, not a regular file; expected a file\n');
+    expect(p.code).toBe(2);
+  });
+
+  it('refuses a device or a FIFO in the library too, without waiting for a writer', async () => {
+    const fifo = join(dir, 'fifo');
+    execFileSync('mkfifo', [fifo]);
+    for (const path of ['/dev/zero', fifo]) {
+      const kind = path === fifo ? 'a FIFO \\(named pipe\\)' : 'a character device';
+      await expect(loadCheckpoint(path)).rejects.toThrow(new RegExp(`${escape(path)}: is ${kind}, not a checkpoint file; expected a regular file`));
+      await expect(loadIdx(path, path)).rejects.toThrow(new RegExp(`${escape(path)}: is ${kind}, not a regular file; expected an IDX file`));
+    }
   });
 });

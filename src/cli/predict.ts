@@ -10,7 +10,7 @@ import { modelLine, openModel } from './model-command.js';
 import { isIdxName, loadCsvForModel } from './model-data.js';
 import { parseFlags, positiveInt } from './parse.js';
 import { failure } from './usage-error.js';
-import { checkWritableFile } from './writable.js';
+import { checkRegularFiles, checkWritableFile } from './writable.js';
 
 interface PredictFlags {
   input: string;
@@ -42,6 +42,7 @@ export async function predictMain(argv: string[], out: NodeJS.WriteStream = proc
   let trainer: Trainer | null = null;
   try {
     if (!toStdout) checkWritableFile('--out', f.out);
+    checkRegularFiles([['the model', modelPath], ['--input', isIdxName(f.input) ? f.input : undefined]]);
     trainer = await openModel(modelPath, f.workers);
     log.write(modelLine(trainer, modelPath));
     const data = isIdxName(f.input) ? await loadIdx(f.input) : await loadCsvForModel(trainer, f.input, false, f.labelColumn);

@@ -16,7 +16,7 @@ import { BEST_KEY, resolveRun, savedBest, savedRun } from './resume.js';
 import { checkDataFlags, loadRunData, type PreprocessingSource, type RunData } from './run-data.js';
 import { trainerOptions } from './trainer-options.js';
 import { failure, isUsageError, UsageError } from './usage-error.js';
-import { checkWritableFile } from './writable.js';
+import { checkRegularFiles, checkWritableFile } from './writable.js';
 
 /** fit()'s abort reason when a signal interrupts training. */
 class Interrupted extends Error {
@@ -53,7 +53,10 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
   if ('code' in parsed) return parsed.code;
   let run: { flags: Flags; resumed: Trainer | null };
   try {
-    run = await resolveRun(program, parsed.flags);
+    const f = parsed.flags;
+    checkRegularFiles([['--resume', f.resume], ['--init', f.init], ['--train-images', f.trainImages], ['--train-labels', f.trainLabels],
+      ['--test-images', f.testImages], ['--test-labels', f.testLabels]]);
+    run = await resolveRun(program, f);
   } catch (err) {
     if (isUsageError(err)) return failure('gradpool', err);
     throw err;

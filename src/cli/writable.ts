@@ -4,6 +4,7 @@
 
 import { closeSync, openSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { fileKind } from '../main/index.js';
 import { UsageError } from './usage-error.js';
 
 /** Throws a UsageError naming `flag` unless `path` can be written as a file. */
@@ -33,5 +34,23 @@ function kind(path: string): 'missing' | 'file' | 'folder' {
     return statSync(path).isDirectory() ? 'folder' : 'file';
   } catch {
     return 'missing';
+  }
+}
+
+/** Throws a UsageError naming the flag and the path for an input read whole (an IDX file, a checkpoint)
+ *  that exists but is not a regular file (a device such as /dev/zero, a FIFO): reading it would not end.
+ *  A missing file or a folder is left to the loader, which names it too. */
+export function checkRegularFiles(inputs: [flag: string, path: string | undefined][]): void {
+  for (const [flag, path] of inputs) {
+    if (path === undefined) continue;
+    let stats;
+    try {
+      stats = statSync(path);
+    } catch {
+      continue;
+    }
+    if (!stats.isFile() && !stats.isDirectory()) {
+      throw new UsageError(`${flag} ${path}: is ${fileKind(stats)}, not a regular file; expected a file`);
+    }
   }
 }

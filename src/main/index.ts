@@ -30,6 +30,7 @@ export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preproces
 export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
 export { writeFileAtomic } from './atomic-file.js';
+export { fileKind } from './regular-file.js';
 export { pytorchScript, savePytorchScript, type PytorchExport, type TrainingFiles } from './export/pytorch.js';
 export { encodeOnnx, ONNX_INPUT, ONNX_LOGITS, ONNX_OPSET, ONNX_PROBABILITIES, saveOnnx, type ExportedModel } from './export/onnx.js';
 export type { Checkpoint } from './checkpoint/safetensors.js';
