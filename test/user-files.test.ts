@@ -3,14 +3,14 @@
 // changed under a --resume. Every file is written here by hand, independent of the code that reads it.
 
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { evaluateMain } from '../src/cli/evaluate.js';
 import { predictMain } from '../src/cli/predict.js';
-import { DataError, loadCheckpoint, loadIdx } from '../src/main/index.js';
+import { DataError, loadCheckpoint, loadCsv, loadIdx } from '../src/main/index.js';
 import { idx } from './files.js';
 import { runCli, runCommand } from './helpers.js';
 
@@ -120,5 +120,49 @@ describe('inputs read whole must be regular files', () => {
       await expect(loadCheckpoint(path)).rejects.toThrow(new RegExp(`${escape(path)}: is ${kind}, not a checkpoint file; expected a regular file`));
       await expect(loadIdx(path, path)).rejects.toThrow(new RegExp(`${escape(path)}: is ${kind}, not a regular file; expected an IDX file`));
     }
+  });
+});
+
+describe('duplicate header names', () => {
+  const text = 'a,a,c,label\n' + Array.from({ length: 12 }, (_, r) => `${r},${r % 3},${r % 4},${r % 2}`).join('\n') + '\n';
+
+  it('are refused when training, naming the columns and how to fix them, exit 2', async () => {
+    const path = join(dir, 'dup.csv');
+    writeFileSync(path, text);
+    const out = join(dir, 'dup.safetensors');
+    const r = await runCli(['--data', 'csv', '--train', path, '--label-column', 'label', '--layers', '3,2', '--epochs', '1', '--out', out]);
+    expect(r.err).toBe(`gradpool: ${path}: the header (line 1) gives the same name to several columns: 'a' at columns 0, 1 (0-based); ` +
+      'each column needs its own name, since the model records its feature columns by name\n' +
+      "hint: rename the columns in the header line so that each name is unique (e.g. 'a_1', 'a_2')\n");
+    expect(r.code).toBe(2);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('are refused even in a column left out; evaluate and predict refuse such a file too, with the same fix', async () => {
+    const path = join(dir, 'dup-ignored.csv');
+    writeFileSync(path, text.replace('a,a,c,label', 'a,c,c,label'));
+    const r = await runCli(['--data', 'csv', '--train', path, '--label-column', 'label', '--ignore-columns', '2', '--layers', '2,2',
+      '--epochs', '1', '--out', join(dir, 'never.safetensors')]);
+    expect(r.err).toContain("'c' at columns 1, 2 (0-based)");
+    expect(r.code).toBe(2);
+    // A model trained on the file without its duplicate: evaluate and predict given the file with it.
+    const clean = join(dir, 'clean.csv');
+    writeFileSync(clean, text.replace('a,a,c,label', 'a,c,d,label'));
+    const out = join(dir, 'clean.safetensors');
+    const t = await runCli(['--data', 'csv', '--train', clean, '--label-column', 'label', '--ignore-columns', 'd', '--layers', '2,2',
+      '--epochs', '1', '--validation-split', '0', '--out', out]);
+    expect(t.code).toBe(0);
+    for (const [main, args] of [[evaluateMain, [out, '--test', path]], [predictMain, [out, '--input', path, '--out', join(dir, 'p.csv')]]] as const) {
+      const e = await runCommand(main, [...args]);
+      expect(e.err).toMatch(/'c' is ambiguous; the header \(line 1\) has it at columns 1, 2\nhint: rename the columns in the header line so that each name is unique\n$/);
+      expect(e.code).toBe(2);
+    }
+  });
+
+  it('are refused by loadCsv, every name listed', async () => {
+    const path = join(dir, 'dup-lib.csv');
+    writeFileSync(path, 'x,y,x,y,label\n1,2,3,4,0\n');
+    await expect(loadCsv(path, { labelColumns: ['label'] })).rejects.toThrow(
+      `${path}: the header (line 1) gives the same name to several columns: 'x' at columns 0, 2; 'y' at columns 1, 3 (0-based)`);
   });
 });
