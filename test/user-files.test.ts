@@ -166,3 +166,76 @@ describe('duplicate header names', () => {
       `${path}: the header (line 1) gives the same name to several columns: 'x' at columns 0, 2; 'y' at columns 1, 3 (0-based)`);
   });
 });
+
+describe('CSV files gzipped or in UTF-16', () => {
+  const text = csvText(40, 3);
+  const plainPath = join(dir, 'plain.csv');
+  writeFileSync(plainPath, text);
+  const same = async (path: string): Promise<void> => {
+    const [want, got] = await Promise.all([loadCsv(plainPath, { labelColumns: ['label'] }), loadCsv(path, { labelColumns: ['label'] })]);
+    expect(Array.from(got.x)).toEqual(Array.from(want.x));
+    expect(Array.from(got.y)).toEqual(Array.from(want.y));
+    expect(got.featureNames).toEqual(['a', 'b']);
+    expect(got.rowName(5)).toBe(`${path} line 7`);
+  };
+  /** UTF-16 by hand: each UTF-16 code unit as two bytes, the byte-order mark first. */
+  const utf16 = (s: string, bigEndian: boolean): Buffer => {
+    const out = Buffer.alloc(2 * (s.length + 1));
+    const put = (i: number, u: number): void => {
+      out[2 * i + (bigEndian ? 0 : 1)] = u >> 8;
+      out[2 * i + (bigEndian ? 1 : 0)] = u & 0xff;
+    };
+    put(0, 0xfeff);
+    for (let i = 0; i < s.length; i++) put(i + 1, s.charCodeAt(i));
+    return out;
+  };
+
+  it('reads a gzip file as the file it holds, found by its magic bytes whatever its name', async () => {
+    for (const name of ['train.csv.gz', 'train-gz.csv']) {
+      const path = join(dir, name);
+      writeFileSync(path, gzipSync(text));
+      await same(path);
+    }
+  });
+
+  it('reads UTF-16 LE and BE by their byte-order mark, and a UTF-8 mark inside a gzip file', async () => {
+    for (const [name, bytes] of [['le.csv', utf16(text, false)], ['be.csv', utf16(text, true)], ['bom.csv.gz', gzipSync(`\uFEFF${text}`)],
+      ['le.csv.gz', gzipSync(utf16(text, false))]] as const) {
+      const path = join(dir, name);
+      writeFileSync(path, bytes);
+      await same(path);
+    }
+  });
+
+  it('refuses UTF-16 without a mark and UTF-32, naming the encoding', async () => {
+    const noMark = join(dir, 'nomark.csv');
+    writeFileSync(noMark, utf16(text, false).subarray(2));
+    await expect(loadCsv(noMark, { labelColumns: ['label'] })).rejects.toThrow(
+      `${noMark}: the file looks like UTF-16LE text without a byte-order mark (every other byte is 0)`);
+    const utf32 = join(dir, 'utf32.csv');
+    writeFileSync(utf32, Buffer.from([0xff, 0xfe, 0, 0, 0x61, 0, 0, 0]));
+    await expect(loadCsv(utf32, { labelColumns: ['label'] })).rejects.toThrow(`${utf32}: the file is UTF-32 text (its byte-order mark)`);
+  });
+
+  it('keeps the line limit on the gunzipped text (a gzip bomb of one endless line) and names a cut gzip file', async () => {
+    const bomb = join(dir, 'bomb.csv.gz');
+    writeFileSync(bomb, gzipSync(Buffer.alloc(20_000_000, 0x37))); // 20 MB of '7', no line break: 20 kB on disk
+    await expect(loadCsv(bomb, { labelColumns: ['label'], maxLineLength: 1000 })).rejects.toThrow(
+      `${bomb} line 1: a row longer than 1000 characters (options.maxLineLength)`);
+    const cut = join(dir, 'cut.csv.gz');
+    const whole = gzipSync(text);
+    writeFileSync(cut, whole.subarray(0, whole.length - 12));
+    await expect(loadCsv(cut, { labelColumns: ['label'] })).rejects.toThrow(
+      new RegExp(`^${escape(cut)}: starts like a gzip file \\(bytes 1f 8b\\) but cannot be gunzipped \\(unexpected end of file\\)`));
+  });
+
+  it('trains from a .csv.gz file under the CLI', async () => {
+    const path = join(dir, 'cli.csv.gz');
+    writeFileSync(path, gzipSync(text));
+    const r = await runCli(['--data', 'csv', '--train', path, '--label-column', 'label', '--layers', '2,3', '--epochs', '1',
+      '--out', join(dir, 'gz.safetensors')]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(`CSV ${path}, 40 train`);
+  });
+});
