@@ -3,6 +3,7 @@
 // changed under a --resume. Every file is written here by hand, independent of the code that reads it.
 
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,9 +11,9 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { evaluateMain } from '../src/cli/evaluate.js';
 import { predictMain } from '../src/cli/predict.js';
-import { DataError, loadCheckpoint, loadCsv, loadIdx } from '../src/main/index.js';
+import { DataError, loadCheckpoint, loadCsv, loadIdx, saveCheckpoint, Trainer } from '../src/main/index.js';
 import { idx } from './files.js';
-import { runCli, runCommand } from './helpers.js';
+import { runCli, runCommand, trainers } from './helpers.js';
 
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
@@ -237,5 +238,78 @@ describe('CSV files gzipped or in UTF-16', () => {
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toContain(`CSV ${path}, 40 train`);
+  });
+});
+
+describe('--resume on training data that changed', () => {
+  const { keep } = trainers();
+  // 40 rows of 2 features, 3 classes, written out in the test; the fingerprint is checked against a
+  // SHA-256 of the same float32 and int32 bytes computed here.
+  const x = Float32Array.from({ length: 80 }, (_, i) => ((i * 37) % 11) / 11);
+  const y = Int32Array.from({ length: 40 }, (_, r) => r % 3);
+  const options = { layers: [2, 4, 3], lr: 0.1, batchSize: 8, workers: 1, seed: 3 };
+  const saved = async (name: string): Promise<string> => {
+    const t = keep(await Trainer.create(options));
+    await t.fit({ x, y }, { epochs: 1 });
+    const path = join(dir, name);
+    await t.save(path);
+    return path;
+  };
+
+  it('records the rows and a SHA-256 of the features and targets in the checkpoint', async () => {
+    const ckpt = await loadCheckpoint(await saved('print.safetensors'));
+    const sha = createHash('sha256').update(new Uint8Array(x.buffer)).update(new Uint8Array(y.buffer)).digest('hex');
+    expect(JSON.parse(ckpt.metadata['gradpool.data'])).toEqual({ rows: 40, features: 2, sha256: sha });
+  });
+
+  it('refuses other rows or other values, naming what changed; allowDataChange continues knowingly', async () => {
+    const path = await saved('resume.safetensors');
+    const other = x.slice();
+    other[13] += 0.5;
+    const fewer = { x: x.subarray(0, 78), y: y.subarray(0, 39) };
+    const t = keep(await Trainer.load(path));
+    await expect(t.fit({ x: other, y })).rejects.toThrow(
+      /^training data: not the data this run was trained on \(as its checkpoint records it\): it had the same 40 rows of 2 features but other values \(SHA-256 of the features and targets [0-9a-f]{12}\.\.\. then, [0-9a-f]{12}\.\.\. now\)\nhint: resume with the same training data, or give fit options\.allowDataChange: true/);
+    const u = keep(await Trainer.load(path));
+    await expect(u.fit(fewer)).rejects.toThrow('it had 40 rows of 2 features, this data has 39 rows of 2 features');
+    expect(u.progress.epoch).toBe(1); // nothing trained
+    const v = keep(await Trainer.load(path));
+    await v.fit({ x: other, y }, { allowDataChange: true });
+    expect(v.progress.epoch).toBe(2);
+    // The run now records the new data: a resume from it accepts that data and refuses the old.
+    await v.save(path);
+    await keep(await Trainer.load(path)).fit({ x: other, y });
+    await expect(keep(await Trainer.load(path)).fit({ x, y })).rejects.toThrow('but other values');
+    const same = keep(await Trainer.load(await saved('same.safetensors')));
+    await same.fit({ x, y });
+    expect(same.progress.epoch).toBe(2);
+  });
+
+  it('resumes a checkpoint that records no data (written before gradpool did) on any data', async () => {
+    const path = await saved('old.safetensors');
+    const ckpt = await loadCheckpoint(path);
+    const extra = Object.fromEntries(Object.entries(ckpt.metadata).filter(([k]) => !['format', 'gradpool.version', 'config',
+      'gradpool.sha256', 'gradpool.header-sha256', 'gradpool.data'].includes(k)));
+    await saveCheckpoint(path, ckpt.config, ckpt.params, extra, ckpt.tensors);
+    expect((await loadCheckpoint(path)).metadata['gradpool.data']).toBeUndefined();
+    const t = keep(await Trainer.load(path));
+    await t.fit({ x: x.subarray(0, 78), y: y.subarray(0, 39) });
+    expect(t.progress.epoch).toBe(2);
+  });
+
+  it('names --allow-data-change under the CLI, and trains with it', async () => {
+    const path = join(dir, 'resume.csv');
+    writeFileSync(path, csvText(40, 3));
+    const out = join(dir, 'resume-cli.safetensors');
+    const first = await runCli(['--data', 'csv', '--train', path, '--label-column', 'label', '--layers', '2,3', '--epochs', '1', '--out', out]);
+    expect(first.code).toBe(0);
+    writeFileSync(path, csvText(40, 3).replace('\n0,0,0\n', '\n0,0.25,0\n')); // one value of the first row
+    const r = await runCli(['--resume', out, '--epochs', '1']);
+    expect(r.err).toMatch(/^gradpool: training data: not the data this run was trained on \(as its checkpoint records it\): it had the same 36 rows of 2 features but other values .*\nhint: resume with the same training data, or give --allow-data-change to continue on this data knowingly\n$/);
+    expect(r.code).toBe(2);
+    const ok = await runCli(['--resume', out, '--epochs', '1', '--allow-data-change']);
+    expect(ok.err).toBe('');
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/^epoch 2\//m);
   });
 });

@@ -208,6 +208,7 @@ async function train(
     await trainer.fit(data.train, {
       signal: interrupt.signal,
       epochs,
+      allowDataChange: flags.allowDataChange,
       validation: data.validation,
       earlyStopping: early,
       onStep: (s) => {

@@ -34,6 +34,11 @@ export interface FitOptions {
    *  of the steps; 1 gives the workers one step at a time, with onStep called after each before the next
    *  begins (slower: the coordinator wakes every step). The results are the same bits either way. */
   stepsPerExecution?: number | 'auto';
+  /** The first fit() after Trainer.load() continues the checkpoint's run, and refuses training data
+   *  other than the data the checkpoint records (its rows and a SHA-256 of its values): true continues
+   *  on this data knowingly. Default false. A checkpoint that records no data (written before gradpool
+   *  did) is not checked. */
+  allowDataChange?: boolean;
 }
 
 export type Monitor = 'valLoss' | 'valAccuracy' | 'trainLoss' | 'trainAccuracy';
