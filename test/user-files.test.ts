@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { evaluateMain } from '../src/cli/evaluate.js';
+import { plotMain } from '../src/cli/plot.js';
 import { predictMain } from '../src/cli/predict.js';
 import { DataError, loadCheckpoint, loadCsv, loadIdx, saveCheckpoint, Trainer } from '../src/main/index.js';
 import { idx } from './files.js';
@@ -311,5 +312,13 @@ describe('--resume on training data that changed', () => {
     expect(ok.err).toBe('');
     expect(ok.code).toBe(0);
     expect(ok.out).toMatch(/^epoch 2\//m);
+  });
+});
+
+describe('a device given to plot', () => {
+  it('is refused naming it, exit 2', async () => {
+    const r = await runCommand(plotMain, ['/dev/zero', '--out', join(dir, 'never.svg')]);
+    expect(r.err).toBe('gradpool plot: the metrics file /dev/zero: is a character device, not a regular file; expected a file\n');
+    expect(r.code).toBe(2);
   });
 });

@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { curvesSvg, DataError, epochsFromMetrics, writeFileAtomic } from '../main/index.js';
 import { parseFlags } from './parse.js';
 import { failure } from './usage-error.js';
+import { checkRegularFiles } from './writable.js';
 
 export function buildPlotProgram(): Command {
   return new Command('gradpool plot')
@@ -22,6 +23,7 @@ export async function plotMain(argv: string[], out: NodeJS.WriteStream = process
   if ('code' in parsed) return parsed.code;
   const path = program.args[0];
   try {
+    checkRegularFiles([['the metrics file', path]]);
     let text: string;
     try {
       text = await readFile(path, 'utf8');

@@ -1,6 +1,7 @@
 // The output paths of the command line checked before any work: a file path that is not a folder, in
 // a folder that exists and that this process can create files in (made and removed once), so that a
-// run does not train for an epoch to find out it cannot save.
+// run does not train for an epoch to find out it cannot save; and the inputs read whole (IDX files,
+// checkpoints), which must be regular files.
 
 import { closeSync, openSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
