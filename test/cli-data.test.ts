@@ -170,9 +170,10 @@ describe('the preprocessing in the checkpoint', () => {
     expect(first.normalize.scale).toEqual(std.map((v) => Math.fround(1 / v)));
     expect(first.featureNames).toEqual(['height', 'weight', 'age', 'noise']);
     expect(first.labelNames).toEqual(['species']);
-    // The training file changes (other rows, other statistics); the resumed model keeps its own.
+    // The training file changes (other rows, other statistics); the resumed model keeps its own. Other
+    // data is refused on resume unless accepted knowingly (issue 22): accepted here.
     writeCsv(train, 300, 8);
-    const r = await runCli(['--resume', out, '--epochs', '1']);
+    const r = await runCli(['--resume', out, '--epochs', '1', '--allow-data-change']);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toContain(`features normalised (standardize, statistics recorded in ${out})`);

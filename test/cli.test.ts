@@ -79,8 +79,8 @@ describe('training script', () => {
   it('refuses layers that do not fit the data before training, exit code 2', async () => {
     const r = await runCli(['--layers', '784,16,5', '--out', join(dir, 'never.safetensors')]);
     expect(r.code).toBe(2);
-    expect(r.err).toBe('gradpool: --layers 784,16,5 ends in 5 outputs, but the training labels go up to class 9 (10 classes); ' +
-      'end --layers in 10 (e.g. --layers 784,16,10)\n');
+    expect(r.err).toBe('gradpool: --layers 784,16,5 ends in 5 outputs, but the training labels go up to class 9 (10 classes; ' +
+      'label 9 at mnist/src/digits/9.json image 0); end --layers in 10 (e.g. --layers 784,16,10), or correct the label there\n');
     const f = await runCli(['--layers', '392,10', '--out', join(dir, 'never.safetensors')]);
     expect(f.code).toBe(2);
     expect(f.err).toBe('gradpool: --layers 392,10 starts with 392 inputs, but the MNIST digits have 784 features per row; ' +

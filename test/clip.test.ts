@@ -156,7 +156,7 @@ describe('validateClip', () => {
   it('rejects a clipGradNorm that is not a finite number', () => {
     expect(bad({ clipGradNorm: NaN })).toThrow(TypeError);
     expect(bad({ clipGradNorm: NaN })).toThrow('options.clipGradNorm must be a finite number; got NaN');
-    expect(bad({ clipGradNorm: '1' })).toThrow('options.clipGradNorm must be a finite number; got 1');
+    expect(bad({ clipGradNorm: '1' })).toThrow('options.clipGradNorm must be a finite number; got "1" (a string)');
   });
   it('rejects a clipGradNorm <= 0, which torch would apply by zeroing or flipping the gradient', () => {
     expect(bad({ clipGradNorm: 0 })).toThrow(RangeError);

@@ -211,6 +211,6 @@ describe('validateSGD', () => {
   });
   it('rejects a non-boolean nesterov', () => {
     expect(bad({ momentum: 0.9, nesterov: 'yes' })).toThrow(TypeError);
-    expect(bad({ momentum: 0.9, nesterov: 'yes' })).toThrow('options.nesterov must be a boolean; got yes');
+    expect(bad({ momentum: 0.9, nesterov: 'yes' })).toThrow('options.nesterov must be a boolean; got "yes"');
   });
 });

@@ -10,6 +10,7 @@ import { isIdxName, loadCsvForModel } from './model-data.js';
 import { matrixText } from './output.js';
 import { parseFlags, positiveInt } from './parse.js';
 import { failure, UsageError } from './usage-error.js';
+import { checkRegularFiles } from './writable.js';
 
 interface EvaluateFlags {
   test?: string;
@@ -45,6 +46,7 @@ export async function evaluateMain(argv: string[], out: NodeJS.WriteStream = pro
     }
     if ((f.testImages === undefined) !== (f.testLabels === undefined)) throw new UsageError('--test-images and --test-labels go together');
     if (f.test !== undefined && isIdxName(f.test)) throw new UsageError(`--test ${f.test} looks like an IDX file: give --test-images and --test-labels`);
+    checkRegularFiles([['the model', modelPath], ['--test-images', f.testImages], ['--test-labels', f.testLabels]]);
     trainer = await openModel(modelPath, f.workers);
     out.write(modelLine(trainer, modelPath));
     const data = f.test !== undefined

@@ -1,8 +1,9 @@
 // Flag parsing shared by the training script and the tuner: commander parses, with the value parsers
 // below; help goes to `out` and exits 0; a usage error is one line on stderr, prefixed with the command's
-// name, and exit code 2. Library messages are reworded in flag terms (usageWords).
+// name, and exit code 2. Library messages are reworded in flag terms (usageWords, option-flags.ts).
 
 import { InvalidArgumentError, type Command } from 'commander';
+import { usageWords } from './option-flags.js';
 
 /** A number parser for a flag: the text must be a number passing `check`, worded by `what`. */
 export function num(check: (v: number) => boolean, what: string) {
@@ -41,13 +42,6 @@ export function parseFlags<T>(program: Command, argv: string[], out: NodeJS.Writ
     process.stderr.write(`${name}: ${usageWords(message)}${e.code === 'commander.unknownOption' ? synonymHint(program, message) : ''}\n`);
     return { code: 2 };
   }
-}
-
-/** Library messages name options as `options.batchSize`; on the command line they are flags. */
-export function usageWords(message: string): string {
-  return message
-    .replace(/options\.weight\b/g, '--class-weight')
-    .replace(/options\.(\w+)/g, (_, name: string) => `--${name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
 }
 
 /** What users of PyTorch, Keras or other trainers type for a flag of ours. */

@@ -6,7 +6,7 @@ import { Command, Option } from 'commander';
 import { curvesSvg, DataError, epochsFromMetrics, writeFileAtomic } from '../main/index.js';
 import { parseFlags } from './parse.js';
 import { failure } from './usage-error.js';
-import { checkDistinctFiles, fileFlag } from './writable.js';
+import { checkDistinctFiles, checkRegularFiles, fileFlag } from './writable.js';
 
 export function buildPlotProgram(): Command {
   return new Command('gradpool plot')
@@ -24,6 +24,7 @@ export async function plotMain(argv: string[], out: NodeJS.WriteStream = process
   const path = program.args[0];
   try {
     checkDistinctFiles([fileFlag('--out', parsed.flags.out)], [fileFlag('<metrics>', path)]);
+    checkRegularFiles([['the metrics file', path]]);
     let text: string;
     try {
       text = await readFile(path, 'utf8');

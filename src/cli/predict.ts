@@ -15,7 +15,7 @@ import { isIdxName, loadCsvForModel } from './model-data.js';
 import { fileSink, streamSink, type OutputSink } from './output-sink.js';
 import { parseFlags, positiveInt } from './parse.js';
 import { failure, UsageError } from './usage-error.js';
-import { checkDistinctFiles, checkWritableFile, fileFlag } from './writable.js';
+import { checkDistinctFiles, checkRegularFiles, checkWritableFile, fileFlag } from './writable.js';
 
 interface PredictFlags {
   input: string;
@@ -55,6 +55,7 @@ export async function predictMain(argv: string[], out: NodeJS.WriteStream = proc
   try {
     if (!toStdout) checkWritableFile('--out', f.out);
     checkDistinctFiles([fileFlag('--out', f.out)], [fileFlag('<model>', modelPath), fileFlag('--input', f.input)]);
+    checkRegularFiles([['the model', modelPath], ['--input', isIdxName(f.input) ? f.input : undefined]]);
     trainer = await openModel(modelPath, f.workers);
     const table = predictionTable(trainer, f.topK);
     log.write(modelLine(trainer, modelPath));

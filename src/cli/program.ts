@@ -51,6 +51,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
   out: string;
   init?: string;
   resume?: string;
+  allowDataChange: boolean;
   metrics?: string;
   plot?: string;
   tensorboard?: string;
@@ -63,7 +64,7 @@ export interface Flags extends DataFlags, ScheduleFlags {
 }
 
 /** Flags that --resume may change; every other one is the saved run's. */
-export const RESUMABLE = new Set(['epochs', 'workers', 'workerTimeout', 'out', 'metrics', 'plot', 'tensorboard', 'progress', 'resume']);
+export const RESUMABLE = new Set(['epochs', 'workers', 'workerTimeout', 'out', 'metrics', 'plot', 'tensorboard', 'progress', 'resume', 'allowDataChange']);
 
 /** --delimiter: a separator by character or name; a typed '\t' (backslash, t) is a tab. */
 const DELIMITERS: Record<string, string> = { ',': ',', ';': ';', '|': '|', '\t': '\t', tab: '\t', '\\t': '\t' };
@@ -162,6 +163,7 @@ export function buildProgram(): Command {
     .addOption(o('--out <path>', 'where the model is saved, after every epoch (safetensors)').default('model.safetensors'))
     .addOption(o('--init <checkpoint>', 'start from these weights (shapes must fit --layers)'))
     .addOption(o('--resume <checkpoint>', 'continue a run saved by --out: its options, optimizer, schedule and epoch'))
+    .addOption(o('--allow-data-change', "with --resume: continue on training data other than the run's (refused by default)").default(false))
     .addOption(o('--save-best <path>', 'also save the best epoch by --monitor here (resumable, as --out)'))
     .addOption(o('--metrics <file.jsonl>', 'append one JSON line per step and per epoch'))
     .addOption(o('--plot <file.svg>', 'draw the learning curves (loss, accuracy, lr per epoch) here after every epoch'))

@@ -12,7 +12,7 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
   const changed = Object.keys(flags).filter((k) => program.getOptionValueSource(k) === 'cli' && !RESUMABLE.has(k));
   if (changed.length > 0) {
     const names = changed.map((k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --worker-timeout, --out, --metrics, --plot, --tensorboard, --no-progress)`);
+    throw new UsageError(`--resume continues the saved run with its own options; ${names.join(', ')} cannot be given with it (only --epochs, --workers, --worker-timeout, --out, --metrics, --plot, --tensorboard, --no-progress, --allow-data-change)`);
   }
   const ckpt = await loadCheckpoint(flags.resume);
   const text = ckpt.metadata[RUN_KEY];
@@ -40,13 +40,14 @@ export async function resolveRun(program: Command, flags: Flags): Promise<{ flag
     tensorboard: explicit('tensorboard') ? flags.tensorboard : saved.tensorboard,
     progress: flags.progress,
     resume: flags.resume,
+    allowDataChange: flags.allowDataChange,
   };
   return { flags: merged, resumed: trainer };
 }
 
 /** What a checkpoint records of the run, for --resume: every flag but the per-invocation ones. */
 export function savedRun(flags: Flags): Partial<Flags> {
-  const { workers: _w, out: _o, metrics: _m, plot: _pl, progress: _p, resume: _r, init: _i, ...run } = flags;
+  const { workers: _w, out: _o, metrics: _m, plot: _pl, progress: _p, resume: _r, init: _i, allowDataChange: _a, ...run } = flags;
   return run;
 }
 

@@ -16,7 +16,7 @@ import { BEST_KEY, resolveRun, savedBest, savedRun } from './resume.js';
 import { checkDataFlags, loadRunData, type PreprocessingSource, type RunData } from './run-data.js';
 import { trainerOptions } from './trainer-options.js';
 import { failure, isUsageError, UsageError } from './usage-error.js';
-import { checkDistinctFiles, checkWritableFile, fileFlag, sameFile } from './writable.js';
+import { checkDistinctFiles, checkRegularFiles, checkWritableFile, fileFlag, sameFile } from './writable.js';
 
 /** fit()'s abort reason when a signal interrupts training. */
 class Interrupted extends Error {
@@ -53,7 +53,10 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
   if ('code' in parsed) return parsed.code;
   let run: { flags: Flags; resumed: Trainer | null };
   try {
-    run = await resolveRun(program, parsed.flags);
+    const f = parsed.flags;
+    checkRegularFiles([['--resume', f.resume], ['--init', f.init], ['--train-images', f.trainImages], ['--train-labels', f.trainLabels],
+      ['--test-images', f.testImages], ['--test-labels', f.testLabels]]);
+    run = await resolveRun(program, f);
   } catch (err) {
     if (isUsageError(err)) return failure('gradpool', err);
     throw err;
@@ -131,13 +134,23 @@ function checkRunFlags(flags: Flags, data: RunData, resumed: Trainer | null): vo
   }
   const K = layers[layers.length - 1];
   if (resumed === null && data.train.y instanceof Int32Array && data.train.targetColumns === 1 && K > 1) {
+    // A row holding the largest label, in the training or the held-out rows: as likely a typo in
+    // the data as a wrong --layers.
     let top = -1;
-    for (const v of data.train.y) if (v > top) top = v;
+    let at = '';
+    for (const part of [data.train, data.validation]) {
+      part?.y.forEach((v, r) => {
+        if (v > top) [top, at] = [v, part.rowName(r)];
+      });
+    }
     if (top >= K) {
-      const classes = data.train.classNames?.length ?? top + 1;
+      const names = data.train.classNames;
+      const classes = names?.length ?? top + 1;
+      const label = names === undefined ? `${top}` : `'${names[top]}'`;
       throw new UsageError(
-        `--layers ${layers.join(',')} ends in ${K} outputs, but the training labels go up to class ${top} (${classes} classes); ` +
-          `end --layers in ${classes} (e.g. --layers ${[...layers.slice(0, -1), classes].join(',')})`,
+        `--layers ${layers.join(',')} ends in ${K} outputs, but the training labels go up to class ${top} (${classes} classes; ` +
+          `label ${label} at ${at}); end --layers in ${classes} (e.g. --layers ${[...layers.slice(0, -1), classes].join(',')}), ` +
+          'or correct the label there',
       );
     }
   }
@@ -215,6 +228,7 @@ async function train(
       signal: interrupt.signal,
       tensorboard: flags.tensorboard,
       epochs,
+      allowDataChange: flags.allowDataChange,
       validation: data.validation,
       earlyStopping: early,
       onStep: (s) => {

@@ -3,7 +3,7 @@
 // any other failure exits 1.
 
 import { CheckpointError, DataError, isOptionError } from '../main/index.js';
-import { usageWords } from './parse.js';
+import { usageWords } from './option-flags.js';
 
 export class UsageError extends Error {
   constructor(message: string) {

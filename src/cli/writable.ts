@@ -1,10 +1,12 @@
 // The output paths of the command line checked before any work: a file path that is not a folder, in
 // a folder that exists and that this process can create files in (made and removed once), so that a
 // run does not train for an epoch to find out it cannot save; and that no file written is a file read,
-// or written twice, so that no output replaces the data or another output.
+// or written twice, so that no output replaces the data or another output; and that the inputs read
+// whole (IDX files, checkpoints) are regular files.
 
 import { closeSync, openSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { fileKind } from '../main/index.js';
 import { UsageError } from './usage-error.js';
 
 /** Throws a UsageError naming `flag` unless `path` can be written as a file. */
@@ -89,6 +91,24 @@ function fileIdentity(path: string): string {
       return `path ${join(realpathSync(dirname(full)), basename(full))}`;
     } catch {
       return `path ${full}`;
+    }
+  }
+}
+
+/** Throws a UsageError naming the flag and the path for an input read whole (an IDX file, a checkpoint)
+ *  that exists but is not a regular file (a device such as /dev/zero, a FIFO): reading it would not end.
+ *  A missing file or a folder is left to the loader, which names it too. */
+export function checkRegularFiles(inputs: [flag: string, path: string | undefined][]): void {
+  for (const [flag, path] of inputs) {
+    if (path === undefined) continue;
+    let stats;
+    try {
+      stats = statSync(path);
+    } catch {
+      continue;
+    }
+    if (!stats.isFile() && !stats.isDirectory()) {
+      throw new UsageError(`${flag} ${path}: is ${fileKind(stats)}, not a regular file; expected a file`);
     }
   }
 }

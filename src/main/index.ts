@@ -32,6 +32,7 @@ export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preproces
 export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
 export { openAtomicFile, writeFileAtomic, type AtomicFile } from './atomic-file.js';
+export { fileKind } from './regular-file.js';
 export { pytorchScript, savePytorchScript, type PytorchExport, type TrainingFiles } from './export/pytorch.js';
 export {
   encodeOnnx, ONNX_DEFAULT_OPSET, ONNX_INPUT, ONNX_IR_VERSIONS, ONNX_LOGITS, ONNX_MAX_OPSET, ONNX_MIN_OPSET, ONNX_PROBABILITIES, resolveOpsetVersion, saveOnnx,

@@ -23,6 +23,7 @@ import { saveOnnx, type OnnxExportOptions } from './export/onnx.js';
 import { EventFile, TENSORBOARD_TAGS as TAGS } from './tensorboard/writer.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { reportOfCounts } from './report.js';
+import { dataChange, fingerprintMetadata, fingerprintOf, parseFingerprint, type DataFingerprint } from './fingerprint.js';
 import { freshState, parseState, stateJson, type TrainingState } from './state.js';
 import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
 import { stepTiming } from './timing.js';
@@ -49,6 +50,10 @@ export class Trainer {
   readonly loss: Readonly<LossSpec>;
   private readonly core: Coordinator;
   private state: TrainingState = freshState();
+  /** The data the run trains on (its last fit()'s, or the loaded checkpoint's), which save() records. */
+  private dataPrint: DataFingerprint | null = null;
+  /** The loaded checkpoint's data, until the first fit() has checked its data against it. */
+  private resumedData: DataFingerprint | null = null;
   /** The model's input pipeline (preprocessing.ts), or null: features are used as given. */
   private prep: ResolvedPreprocessing | null;
   /** The call running on the pool, if any: every shard slot is in use by it. */
@@ -236,6 +241,7 @@ export class Trainer {
     const epochs = fit.epochs ?? 1;
     positiveInteger('fit options.epochs', epochs);
     if (fit.verbose !== undefined) boolean('fit options.verbose', fit.verbose);
+    if (fit.allowDataChange !== undefined) boolean('fit options.allowDataChange', fit.allowDataChange);
     const perRun = fit.stepsPerExecution ?? 'auto';
     if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
     const early = fit.earlyStopping === undefined ? null
@@ -259,6 +265,7 @@ export class Trainer {
     fit.signal?.addEventListener('abort', stop);
     let failed = false;
     try {
+      this.checkData(fingerprintOf(data.buffers), fit.allowDataChange ?? false);
       if (fit.tensorboard !== undefined) this.board = await EventFile.create(fit.tensorboard, this.state.step);
       return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`), early);
     } catch (err) {
@@ -549,6 +556,7 @@ export class Trainer {
       [OPTIONS_KEY]: metadataJson(this.options),
       [STATE_KEY]: stateJson(this.state, momentum),
       ...(this.prep === null ? {} : { [PREPROCESSING_KEY]: preprocessingJson(this.prep) }),
+      ...fingerprintMetadata(this.dataPrint),
     }, tensors);
   }
 
@@ -571,9 +579,28 @@ export class Trainer {
     await this.close();
   }
 
+  /**
+   * The first fit() after a checkpoint was loaded continues its run: on the data the checkpoint records
+   * (its fingerprint), unless `allow`. Then `now` is the data the run trains on, and save() records it.
+   */
+  private checkData(now: DataFingerprint, allow: boolean): void {
+    const then = this.resumedData;
+    this.resumedData = null;
+    const change = then === null ? null : dataChange(then, now);
+    if (change !== null && !allow) {
+      throw new DataError(
+        `training data: not the data this run was trained on (as its checkpoint records it): ${change}`,
+        'resume with the same training data, or give fit options.allowDataChange: true to continue on this data knowingly',
+      );
+    }
+    this.dataPrint = now;
+  }
+
   private restoreState(ckpt: Checkpoint, path: string): void {
     const saved = parseState(ckpt.metadata, path);
     if (saved === null) return; // parameters only: a fresh run starting from them
+    this.dataPrint = parseFingerprint(ckpt.metadata, path);
+    this.resumedData = this.dataPrint;
     if (saved.hasMomentumBuffer) {
       const m = ckpt.tensors[MOMENTUM_TENSOR];
       if (m === undefined || m.length !== this.core.P) {

@@ -41,6 +41,11 @@ export interface FitOptions {
    *  and epoch/lr. Written after every epoch and when fit() ends; a resumed run's file replaces any later
    *  points of the same run in TensorBoard. Default none. */
   tensorboard?: string;
+  /** The first fit() after Trainer.load() continues the checkpoint's run, and refuses training data
+   *  other than the data the checkpoint records (its rows and a SHA-256 of its values): true continues
+   *  on this data knowingly. Default false. A checkpoint that records no data (written before gradpool
+   *  did) is not checked. */
+  allowDataChange?: boolean;
 }
 
 export type { Monitor } from '../shared/monitor.js';

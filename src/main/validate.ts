@@ -3,20 +3,9 @@
 // allowed an OptionRangeError, and the message names the option as the caller wrote it
 // (`options.batchSize`, `fit options.epochs`) and shows the value received the one way `shown` does.
 
-import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
+import { OptionRangeError, OptionTypeError, shown } from '../shared/option-errors.js';
 
-/** A received value as messages show it: strings, arrays and objects as JSON, the rest as is. */
-export function shown(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 120 ? `${v.slice(0, 117)}...` : v);
-  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null || typeof v === 'bigint') return String(v);
-  if (typeof v === 'function' || typeof v === 'symbol') return typeof v;
-  try {
-    const text = JSON.stringify(v);
-    return text.length > 120 ? `${text.slice(0, 117)}...` : text;
-  } catch {
-    return Object.prototype.toString.call(v);
-  }
-}
+export { shown };
 
 /** An integer >= 1. */
 export function positiveInteger(name: string, v: unknown): asserts v is number {

@@ -2,7 +2,7 @@
 // the total norm of order p, the clip coefficient max_norm / (norm + 1e-6) clamped to 1, and the
 // float32 arithmetic torch uses for both; plus validation of the options that turn it on.
 
-import { OptionRangeError, OptionTypeError } from './option-errors.js';
+import { OptionRangeError, OptionTypeError, shown } from './option-errors.js';
 
 export interface ClipOptions {
   /** Clip the gradient's total norm to this (clip_grad_norm_'s max_norm); null or absent: no clipping. */
@@ -152,7 +152,7 @@ export function validateClip(o: ClipOptions): void {
   const { clipGradNorm: maxNorm, clipNormType: normType, errorIfNonfinite } = o;
   if (maxNorm !== undefined && maxNorm !== null) {
     if (typeof maxNorm !== 'number' || !Number.isFinite(maxNorm)) {
-      throw new OptionTypeError(`options.clipGradNorm must be a finite number; got ${String(maxNorm)}`);
+      throw new OptionTypeError(`options.clipGradNorm must be a finite number; got ${shown(maxNorm)}`);
     }
     // torch accepts any max_norm: 0 zeroes every gradient and a negative one flips their sign.
     if (maxNorm <= 0) {
@@ -161,13 +161,13 @@ export function validateClip(o: ClipOptions): void {
   }
   if (normType !== undefined) {
     if (typeof normType !== 'number' || Number.isNaN(normType)) {
-      throw new OptionTypeError(`options.clipNormType must be a number; got ${String(normType)}`);
+      throw new OptionTypeError(`options.clipNormType must be a number; got ${shown(normType)}`);
     }
     if (!(normType >= 1)) {
       throw new OptionRangeError(`options.clipNormType must be >= 1 or Infinity; got ${normType}`);
     }
   }
   if (errorIfNonfinite !== undefined && typeof errorIfNonfinite !== 'boolean') {
-    throw new OptionTypeError(`options.errorIfNonfinite must be a boolean; got ${String(errorIfNonfinite)}`);
+    throw new OptionTypeError(`options.errorIfNonfinite must be a boolean; got ${shown(errorIfNonfinite)}`);
   }
 }

@@ -3,6 +3,26 @@
 // throw them, subclassed so that a caller can tell "the options are wrong" from a bug in the code.
 // src/main/errors.ts exports them with gradpool's other errors.
 
+/** A received value as messages show it: strings, arrays and objects as JSON, the rest as is; a string
+ *  that reads as a number or a boolean says it is a string (`"0.1" (a string)`), or it would read as one. */
+export function shown(v: unknown): string {
+  if (typeof v === 'string') return `${JSON.stringify(v.length > 120 ? `${v.slice(0, 117)}...` : v)}${stringNote(v)}`;
+  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null || typeof v === 'bigint') return String(v);
+  if (typeof v === 'function' || typeof v === 'symbol') return typeof v;
+  try {
+    const text = JSON.stringify(v);
+    return text.length > 120 ? `${text.slice(0, 117)}...` : text;
+  } catch {
+    return Object.prototype.toString.call(v);
+  }
+}
+
+/** ' (a string)' for a string that, quoted, could still be taken for a number or a boolean; else ''. */
+export function stringNote(v: string): string {
+  const t = v.trim();
+  return (t !== '' && !Number.isNaN(Number(t))) || /^(true|false|null|undefined|nan|-?inf(inity)?)$/i.test(t) ? ' (a string)' : '';
+}
+
 /** `message`, then `hint: ...` on its own line when there is a hint: how every gradpool error reads. */
 export function withHint(message: string, hint: string | undefined): string {
   return hint === undefined ? message : `${message}\nhint: ${hint}`;

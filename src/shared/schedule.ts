@@ -3,10 +3,10 @@
 // (camelCased); validation refuses what torch refuses, and the few things torch accepts but then crashes
 // on or runs with a rate that no longer follows its own formula (see validateSchedule).
 
-import { OptionRangeError, OptionTypeError } from './option-errors.js';
 import { validatePlateau, type PlateauSchedule } from './plateau.js';
 
 export type { PlateauSchedule } from './plateau.js';
+import { OptionRangeError, OptionTypeError, stringNote } from './option-errors.js';
 
 /** StepLR: lr = baseLr * gamma^floor(t / stepSize). */
 export interface StepSchedule {
@@ -122,7 +122,7 @@ function filled<T extends object>(defaults: object, spec: T): Filled<T> {
 const NAMES = ['step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'sequential', 'plateau'] as const;
 
 function show(v: unknown): string {
-  if (typeof v === 'string') return `'${v}'`;
+  if (typeof v === 'string') return `'${v}'${stringNote(v)}`;
   if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
   return String(v);
 }

@@ -1,7 +1,7 @@
 // Stochastic gradient descent as torch.optim.SGD computes it (its single-tensor path), over the flat
 // parameter buffer: the same option names, defaults, validation rules and float32 arithmetic.
 
-import { OptionRangeError, OptionTypeError } from './option-errors.js';
+import { OptionRangeError, OptionTypeError, shown } from './option-errors.js';
 
 export interface SGDOptions {
   /** Learning rate. Default 0.001, as torch.optim.SGD. */
@@ -31,7 +31,7 @@ export const SGD_DEFAULTS: Readonly<SGDOptions> = {
 export function validateSGD(o: SGDOptions): void {
   const finite = (name: keyof SGDOptions, v: unknown): void => {
     if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw new OptionTypeError(`options.${name} must be a finite number; got ${String(v)}`);
+      throw new OptionTypeError(`options.${name} must be a finite number; got ${shown(v)}`);
     }
   };
   finite('lr', o.lr);
@@ -41,8 +41,8 @@ export function validateSGD(o: SGDOptions): void {
   if (o.lr < 0) throw new OptionRangeError(`Invalid learning rate: options.lr must be >= 0; got ${o.lr}`);
   if (o.momentum < 0) throw new OptionRangeError(`Invalid momentum value: options.momentum must be >= 0; got ${o.momentum}`);
   if (o.weightDecay < 0) throw new OptionRangeError(`Invalid weight_decay value: options.weightDecay must be >= 0; got ${o.weightDecay}`);
-  if (typeof o.nesterov !== 'boolean') throw new OptionTypeError(`options.nesterov must be a boolean; got ${String(o.nesterov)}`);
-  if (typeof o.maximize !== 'boolean') throw new OptionTypeError(`options.maximize must be a boolean; got ${String(o.maximize)}`);
+  if (typeof o.nesterov !== 'boolean') throw new OptionTypeError(`options.nesterov must be a boolean; got ${shown(o.nesterov)}`);
+  if (typeof o.maximize !== 'boolean') throw new OptionTypeError(`options.maximize must be a boolean; got ${shown(o.maximize)}`);
   if (o.nesterov && (o.momentum <= 0 || o.dampening !== 0)) {
     throw new OptionRangeError(
       `Nesterov momentum requires a momentum and zero dampening; got momentum ${o.momentum}, dampening ${o.dampening}`,

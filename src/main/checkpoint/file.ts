@@ -1,9 +1,9 @@
 // Checkpoint files: written atomically (a checkpoint is either the old file or the new one, never a
 // torn one), read with every failure named by the path.
 
-import { readFile } from 'node:fs/promises';
 import { writeFileAtomic } from '../atomic-file.js';
 import { CheckpointError } from '../errors.js';
+import { NotRegularFileError, readRegularFile } from '../regular-file.js';
 import { decodeCheckpoint, encodeCheckpoint, readSafetensors, type Checkpoint, type SafetensorsFile } from './safetensors.js';
 import type { ModelConfig } from '../../shared/model.js';
 
@@ -32,8 +32,9 @@ export async function loadSafetensors(path: string): Promise<SafetensorsFile> {
 
 async function readBytes(path: string): Promise<Uint8Array> {
   try {
-    return await readFile(path);
+    return await readRegularFile(path);
   } catch (err) {
+    if (err instanceof NotRegularFileError) throw new CheckpointError(path, `is ${err.kind}, not a checkpoint file; expected a regular file (safetensors)`);
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
       throw new CheckpointError(path, 'no such file', 'check the path, or train without loading a checkpoint');

@@ -22,6 +22,8 @@ export const OPTIONS_KEY = 'gradpool.options';
 export const STATE_KEY = 'gradpool.state';
 /** The model's input pipeline (src/main/preprocessing.ts): normalisation, column and class names. */
 export const PREPROCESSING_KEY = 'gradpool.preprocessing';
+/** The training data's fingerprint (src/main/fingerprint.ts), so that a resume on other data is caught. */
+export const DATA_KEY = 'gradpool.data';
 /** The training script's flags, for --resume. */
 export const RUN_KEY = 'gradpool.run';
 /** The tensor holding SGD's momentum buffer, once it has started. */

@@ -144,6 +144,7 @@ export function planColumns(path: string, record: string[], line: number, opts: 
     for (let c = 0; c < C; c++) if (role[c] === -100) features.push(c);
   }
   features.forEach((c, f) => (role[c] = f));
+  if (header !== null) refuseDuplicateNames(path, header, line);
   if (features.length === 0) {
     throw new DataError(
       ignored.length === 0
@@ -153,6 +154,23 @@ export function planColumns(path: string, record: string[], line: number, opts: 
     );
   }
   return { columns: C, header, firstLine: line, labels, features, roles: role };
+}
+
+/** Refuses a header that gives one name to several columns: the model records its feature columns by
+ *  name, and evaluate and predict find them by it, so such a file would train a model whose data they
+ *  could not read as training did. Training, evaluate and predict all refuse it, before any work. */
+function refuseDuplicateNames(path: string, header: readonly string[], line: number): void {
+  const at = new Map<string, number[]>();
+  header.forEach((name, c) => at.set(name, [...(at.get(name) ?? []), c]));
+  const twice = [...at].filter(([, cs]) => cs.length > 1);
+  if (twice.length === 0) return;
+  const listed = twice.slice(0, 5).map(([name, cs]) => `'${name}' at columns ${cs.join(', ')}`).join('; ');
+  const [name, cs] = twice[0];
+  throw new DataError(
+    `${path}: the header (line ${line}) gives the same name to several columns: ${listed}${twice.length > 5 ? `; and ${twice.length - 5} more names` : ''} ` +
+      '(0-based); each column needs its own name, since the model records its feature columns by name',
+    `rename the columns in the header line so that each name is unique (e.g. ${cs.map((_, i) => `'${name}_${i + 1}'`).join(', ')})`,
+  );
 }
 
 /** The columns whose cells must be numbers, when every column is given by index. */
@@ -197,7 +215,7 @@ class Resolver {
     if (matches.length > 1) {
       throw new DataError(
         `${path}: ${word} '${spec}' is ambiguous; the header (line ${line}) has it at columns ${matches.join(', ')}`,
-        `give the ${word} as a 0-based index`,
+        'rename the columns in the header line so that each name is unique',
       );
     }
     const shown = header.slice(0, 30).map((n) => `'${n}'`).join(', ') + (header.length > 30 ? `, ... (${header.length} in all)` : '');

@@ -14,6 +14,7 @@ import { parse as parseSync } from 'csv-parse/sync';
 import { DataError, OptionRangeError, OptionTypeError } from '../errors.js';
 import { oneOf, positiveInteger, shown } from '../validate.js';
 import { detectDelimiter, planColumns, type ColumnSpec, type Delimiter } from './csv-columns.js';
+import { csvBytes, type CsvBytes } from './csv-bytes.js';
 import { CsvTable } from './csv-table.js';
 import type { LoadedData } from './loaded.js';
 
@@ -74,12 +75,15 @@ export async function loadCsv(path: string, options: CsvOptions): Promise<Loaded
     throw new DataError(`${path}: cannot read the file (${(err as Error).message})`);
   }
   const reader = new CsvReader(path, opts);
+  let bytes: CsvBytes | null = null;
   try {
-    await reader.read(file);
+    bytes = await csvBytes(file, path);
+    await reader.read(bytes);
   } catch (err) {
     if (err instanceof DataError) throw err;
     throw new DataError(`${path}: cannot read the file (${(err as Error).message})`);
   } finally {
+    bytes?.close();
     await file.close();
   }
   return reader.finish();
@@ -157,15 +161,15 @@ class CsvReader {
 
   constructor(private readonly path: string, private readonly opts: Resolved) {}
 
-  async read(file: FileHandle): Promise<void> {
-    const fileBytes = (await file.stat()).size;
+  async read(file: CsvBytes): Promise<void> {
+    const fileBytes = file.textBytes;
     let buf = Buffer.allocUnsafe(CHUNK_BYTES);
     let filled = 0;
     let line = 0; // physical lines so far
     let newline = 10; // '\n', or '\r' for a file whose first line break is a lone '\r' (classic Mac OS)
     let chunk = 0;
     for (;; chunk++) {
-      const { bytesRead } = await file.read(buf, filled, buf.length - filled, null);
+      const bytesRead = await file.read(buf, filled, buf.length - filled);
       const eof = bytesRead === 0;
       filled += bytesRead;
       const view = buf.subarray(0, filled);

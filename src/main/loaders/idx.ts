@@ -3,10 +3,10 @@
 // header against the byte count, and the sizes it declares against memory, before allocating anything
 // (for a gzip file, before gunzipping more than its header); loadIdx pairs an images and a labels file.
 
-import { readFile } from 'node:fs/promises';
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { DataError, shapeText } from '../errors.js';
 import { checkArray, checkMemory, formatBytes, MAX_BUFFER_LENGTH } from '../memory.js';
+import { NotRegularFileError, readRegularFile } from '../regular-file.js';
 import type { LoadedData } from './loaded.js';
 
 export type IdxArray = Float64Array | Float32Array | Uint8Array | Int8Array | Int16Array | Int32Array;
@@ -32,8 +32,10 @@ function fill<T extends IdxArray>(out: T, value: (i: number) => number): T {
   return out;
 }
 
-/** Decodes an IDX file (gzipped or not); `path` names it in errors. */
-export function decodeIdx(bytes: Uint8Array, path: string): { dims: number[]; data: IdxArray } {
+/** Decodes an IDX file (gzipped or not); `path` names it in errors. `expected`: what the file should
+ *  hold, so that a header of the other kind (images where labels were expected) is named as such when
+ *  the data does not fit it, instead of as a truncated file. */
+export function decodeIdx(bytes: Uint8Array, path: string, expected?: 'images' | 'labels'): { dims: number[]; data: IdxArray } {
   const gzipped = bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b;
   // Of a gzip file, only enough is gunzipped at first to read the header; the rest once its size is known.
   const head = gzipped ? gunzipHead(bytes, path) : bytes;
@@ -55,6 +57,25 @@ export function decodeIdx(bytes: Uint8Array, path: string): { dims: number[]; da
   }
   const ndims = head[3];
   if (ndims === 0) throw new DataError(`${path}: the IDX header declares 0 dimensions (byte 3); expected at least 1`);
+  try {
+    return decodeSized(bytes, head, path, gzipped, type);
+  } catch (err) {
+    // A header that does not fit the data and is of the other kind: the files are mixed up, not cut short.
+    const found = ndims === 1 ? 'labels' : 'images';
+    if (!(err instanceof DataError) || expected === undefined || found === expected) throw err;
+    const magic = `0x0000${hex(head[2]).slice(2)}${hex(ndims).slice(2)}`;
+    throw new DataError(
+      `${path}: ${found} where ${expected} were expected: the IDX header (magic ${magic}) declares ${ndims} dimension${ndims === 1 ? '' : 's'}, ` +
+        `as ${found} files do (${expected} have ${expected === 'labels' ? '1, magic 0x00000801' : 'at least 2, magic 0x00000803'}), ` +
+        'and the data does not fit it',
+      'check that the images and labels files are not swapped, and that this file was written with the right header',
+    );
+  }
+}
+
+/** The sizes the header `head` declares, and the values after it checked against them. */
+function decodeSized(bytes: Uint8Array, head: Uint8Array, path: string, gzipped: boolean, type: IdxType): { dims: number[]; data: IdxArray } {
+  const ndims = head[3];
   const headerBytes = 4 + 4 * ndims;
   if (head.length < headerBytes) {
     throw new DataError(
@@ -161,8 +182,8 @@ function gunzipError(path: string, err: unknown): DataError {
  *  predict), y is empty and targetColumns 0. */
 export async function loadIdx(imagesPath: string, labelsPath?: string): Promise<LoadedData> {
   const [imageBytes, labelBytes] = await Promise.all([readBytes(imagesPath), labelsPath === undefined ? null : readBytes(labelsPath)]);
-  const images = decodeIdx(imageBytes, imagesPath);
-  const labels = labelBytes === null ? null : decodeIdx(labelBytes, labelsPath as string);
+  const images = decodeIdx(imageBytes, imagesPath, 'images');
+  const labels = labelBytes === null ? null : decodeIdx(labelBytes, labelsPath as string, 'labels');
   if (images.dims.length < 2) {
     throw new DataError(
       `${imagesPath}: images must have shape (N, d1, ...) with at least 2 dimensions; got ${shapeText(images.dims)}`,
@@ -221,8 +242,9 @@ export async function loadIdx(imagesPath: string, labelsPath?: string): Promise<
 
 async function readBytes(path: string): Promise<Uint8Array> {
   try {
-    return await readFile(path);
+    return await readRegularFile(path);
   } catch (err) {
+    if (err instanceof NotRegularFileError) throw new DataError(`${path}: ${err.message}; expected an IDX file such as train-images-idx3-ubyte(.gz)`);
     throw new DataError(`${path}: cannot read the file (${(err as Error).message})`);
   }
 }
