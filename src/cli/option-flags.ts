@@ -33,11 +33,17 @@ export const OPTION_FLAGS: Readonly<Record<string, Flag>> = {
   'schedule.divFactor': { words: "the schedule's initial division factor" },
   'schedule.finalDivFactor': { words: "the schedule's final division factor" },
   'schedule.schedulers': { words: "the schedule's parts" },
+  'schedule.monitor': '--monitor', 'schedule.mode': '--monitor', 'schedule.factor': '--plateau-factor',
+  'schedule.patience': '--plateau-patience', 'schedule.threshold': '--plateau-threshold',
+  'schedule.thresholdMode': '--plateau-threshold-mode', 'schedule.cooldown': '--plateau-cooldown', 'schedule.minLr': '--min-lr',
+  'schedule.eps': '--plateau-eps',
   // fit()'s options and early stopping's (src/main/types.ts).
   epochs: '--epochs', validation: '--validation-split', allowDataChange: '--allow-data-change',
   earlyStopping: '--early-stopping-patience', 'earlyStopping.monitor': '--monitor', 'earlyStopping.patience': '--early-stopping-patience',
   'earlyStopping.minDelta': '--min-delta', 'earlyStopping.restoreBestWeights': '--restore-best-weights',
-  verbose: { words: 'the per-epoch printing' },
+  verbose: { words: 'the per-epoch printing' }, tensorboard: '--tensorboard',
+  // exportOnnx's options (src/main/export/onnx.ts).
+  opsetVersion: { words: 'the ONNX opset version' },
   stepsPerExecution: { words: 'the steps per execution' },
   // loadCsv's options (src/main/loaders/csv.ts).
   labelColumns: '--label-column', featureColumns: '--feature-columns', ignoreColumns: '--ignore-columns', delimiter: '--delimiter',
