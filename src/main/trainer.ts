@@ -395,7 +395,7 @@ export class Trainer {
         try {
           fit.onStep({
             epoch, batch: b + 1, batches, step: st.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
-            ...(o.clipGradNorm === null ? {} : { gradNorm: decision.gradNorm }),
+            gradNorm: decision.gradNorm,
             ...(decision.outcome === 'update' ? {} : { skipped: true }),
             timing: stepTiming(timing),
           });
