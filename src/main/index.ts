@@ -9,7 +9,7 @@ export {
 export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
 export type { LossOptions } from './loss-options.js';
 export { BestMetric, EARLY_STOPPING_DEFAULTS } from './early-stopping.js';
-export { duration, epochText, RunClock, type EpochTextOptions } from './epoch-text.js';
+export { duration, epochText, MIN_RATE_SECONDS, RunClock, type EpochTextOptions } from './epoch-text.js';
 export { curvesSvg, epochsFromMetrics } from './curves.js';
 export type { Dataset, Features } from './data.js';
 export {
@@ -21,7 +21,7 @@ export type { ScheduleSpec } from '../shared/schedule.js';
 export { scheduleAt } from '../shared/schedule.js';
 export { loadMnist, type MnistSplit } from './loaders/mnist.js';
 export type { LoadedData } from './loaders/loaded.js';
-export { decodeIdx, loadIdx } from './loaders/idx.js';
+export { decodeIdx, encodeIdx, loadIdx } from './loaders/idx.js';
 export { loadCsv, type CsvOptions } from './loaders/csv.js';
 export {
   applyNormalization, fitNormalization, splitValidation, type Normalization, type NormalizeMode,
