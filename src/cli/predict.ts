@@ -1,19 +1,21 @@
 // `gradpool predict model.safetensors --input new.csv --out predictions.csv`: a saved model's
-// predictions for raw inputs (CSV, or IDX images), read and normalised with the model's recorded
+// predictions for raw inputs (CSV, IDX images, or --data mnist: the bundled digits' test split), read
+// and normalised with the model's recorded
 // preprocessing. One output row per input row, in order: the predicted class (its name when the model
 // records class names) and each class's probability; for independent sigmoid outputs, each output's
 // probability. Written atomically: the file is whole or not there.
 
 import { Command, Option } from 'commander';
-import { isSoftmaxLoss, loadIdx, writeFileAtomic, type Trainer } from '../main/index.js';
+import { isSoftmaxLoss, loadIdx, loadMnist, writeFileAtomic, type Trainer } from '../main/index.js';
 import { modelLine, openModel } from './model-command.js';
 import { isIdxName, loadCsvForModel } from './model-data.js';
 import { parseFlags, positiveInt } from './parse.js';
-import { failure } from './usage-error.js';
+import { failure, UsageError } from './usage-error.js';
 import { checkWritableFile } from './writable.js';
 
 interface PredictFlags {
-  input: string;
+  data?: 'mnist';
+  input?: string;
   out: string;
   labelColumn?: string;
   workers?: number;
@@ -23,7 +25,8 @@ export function buildPredictProgram(): Command {
   return new Command('gradpool predict')
     .description("Predict with a saved model: one row per input row, the predicted class and each class's probability, with the model's own preprocessing.")
     .argument('<model>', 'a checkpoint written by gradpool (the training script or trainer.save())')
-    .addOption(new Option('--input <file>', 'a CSV file holding the model\'s feature columns (other columns are left out), or IDX images (...-idx3-ubyte[.gz])').makeOptionMandatory())
+    .addOption(new Option('--input <file>', 'a CSV file holding the model\'s feature columns (other columns are left out), or IDX images (...-idx3-ubyte[.gz])'))
+    .addOption(new Option('--data <source>', "mnist: the bundled digits' test split (1,996 images), instead of --input").choices(['mnist']))
     .addOption(new Option('--out <file>', "where the predictions go, as CSV ('-': standard output)").makeOptionMandatory())
     .addOption(new Option('--label-column <names>', 'a column of the CSV file to leave out, for a model that records no feature columns'))
     .addOption(new Option('--workers <n>', 'worker threads (default: the CPUs)').argParser(positiveInt()))
@@ -41,10 +44,12 @@ export async function predictMain(argv: string[], out: NodeJS.WriteStream = proc
   const log = toStdout ? process.stderr : out;
   let trainer: Trainer | null = null;
   try {
+    if ((f.input === undefined) === (f.data === undefined)) throw new UsageError('give the inputs, one of: --input file, or --data mnist');
     if (!toStdout) checkWritableFile('--out', f.out);
     trainer = await openModel(modelPath, f.workers);
     log.write(modelLine(trainer, modelPath));
-    const data = isIdxName(f.input) ? await loadIdx(f.input) : await loadCsvForModel(trainer, f.input, false, f.labelColumn);
+    const data = f.input === undefined ? loadMnist().test
+      : isIdxName(f.input) ? await loadIdx(f.input) : await loadCsvForModel(trainer, f.input, false, f.labelColumn);
     const text = await predictionsCsv(trainer, data.x);
     if (toStdout) {
       out.write(text);
