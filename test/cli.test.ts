@@ -110,5 +110,10 @@ describe('training script', () => {
     expect(r.stdout).toMatch(/--layers <widths>\s+layer widths, input first \(default:\s+784,128,10\)/);
     const readme = readFileSync('README.md', 'utf8');
     for (const flag of r.stdout.match(/--[a-z-]+/g) ?? []) expect(readme, `README documents ${flag}`).toContain(flag);
+    // every other command scripts/gradpool.ts dispatches to, as its table names them
+    const table = /const commands[^{]*\{([^}]*)\}/.exec(readFileSync('scripts/gradpool.ts', 'utf8'))?.[1] ?? '';
+    const commands = [...table.matchAll(/(\w+):/g)].map((m) => m[1]);
+    expect(commands).toEqual(['tune', 'plot', 'evaluate', 'predict', 'export']);
+    for (const c of commands) expect(r.stdout, `--help names gradpool ${c}`).toContain(`gradpool ${c}`);
   });
 });
