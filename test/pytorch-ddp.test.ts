@@ -42,6 +42,21 @@ function stepLines(path: string): { step: number; loss: number; lr: number; grad
   return readFileSync(path, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.type === 'step');
 }
 
+/** Imports the exported script in Python, calls its load_data() into x and y, runs `lines`, and parses
+ *  the JSON they print. */
+function probe(script: string, lines: string[]): unknown {
+  const code = [
+    'import importlib.util, json',
+    `spec = importlib.util.spec_from_file_location("s", ${JSON.stringify(script)})`,
+    'm = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)',
+    'x, y = m.load_data()',
+    ...lines,
+  ].join('\n');
+  const r = spawnSync(python, ['-c', code], { encoding: 'utf8', timeout: 60_000 });
+  expect(r.stderr).toBe('');
+  return JSON.parse(r.stdout);
+}
+
 /**
  * Trains `first` epochs of a run with `flags` in gradpool, exports it, continues it to `total` epochs under
  * torchrun --nproc_per_node 2 (gloo), and compares every step (loss, lr, gradient norm) and the final
@@ -125,17 +140,8 @@ describe('gradpool export --pytorch', () => {
     await t.save(ckpt, { [RUN_KEY]: metadataJson({ data: 'idx', trainImages: images, trainLabels: labels, validationSplit: 0.2, seed: 7, epochs: 3 }) });
     const script = join(dir, 'idx_ddp.py');
     expect((await runCommand(exportMain, [ckpt, '--pytorch', script])).code).toBe(0);
-    const probe = [
-      'import importlib.util, json',
-      `spec = importlib.util.spec_from_file_location("s", ${JSON.stringify(script)})`,
-      'm = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)',
-      'x, y = m.load_data()',
-      'm.SHUFFLE = True',
-      'print(json.dumps({"x": x.reshape(-1).tolist(), "y": y.tolist(), "order": m.epoch_order(37, 5).tolist()}))',
-    ].join('\n');
-    const r = spawnSync(python, ['-c', probe], { encoding: 'utf8', timeout: 60_000 });
-    expect(r.stderr).toBe('');
-    const got = JSON.parse(r.stdout) as { x: number[]; y: number[]; order: number[] };
+    const got = probe(script, ['m.SHUFFLE = True', 'print(json.dumps({"x": x.reshape(-1).tolist(), "y": y.tolist(), "order": m.epoch_order(37, 5).tolist()}))']) as
+      { x: number[]; y: number[]; order: number[] };
     applyNormalization(split.train, n);
     expect(got.x).toEqual(Array.from(split.train.x));
     expect(got.y).toEqual(Array.from(split.train.y));
@@ -161,16 +167,8 @@ describe('gradpool export --pytorch', () => {
     expect(sameBits(read.x, train.x)).toBe(true);
     expect(Array.from(read.y)).toEqual(Array.from(train.y));
     // The script holds out the run's validation rows (--validation-split 0.1, seed 0) as gradpool does.
-    const probe = [
-      'import importlib.util, json',
-      `spec = importlib.util.spec_from_file_location("s", ${JSON.stringify(script)})`,
-      'm = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)',
-      'x, y = m.load_data()',
-      'print(json.dumps({"rows": x.shape[0], "x0": x[0].tolist(), "xs": float(x.double().sum()), "y": y.tolist()}))',
-    ].join('\n');
-    const p = spawnSync(python, ['-c', probe], { encoding: 'utf8', timeout: 60_000 });
-    expect(p.stderr).toBe('');
-    const got = JSON.parse(p.stdout) as { rows: number; x0: number[]; xs: number; y: number[] };
+    const got = probe(script, ['print(json.dumps({"rows": x.shape[0], "x0": x[0].tolist(), "xs": float(x.double().sum()), "y": y.tolist()}))']) as
+      { rows: number; x0: number[]; xs: number; y: number[] };
     const split = splitValidation(train, 0.1, 0).train;
     expect(got.rows).toBe(split.rows);
     expect(got.y).toEqual(Array.from(split.y));
