@@ -16,7 +16,7 @@ import {
 } from '../src/main/index.js';
 import { epochOrder } from '../src/main/order.js';
 import { idx } from './files.js';
-import { needsTorch, PYTHON, requireTorch, skipWithoutTorch } from './torch.js';
+import { needsTorch, PYTHON, requireTorch, skipWithoutTorch, torchrunLocal } from './torch.js';
 import { maxAbsDiff, runCli, runCommand, sameBits, trainers } from './helpers.js';
 
 const python = PYTHON;
@@ -70,11 +70,11 @@ async function continuesAsResume(name: string, flags: string[], first: number, t
   expect(exported.err).toBe('');
   expect(exported.out).toBe(`wrote ${script}: continues ${start} under PyTorch DDP to epoch ${first}; run it with: torchrun --redirects 1 --tee 1 --nproc_per_node N ${script}\n`);
 
-  // torchrun is `python3 -m torch.distributed.run`; --standalone picks a free port. Debian's torch 1.13
+  // torchrun is `python3 -m torch.distributed.run`, on a free port (torchrunLocal). Debian's torch 1.13
   // under Python 3.11 cannot map the default "--redirects 0" (enum.Flag no longer lists a zero member),
   // so stdout is redirected and teed (1) instead, as the export's hint says.
   const torchOut = join(dir, `${name}-ddp.safetensors`);
-  const r = spawnSync(python, ['-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', '--redirects', '1', '--tee', '1',
+  const r = spawnSync(python, ['-m', 'torch.distributed.run', ...(await torchrunLocal()), '--nproc_per_node', '2', '--redirects', '1', '--tee', '1',
     '--log_dir', join(dir, `${name}-logs`), script, '--epochs', String(total), '--out', torchOut, '--metrics', join(dir, `${name}-ddp.jsonl`)],
   { encoding: 'utf8', timeout: 120_000, cwd: dir });
   expect(r.status, r.stderr).toBe(0);

@@ -18,7 +18,7 @@ import { predictMain } from '../src/cli/predict.js';
 import { main } from '../src/cli/train.js';
 import { tuneMain } from '../src/cli/tune.js';
 import { runCommand } from './helpers.js';
-import { hasTorch, PYTHON, requireTorch, skipWithoutTorch } from './torch.js';
+import { hasTorch, PYTHON, requireTorch, skipWithoutTorch, torchrunLocal } from './torch.js';
 
 const root = resolve('.');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -83,7 +83,7 @@ function runOf(command: string): Run {
     expect(pkg.bin.gradpool).toBe('./dist/scripts/gradpool.js'); // the build of scripts/gradpool.ts
     argv = rest.slice(1);
   } else if (tool === 'torchrun') {
-    return { spawn: [PYTHON, '-m', 'torch.distributed.run', '--standalone', '--log_dir', join(dir, 'torch-logs'), ...rest] };
+    return { spawn: [PYTHON, '-m', 'torch.distributed.run', '--log_dir', join(dir, 'torch-logs'), ...rest] };
   } else {
     throw new Error(`${command}: a README command this test does not know how to run (${tool})`);
   }
@@ -94,8 +94,8 @@ function runOf(command: string): Run {
 /** Runs it in the scratch folder: exit code and output. */
 async function run(r: Run): Promise<{ code: number | null; out: string; err: string }> {
   if ('spawn' in r) {
-    const [exe, ...args] = r.spawn;
-    const p = spawnSync(exe, args, { cwd: dir, encoding: 'utf8', timeout: 180_000 });
+    const [exe, module, torchrun, ...args] = r.spawn;
+    const p = spawnSync(exe, [module, torchrun, ...(await torchrunLocal()), ...args], { cwd: dir, encoding: 'utf8', timeout: 180_000 });
     return { code: p.status, out: p.stdout, err: p.stderr };
   }
   const cwd = process.cwd();

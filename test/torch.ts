@@ -3,6 +3,7 @@
 // there they run and fail, since a missing reference must not pass as a green suite.
 
 import { spawnSync } from 'node:child_process';
+import { createServer } from 'node:net';
 
 export const PYTHON = '/usr/bin/python3';
 export const hasTorch = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 }).status === 0;
@@ -18,4 +19,18 @@ export function needsTorch(file: string): void {
 /** Call first in each test that needs torch: under CI without it, the test fails here, saying why. */
 export function requireTorch(): void {
   if (!hasTorch) throw new Error(`CI=true and ${PYTHON} has no torch (import torch failed): .ci/run installs python3-torch; under CI the PyTorch tests fail rather than skip`);
+}
+
+/** torchrun's arguments for one machine on a free port. Not --standalone: torch 1.13 binds it to the fixed
+ *  port 29400, which another test process on the machine may hold. */
+export async function torchrunLocal(): Promise<string[]> {
+  const port = await new Promise<number>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+  return ['--nnodes', '1', '--master_addr', '127.0.0.1', '--master_port', String(port)];
 }
