@@ -16,6 +16,7 @@ import { decodeCheckpoint, encodeCheckpoint, type Checkpoint } from '../src/main
 import type { ModelConfig } from '../src/shared/model.js';
 import { Rng } from '../src/shared/rng.js';
 import { assemble } from './files.js';
+import { needsTorch, PYTHON, requireTorch, skipWithoutTorch } from './torch.js';
 
 // File system calls go through this wrapper so that the atomic-save tests can record their order and make
 // one of them fail (a full disk half-way through the write, say). With no fault set it only passes through.
@@ -69,10 +70,9 @@ vi.mock('node:fs/promises', async (importOriginal) => {
   };
 });
 
-const PYTHON = '/usr/bin/python3';
+needsTorch('test/checkpoint.test.ts');
 const FIXTURE = fileURLToPath(new URL('./fixtures/tiny.safetensors', import.meta.url));
 const FIXTURE_SCRIPT = fileURLToPath(new URL('../scripts/reference/make_safetensors_fixture.py', import.meta.url));
-const hasTorch = spawnSync(PYTHON, ['-c', 'import torch'], { timeout: 60_000 }).status === 0;
 
 // The [3, 2, 2] model of test/fixtures/tiny.safetensors, with the values its Python writer uses.
 const TINY: ModelConfig = { layers: [3, 2, 2], activation: 'relu', loss: 'cross-entropy' };
@@ -240,9 +240,10 @@ describe('safetensors byte format', () => {
     expect(bytes.length).toBe(8 + N + end);
   });
 
-  it.skipIf(!hasTorch)(
+  it.skipIf(skipWithoutTorch)(
     'loads into torch nn.Sequential with strict=True and gives the hand-computed forward (needs Debian python3-torch)',
     async () => {
+      requireTorch();
       const path = join(dir, 'tiny.safetensors');
       await saveCheckpoint(path, TINY, TINY_PARAMS);
       const script = [

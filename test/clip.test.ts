@@ -1,10 +1,14 @@
 // Checks clipGradNorm against torch.nn.utils.clip_grad_norm_ (total norms and clipped gradients recorded by
 // scripts/reference/make_schedule_fixtures.py into test/fixtures/torch-schedules.json), against the norm
-// of per-tensor norms computed here in float64, and by hand; and validateClip's messages.
+// of per-tensor norms computed here in float64, and by hand; validateClip's messages; and fit() on a
+// gradient holding NaN under clipping of order 1 and Infinity (a max drops a NaN: only the sum of
+// squares carries it).
 
 import { readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import { clipGradNorm, validateClip } from '../src/shared/clip.js';
+import type { Trainer, TrainerOptions } from '../src/main/index.js';
+import { sameBits, trainers } from './helpers.js';
 import type { ClipOptions } from '../src/shared/clip.js';
 
 type Num = number | 'NaN' | 'Infinity' | '-Infinity';
@@ -173,4 +177,49 @@ describe('validateClip', () => {
     expect(bad({ errorIfNonfinite: 1 })).toThrow(TypeError);
     expect(bad({ errorIfNonfinite: 1 })).toThrow('options.errorIfNonfinite must be a boolean; got 1');
   });
+});
+
+describe('a gradient holding NaN in fit(), under clipping of order 1 and Infinity', () => {
+  const { make } = trainers();
+  // Weights set by hand: W = [1e-38, 0], b = [10, 0]. Rows 0-1 (shard 0) have x = +3e38, rows 2-3
+  // (shard 1) x = -3e38, all of class 1: each row's logits are modest (13 or 7 against 0) and its loss
+  // finite, but its weight gradient is about +-3e38, so shard 0's float32 sum overflows to +Infinity,
+  // shard 1's to -Infinity, and their sum is NaN: the largest |g| alone (order Infinity) would not see it.
+  const data = { x: Float32Array.from([3e38, 3e38, -3e38, -3e38]), y: Int32Array.from([1, 1, 1, 1]) };
+  const base: TrainerOptions = { layers: [1, 2], batchSize: 4, shards: 2, workers: 1, shuffle: false, lr: 0.1, clipGradNorm: 1 };
+  const start = (o: Partial<TrainerOptions>): { t: Trainer; before: Float32Array } => {
+    const t = make({ ...base, ...o });
+    t.parameters.set([1e-38, 0, 10, 0]);
+    return { t, before: t.parameters.slice() };
+  };
+  // Reference: the per-row gradient of W written out, and the float32 sums of the two shards.
+  it('is NaN by the arithmetic of the test (so a finite norm would be a missed check)', () => {
+    const p = (z0: number) => Math.exp(z0) / (Math.exp(z0) + 1); // softmax over (z0, 0), class 0
+    const shard0 = Math.fround(Math.fround(p(13) * 3e38) + Math.fround(p(13) * 3e38));
+    const shard1 = Math.fround(Math.fround(p(7) * -3e38) + Math.fround(p(7) * -3e38));
+    expect([shard0, shard1, shard0 + shard1]).toEqual([Infinity, -Infinity, NaN]);
+  });
+
+  for (const normType of [1, Infinity]) {
+    it(`throws with errorIfNonfinite (order ${normType}), even with onNonfinite 'skip', nothing applied`, async () => {
+      const { t, before } = start({ clipNormType: normType, errorIfNonfinite: true, onNonfinite: 'skip' });
+      const err = await t.fit(data, { epochs: 1 }).then(() => null, (e: unknown) => e as Error);
+      expect(err?.message).toMatch(new RegExp(`^The total norm of order ${normType} of the gradients is non-finite \\(NaN\\), so it cannot be clipped`));
+      expect(sameBits(t.parameters, before)).toBe(true);
+    });
+
+    it(`stops with onNonfinite 'stop' and skips with 'skip' (order ${normType}), nothing applied`, async () => {
+      const stopped = start({ clipNormType: normType });
+      const err = await stopped.t.fit(data, { epochs: 1 }).then(() => null, (e: unknown) => e as Error);
+      expect(err?.name).toBe('NonfiniteError');
+      expect(err?.message).toMatch(/^step 1 \(epoch 1, batch 1 of 1\) gave a non-finite gradient .*\(gradient norm NaN\)/);
+      expect(sameBits(stopped.t.parameters, stopped.before)).toBe(true);
+      const skipped = start({ clipNormType: normType, onNonfinite: 'skip' });
+      const norms: number[] = [];
+      const [record] = await skipped.t.fit(data, { epochs: 1, onStep: (s) => norms.push(s.gradNorm) });
+      expect([record.nonfiniteSteps, record.skippedSteps]).toEqual([1, 1]);
+      expect(norms).toEqual([NaN]);
+      expect(sameBits(skipped.t.parameters, skipped.before)).toBe(true);
+    });
+  }
 });

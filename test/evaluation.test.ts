@@ -1,6 +1,8 @@
 // evaluate() with many classes (issue 14, row 2): memory grows with rows and classes, not with classes
 // squared, and the per-class report is still right. Reference: the counts worked out here from
 // predict()'s probabilities, and a child process with a small heap in which a K x K matrix cannot fit.
+// The report's macro and weighted averages: against a loop over the predictions, and scikit-learn's
+// classification_report (/usr/bin/python3, where it has sklearn).
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -9,7 +11,11 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Rng } from '../src/shared/rng.js';
+import type { ClassReport } from '../src/main/index.js';
 import { trainers } from './helpers.js';
+import { PYTHON } from './torch.js';
+
+const hasSklearn = spawnSync(PYTHON, ['-c', 'import sklearn'], { timeout: 60_000 }).status === 0;
 
 const { make } = trainers();
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-evaluation-'));
@@ -69,4 +75,70 @@ describe('evaluation with many classes', () => {
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual({ val: expect.any(Number), classes: 20_000, support: 256, confusion: null });
   }, 30_000);
+});
+
+describe("the per-class report's averages", () => {
+  // Six classes, one of which the model never predicts and one with no true row (zero_division 0).
+  const K = 6;
+  const N = 240;
+  const rng = new Rng(11);
+  const x = Float32Array.from({ length: N * 4 }, () => rng.uniform(1));
+  const y = Int32Array.from({ length: N }, (_, i) => (i % 7 === 0 ? 4 : Math.floor((Math.abs(x[i * 4]) + Math.abs(x[i * 4 + 1])) * 2) % 4));
+
+  async function evaluated(): Promise<{ report: ClassReport; predicted: number[] }> {
+    const t = make({ layers: [4, 8, K], workers: 1, lr: 0.3, momentum: 0.9, batchSize: 16, seed: 2 });
+    await t.fit({ x, y }, { epochs: 3 });
+    const { report } = await t.evaluate({ x, y });
+    const predicted = (await t.predictClasses(x)).map(Number);
+    return { report, predicted };
+  }
+
+  it('gives macro and weighted precision, recall and F1 as the formulas give them from the predictions', async () => {
+    const { report, predicted } = await evaluated();
+    // A loop over the rows: per class tp, predicted and true counts, then each ratio (0 for 0/0).
+    const tp = new Array<number>(K).fill(0);
+    const asK = new Array<number>(K).fill(0);
+    const support = new Array<number>(K).fill(0);
+    predicted.forEach((p, i) => {
+      asK[p]++;
+      support[y[i]]++;
+      if (p === y[i]) tp[p]++;
+    });
+    const ratio = (a: number, b: number): number => (b === 0 ? 0 : a / b);
+    const precision = tp.map((v, k) => ratio(v, asK[k]));
+    const recall = tp.map((v, k) => ratio(v, support[k]));
+    const f1 = precision.map((p, k) => ratio(2 * p * recall[k], p + recall[k]));
+    const mean = (v: number[], w: number[]): number => v.reduce((s, a, k) => s + a * w[k], 0) / w.reduce((s, a) => s + a, 0);
+    const ones = new Array<number>(K).fill(1);
+    expect(support[5]).toBe(0);
+    expect(asK.filter((n) => n === 0).length).toBeGreaterThan(0);
+    for (const [name, got, want] of [
+      ['macro', report.macro, { precision: mean(precision, ones), recall: mean(recall, ones), f1: mean(f1, ones) }],
+      ['weighted', report.weighted, { precision: mean(precision, support), recall: mean(recall, support), f1: mean(f1, support) }],
+    ] as const) {
+      for (const key of ['precision', 'recall', 'f1'] as const) expect(got[key], `${name} ${key}`).toBeCloseTo(want[key], 12);
+    }
+  });
+
+  it.skipIf(!hasSklearn)("gives scikit-learn's classification_report, class by class and on average", async () => {
+    const { report, predicted } = await evaluated();
+    const script = [
+      'import json, sys',
+      'from sklearn.metrics import classification_report',
+      'd = json.loads(sys.stdin.read())',
+      'print(json.dumps(classification_report(d["y"], d["p"], labels=list(range(d["K"])), output_dict=True, zero_division=0)))',
+    ].join('\n');
+    const r = spawnSync(PYTHON, ['-c', script], { input: JSON.stringify({ y: Array.from(y), p: predicted, K }), encoding: 'utf8', timeout: 60_000 });
+    expect(r.stderr).toBe('');
+    const sk = JSON.parse(r.stdout) as Record<string, { precision: number; recall: number; 'f1-score': number; support: number }>;
+    report.classes.forEach((c, k) => {
+      const s = sk[String(k)];
+      expect([c.precision, c.recall, c.f1, c.support].map((v) => v.toFixed(12)), `class ${k}`)
+        .toEqual([s.precision, s.recall, s['f1-score'], s.support].map((v) => v.toFixed(12)));
+    });
+    for (const [name, got] of [['macro avg', report.macro], ['weighted avg', report.weighted]] as const) {
+      const s = sk[name];
+      expect([got.precision, got.recall, got.f1].map((v) => v.toFixed(12)), name).toEqual([s.precision, s.recall, s['f1-score']].map((v) => v.toFixed(12)));
+    }
+  });
 });

@@ -930,6 +930,35 @@ describe('fuzzing', () => {
     }
     console.log(`checkpoint fuzz: ${outcome.loaded} mutants loaded (${outcome.unchecked} without a checksum left to check), ${outcome.refused} refused with CheckpointError`);
   });
+
+  it(`checkpoint: ${FUZZ_ITERATIONS.checkpoint / 10} rewrites of the valid file that the format allows (key order, whitespace, padding) all load what was saved`, () => {
+    // The mutants above are nearly all refused, which a decoder refusing every file would pass too. These
+    // are valid by construction: the same header object with its keys (and each tensor's) in a random
+    // order, JSON whitespace and trailing padding spaces, the data untouched. The checksums cover the
+    // header's content sorted by key, not its text, so every one must load.
+    const rand = random(FUZZ_SEED + 4);
+    const n = CKPT_HEADER;
+    const header = JSON.parse(Buffer.from(CKPT.subarray(8, 8 + n)).toString('utf8')) as Record<string, Record<string, unknown>>;
+    const data = CKPT.subarray(8 + n);
+    const shuffled = (o: Record<string, unknown>): Record<string, unknown> => {
+      const keys = Object.keys(o);
+      for (let i = keys.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [keys[i], keys[j]] = [keys[j], keys[i]];
+      }
+      return Object.fromEntries(keys.map((k) => [k, o[k]]));
+    };
+    for (let i = 0; i < FUZZ_ITERATIONS.checkpoint / 10; i++) {
+      const rewritten = shuffled(Object.fromEntries(Object.entries(header).map(([k, v]) => [k, shuffled(v)])));
+      const text = JSON.stringify(rewritten, null, ' '.repeat(Math.floor(rand() * 4))) + ' '.repeat(8 * Math.floor(rand() * 3));
+      const where = `seed ${FUZZ_SEED + 4} rewrite ${i}: ${JSON.stringify(text.slice(0, 80))}...`;
+      const ckpt = decodeCheckpoint(assembleFile(text, data), 'rewritten.safetensors');
+      expect(ckpt.config, where).toEqual(TINY);
+      expect(bitsEqual(ckpt.params, TINY_PARAMS), where).toBe(true);
+      expect(bitsEqual(ckpt.tensors['optimizer.momentum_buffer'], MOMENTUM), where).toBe(true);
+      expect(ckpt.metadata.epoch, where).toBe('3');
+    }
+  });
 });
 
 describe('up-front size refusal', () => {

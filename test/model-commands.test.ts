@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, runCommand } from './helpers.js';
-import { loadCheckpoint, loadCsv, saveCheckpoint, Trainer } from '../src/main/index.js';
+import { loadCheckpoint, loadCsv, loadMnist, saveCheckpoint, Trainer } from '../src/main/index.js';
 import { evaluateMain } from '../src/cli/evaluate.js';
 import { predictMain } from '../src/cli/predict.js';
 
@@ -47,7 +47,7 @@ describe('a model trained on a CSV of class names, used from the command line', 
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`accuracy ${printed.replace('.', '\\.')}%\\n$`));
-    expect(r.stdout).toMatch(/classes setosa, versicolor, virginica/);
+    expect(r.stdout).toContain('; 3 classes "setosa", "versicolor", "virginica"\n');
   });
 
   it('gives it again with Trainer.load and evaluate on the raw test file, in another order of rows and columns', async () => {
@@ -115,5 +115,50 @@ describe('a model trained on a CSV of class names, used from the command line', 
     await saveCheckpoint(old, ckpt.config, ckpt.params, rest, ckpt.tensors);
     const r = await runCommand(evaluateMain, [old, '--test', testCsv, '--label-column', 'species']);
     expect(r.out).toContain(`note: ${old} records no preprocessing`);
+  });
+});
+
+describe('a model of many classes, and one trained on the bundled digits, from the command line', () => {
+  it('names at most 10 of 5,000 classes on the model line, and how many more', async () => {
+    const classNames = Array.from({ length: 5000 }, (_, k) => `class ${k}`);
+    const t = new Trainer({ layers: [2, 5000], workers: 1, preprocessing: { featureNames: ['a', 'b'], labelNames: ['y'], classNames } });
+    const path = join(dir, 'many.safetensors');
+    try {
+      await t.save(path);
+    } finally {
+      await t.close();
+    }
+    const input = join(dir, 'two.csv');
+    writeFileSync(input, 'a,b\n0.5,1\n');
+    const r = await runCommand(predictMain, [path, '--input', input, '--out', join(dir, 'many-preds.csv')]);
+    expect(r.err).toBe('');
+    let shown = '';
+    for (let k = 0; k < 10; k++) shown += `${k === 0 ? '' : ', '}"class ${k}"`;
+    expect(r.out.split('\n')[0]).toBe(`model ${path}: MLP 2-5000 (relu), cross-entropy; no normalisation; 2 feature columns; label y; ` +
+      `5000 classes ${shown}, ... (4990 more)`);
+  });
+
+  it('evaluates and predicts the bundled digits\' test split (--data mnist) as training evaluated it', async () => {
+    const model = join(dir, 'digits.safetensors');
+    const trained = await runCli(['--layers', '784,8,10', '--epochs', '1', '--workers', '1', '--no-progress', '--out', model]);
+    expect(trained.code).toBe(0);
+    const accuracy = /test accuracy (\d+\.\d\d)%\)\n$/.exec(trained.out)?.[1];
+    const e = await runCommand(evaluateMain, [model, '--data', 'mnist', '--workers', '1']);
+    expect(e.err).toBe('');
+    expect(e.out).toContain('data: MNIST digits (bundled), the test split, 1996 rows\n');
+    expect(e.out).toMatch(new RegExp(`accuracy ${accuracy?.replace('.', '\\.')}%\\n$`));
+    const out = join(dir, 'digits-preds.csv');
+    const p = await runCommand(predictMain, [model, '--data', 'mnist', '--out', out, '--workers', '1']);
+    expect(p.err).toBe('');
+    const rows = cells(out).slice(1);
+    const { test } = loadMnist();
+    expect(rows).toHaveLength(test.rows);
+    const right = rows.filter((row, i) => row[0] === String(test.y[i])).length;
+    expect((100 * right / rows.length).toFixed(2)).toBe(accuracy);
+    // one source of data, no more, no less
+    const both = await runCommand(evaluateMain, [model, '--data', 'mnist', '--test', testCsv]);
+    expect([both.code, both.err]).toEqual([2, 'gradpool evaluate: give the data to evaluate on, one of: --test file.csv, --test-images and --test-labels, or --data mnist\n']);
+    const none = await runCommand(predictMain, [model, '--out', out]);
+    expect([none.code, none.err]).toEqual([2, 'gradpool predict: give the inputs, one of: --input file, or --data mnist\n']);
   });
 });

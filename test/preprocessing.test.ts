@@ -185,6 +185,37 @@ describe('files and options', () => {
     expect(sameBits(await back.predict(train.x), await t.predict(train.x))).toBe(true);
   });
 
+  it("Trainer.load(path, { preprocessing }) uses the given preprocessing over the recorded one, and over a file's none", async () => {
+    // Statistics of another split, so the two preprocessings normalise differently.
+    const other = tabular(60, 9);
+    const given = { ...fitPreprocessing(other, 'scale'), classNames: ['x', 'y', 'z'] };
+    // (x - min) / (max - min) per feature, by hand, of the given split's range
+    const byHand = new Float32Array(train.x.length);
+    for (let c = 0; c < 3; c++) {
+      let lo = Infinity;
+      let hi = -Infinity;
+      for (let r = 0; r < other.rows; r++) {
+        lo = Math.min(lo, other.x[r * 3 + c]);
+        hi = Math.max(hi, other.x[r * 3 + c]);
+      }
+      for (let r = 0; r < train.rows; r++) byHand[r * 3 + c] = (Math.fround(train.x[r * 3 + c]) - Math.fround(lo)) * Math.fround(1 / (hi - lo));
+    }
+    const recorded = make({ ...base, preprocessing: fitPreprocessing(train, 'standardize') });
+    const none = make(base);
+    const plain = make(base); // the same initial weights (same seed), fed the data normalised by hand
+    for (const [name, t] of [['recorded', recorded], ['none', none]] as const) {
+      const path = join(dir, `override-${name}.safetensors`);
+      await t.save(path);
+      const back = keep(await Trainer.load(path, { workers: 1, preprocessing: given }));
+      expect(back.preprocessing?.classNames, name).toEqual(['x', 'y', 'z']);
+      expect(back.preprocessing?.normalize?.mode, name).toBe('scale');
+      expect(sameBits(await back.predict(train.x), await plain.predict(byHand)), `${name}: predictions from the given preprocessing`).toBe(true);
+      // without the option, the file's own: recorded statistics, or none (raw features)
+      const own = keep(await Trainer.load(path, { workers: 1 }));
+      expect(own.preprocessing, name).toEqual(t.preprocessing);
+    }
+  });
+
   it('refuses a recorded preprocessing that does not fit the model, naming the file and the field', async () => {
     const t = make({ ...base, preprocessing: fitPreprocessing(train, 'standardize') });
     const path = join(dir, 'edited.safetensors');

@@ -9,9 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, loadMnist } from '../src/main/index.js';
+import { needsTorch, PYTHON, requireTorch, skipWithoutTorch } from './torch.js';
 
-const python = '/usr/bin/python3';
-const hasTorch = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+const python = PYTHON;
+needsTorch('test/pytorch.test.ts');
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-torch-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -34,7 +35,8 @@ function readmePython(): string {
 }
 
 describe('the model in PyTorch', () => {
-  it.skipIf(!hasTorch)("loads with the README's Python lines and predicts what gradpool predicts (needs Debian python3-torch)", async () => {
+  it.skipIf(skipWithoutTorch)("loads with the README's Python lines and predicts what gradpool predicts (needs Debian python3-torch)", async () => {
+    requireTorch();
     const { train, test } = loadMnist();
     const t = new Trainer({ layers: [784, 128, 10], lr: 0.05, momentum: 0.9, workers: 2 });
     try {

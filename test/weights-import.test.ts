@@ -9,13 +9,14 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CheckpointError, Trainer, loadCheckpoint } from '../src/main/index.js';
 import { assemble } from './files.js';
 import { maxAbsDiff, runCli, trainers } from './helpers.js';
+import { needsTorch, PYTHON, requireTorch, skipWithoutTorch } from './torch.js';
 
-const python = '/usr/bin/python3';
-const hasTorch = spawnSync(python, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0;
+const python = PYTHON;
+needsTorch('test/weights-import.test.ts');
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-import-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const { make, keep } = trainers();
@@ -203,7 +204,8 @@ x.numpy().tofile(sys.argv[1] + "/x.bin")
 print(json.dumps(out))
 `;
 
-describe.skipIf(!hasTorch)('a state_dict saved from PyTorch (needs Debian python3-torch)', () => {
+describe.skipIf(skipWithoutTorch)('a state_dict saved from PyTorch (needs Debian python3-torch)', () => {
+  beforeAll(requireTorch);
   const run = (): Record<string, number[]> => {
     const r = spawnSync(python, ['-c', WRITE_TORCH, dir], { encoding: 'utf8', timeout: 60_000 });
     if (r.status !== 0) throw new Error(r.stderr);

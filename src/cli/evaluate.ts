@@ -1,9 +1,10 @@
-// `gradpool evaluate model.safetensors --test test.csv` (or --test-images and --test-labels): a saved
+// `gradpool evaluate model.safetensors --test test.csv` (or --test-images and --test-labels, or --data
+// mnist: the bundled digits' test split, as the training script evaluates it at its end): a saved
 // model's loss, accuracy, confusion matrix and per-class report on labelled data, read and normalised
 // with the model's recorded preprocessing, so the figures are the ones training printed at its end.
 
 import { Command, Option } from 'commander';
-import { loadIdx, reportText, type Trainer } from '../main/index.js';
+import { loadIdx, loadMnist, reportText, type Trainer } from '../main/index.js';
 import { outputClosed } from './closed-output.js';
 import { modelLine, openModel } from './model-command.js';
 import { isIdxName, loadCsvForModel } from './model-data.js';
@@ -13,6 +14,7 @@ import { failure, UsageError } from './usage-error.js';
 import { checkRegularFiles } from './writable.js';
 
 interface EvaluateFlags {
+  data?: 'mnist';
   test?: string;
   testImages?: string;
   testLabels?: string;
@@ -24,6 +26,7 @@ export function buildEvaluateProgram(): Command {
   return new Command('gradpool evaluate')
     .description("Evaluate a saved model on labelled data: loss, accuracy, confusion matrix and per-class report, with the model's own preprocessing.")
     .argument('<model>', 'a checkpoint written by gradpool (the training script or trainer.save())')
+    .addOption(new Option('--data <source>', "mnist: the bundled digits' test split (1,996 images), as training evaluates it").choices(['mnist']))
     .addOption(new Option('--test <file>', 'a CSV file with the label column (its feature columns as the model records them)'))
     .addOption(new Option('--test-images <file>', 'IDX images (e.g. t10k-images-idx3-ubyte.gz), with --test-labels'))
     .addOption(new Option('--test-labels <file>', 'IDX labels, with --test-images'))
@@ -41,21 +44,20 @@ export async function evaluateMain(argv: string[], out: NodeJS.WriteStream = pro
   const modelPath = program.args[0];
   let trainer: Trainer | null = null;
   try {
-    if ((f.test === undefined) === (f.testImages === undefined)) {
-      throw new UsageError('give the data to evaluate on: --test file.csv, or --test-images and --test-labels');
+    if ([f.data, f.test, f.testImages].filter((v) => v !== undefined).length !== 1) {
+      throw new UsageError('give the data to evaluate on, one of: --test file.csv, --test-images and --test-labels, or --data mnist');
     }
     if ((f.testImages === undefined) !== (f.testLabels === undefined)) throw new UsageError('--test-images and --test-labels go together');
     if (f.test !== undefined && isIdxName(f.test)) throw new UsageError(`--test ${f.test} looks like an IDX file: give --test-images and --test-labels`);
     checkRegularFiles([['the model', modelPath], ['--test-images', f.testImages], ['--test-labels', f.testLabels]]);
     trainer = await openModel(modelPath, f.workers);
     out.write(modelLine(trainer, modelPath));
-    const data = f.test !== undefined
-      ? await loadCsvForModel(trainer, f.test, true, f.labelColumn)
-      : await loadIdx(f.testImages as string, f.testLabels as string);
+    const data = f.test !== undefined ? await loadCsvForModel(trainer, f.test, true, f.labelColumn)
+      : f.testImages !== undefined ? await loadIdx(f.testImages, f.testLabels as string) : loadMnist().test;
     if (outputClosed(out)) return 0; // its reader has gone (`| head`): nothing to evaluate for
     const e = await trainer.evaluate(data);
     const names = trainer.preprocessing?.classNames ?? undefined;
-    out.write(`data: ${f.test ?? f.testImages}, ${e.rows} rows\n`);
+    out.write(`data: ${f.test ?? f.testImages ?? 'MNIST digits (bundled), the test split'}, ${e.rows} rows\n`);
     if (e.confusion !== null) {
       out.write(`confusion matrix (rows: true class, columns: predicted):\n${matrixText(e.confusion, names)}`);
     }

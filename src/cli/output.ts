@@ -4,6 +4,15 @@
 
 import type { Trainer } from '../main/index.js';
 
+/** Class names printed on one line at most: the rest is a count. */
+export const SHOWN_NAMES = 10;
+
+/** '"setosa", "versicolor", "virginica"'; past SHOWN_NAMES names, the first ones and how many more. */
+export function namesText(names: readonly string[]): string {
+  const shown = names.slice(0, SHOWN_NAMES).map((n) => JSON.stringify(n)).join(', ');
+  return names.length > SHOWN_NAMES ? `${shown}, ... (${names.length - SHOWN_NAMES} more)` : shown;
+}
+
 /** The confusion matrix, rows and columns headed by class index, or by class name when given. */
 export function matrixText(m: number[][], names?: readonly string[]): string {
   const label = (k: number): string => names?.[k] ?? String(k);

@@ -1,5 +1,6 @@
 // `gradpool predict model.safetensors --input new.csv --out predictions.csv`: a saved model's
-// predictions for raw inputs (CSV, or IDX images), read and normalised with the model's recorded
+// predictions for raw inputs (CSV, IDX images, or --data mnist: the bundled digits' test split), read
+// and normalised with the model's recorded
 // preprocessing. One output row per input row, in order: the predicted class (its name when the model
 // records class names) and each class's probability, or with --top-k the k most probable classes; for
 // independent sigmoid outputs, each output's probability. Streamed in pieces of bounded size: a file is
@@ -7,7 +8,7 @@
 // goes (`| head`) ends the command quietly.
 
 import { Command, Option } from 'commander';
-import { isSoftmaxLoss, loadIdx, predictedClass, type Trainer } from '../main/index.js';
+import { isSoftmaxLoss, loadIdx, loadMnist, predictedClass, type Trainer } from '../main/index.js';
 import { isClosedOutput } from './closed-output.js';
 import { shortestFloat32 } from './float32-text.js';
 import { modelLine, openModel } from './model-command.js';
@@ -18,7 +19,8 @@ import { failure, UsageError } from './usage-error.js';
 import { checkDistinctFiles, checkRegularFiles, checkWritableFile, fileFlag } from './writable.js';
 
 interface PredictFlags {
-  input: string;
+  data?: 'mnist';
+  input?: string;
   out: string;
   topK?: number;
   labelColumn?: string;
@@ -34,7 +36,8 @@ export function buildPredictProgram(): Command {
   return new Command('gradpool predict')
     .description("Predict with a saved model: one row per input row, the predicted class and each class's probability, with the model's own preprocessing.")
     .argument('<model>', 'a checkpoint written by gradpool (the training script or trainer.save())')
-    .addOption(new Option('--input <file>', 'a CSV file holding the model\'s feature columns (other columns are left out), or IDX images (...-idx3-ubyte[.gz])').makeOptionMandatory())
+    .addOption(new Option('--input <file>', 'a CSV file holding the model\'s feature columns (other columns are left out), or IDX images (...-idx3-ubyte[.gz])'))
+    .addOption(new Option('--data <source>', "mnist: the bundled digits' test split (1,996 images), instead of --input").choices(['mnist']))
     .addOption(new Option('--out <file>', "where the predictions go, as CSV ('-': standard output)").makeOptionMandatory())
     .addOption(new Option('--top-k <k>', 'write the k most probable classes (outputs) and their probabilities per row, not every class').argParser(positiveInt()))
     .addOption(new Option('--label-column <names>', 'a column of the CSV file to leave out, for a model that records no feature columns'))
@@ -53,13 +56,15 @@ export async function predictMain(argv: string[], out: NodeJS.WriteStream = proc
   const log = toStdout ? process.stderr : out;
   let trainer: Trainer | null = null;
   try {
+    if ((f.input === undefined) === (f.data === undefined)) throw new UsageError('give the inputs, one of: --input file, or --data mnist');
     if (!toStdout) checkWritableFile('--out', f.out);
     checkDistinctFiles([fileFlag('--out', f.out)], [fileFlag('<model>', modelPath), fileFlag('--input', f.input)]);
     checkRegularFiles([['the model', modelPath], ['--input', isIdxName(f.input) ? f.input : undefined]]);
     trainer = await openModel(modelPath, f.workers);
     const table = predictionTable(trainer, f.topK);
     log.write(modelLine(trainer, modelPath));
-    const data = isIdxName(f.input) ? await loadIdx(f.input) : await loadCsvForModel(trainer, f.input, false, f.labelColumn);
+    const data = f.input === undefined ? loadMnist().test
+      : isIdxName(f.input) ? await loadIdx(f.input) : await loadCsvForModel(trainer, f.input, false, f.labelColumn);
     const sink = toStdout ? streamSink(out) : await fileSink(f.out);
     try {
       await writePredictions(trainer, data.x, table, sink);

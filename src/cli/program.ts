@@ -171,7 +171,8 @@ export function buildProgram(): Command {
     .addOption(o('--no-progress', 'no progress bar, even on a terminal'))
     .version(VERSION, '--version', 'print the version')
     .addHelpText('after', '\nOther commands: gradpool tune (the worker count), gradpool evaluate, gradpool predict (a saved model),\n' +
-      'gradpool plot (learning curves from a --metrics file); each takes --help.')
+      'gradpool plot (learning curves from a --metrics file), gradpool export (a saved model as ONNX, or as a\n' +
+      'PyTorch DDP script that continues its training); each takes --help. In a clone: npx gradpool ...')
     .showHelpAfterError(false)
     .exitOverride();
 }

@@ -78,7 +78,8 @@ export class MetricsFile {
   }
 
   step(s: StepInfo): void {
-    this.line({ type: 'step', epoch: s.epoch, step: s.step, loss: s.loss, lr: s.lr, ...(s.gradNorm === undefined ? {} : { gradNorm: s.gradNorm }) });
+    // JSON has no NaN: a step with no gradient (every target ignored) writes gradNorm null.
+    this.line({ type: 'step', epoch: s.epoch, step: s.step, loss: s.loss, lr: s.lr, gradNorm: s.gradNorm });
   }
 
   epoch(r: EpochRecord): void {

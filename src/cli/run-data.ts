@@ -8,6 +8,7 @@ import {
   applyNormalization, fitPreprocessing, loadCsv, loadIdx, loadMnist, splitValidation,
   type LoadedData, type NormalizeMode, type Preprocessing, type ResolvedPreprocessing,
 } from '../main/index.js';
+import { namesText } from './output.js';
 import { UsageError } from './usage-error.js';
 
 /** The data flags, saved in a checkpoint's metadata so that --resume reloads the same data. */
@@ -128,8 +129,7 @@ export async function loadRunData(
     description = `CSV ${f.train}, ${train.rows} train` + (test === undefined ? '' : ` / ${test.rows} test`);
     const names = train.classNames;
     if (names !== undefined) {
-      const shown = names.slice(0, 10).map((n) => JSON.stringify(n)).join(', ') + (names.length > 10 ? ', ...' : '');
-      description += `; ${names.length} classes by name (${shown}) as 0..${names.length - 1}`;
+      description += `; ${names.length} classes by name (${namesText(names)}) as 0..${names.length - 1}`;
     }
   }
   const loading = { seconds: (performance.now() - start) / 1000, bytes: files.reduce((sum, p) => sum + statSync(p).size, 0) };

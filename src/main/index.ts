@@ -10,7 +10,7 @@ export { predictedClass } from './trainer.js';
 export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
 export type { LossOptions } from './loss-options.js';
 export { BestMetric, EARLY_STOPPING_DEFAULTS } from './early-stopping.js';
-export { duration, epochText, RunClock, type EpochTextOptions } from './epoch-text.js';
+export { duration, epochText, MIN_RATE_SECONDS, RunClock, type EpochTextOptions } from './epoch-text.js';
 export { curvesSvg, epochsFromMetrics } from './curves.js';
 export type { Dataset, Features } from './data.js';
 export {
@@ -23,7 +23,7 @@ export { scheduleAt } from '../shared/schedule.js';
 export { PLATEAU_DEFAULTS, plateauStart, plateauStep, type PlateauSchedule, type PlateauState } from '../shared/plateau.js';
 export { loadMnist, type MnistSplit } from './loaders/mnist.js';
 export type { LoadedData } from './loaders/loaded.js';
-export { decodeIdx, loadIdx } from './loaders/idx.js';
+export { decodeIdx, encodeIdx, loadIdx } from './loaders/idx.js';
 export { loadCsv, type CsvOptions } from './loaders/csv.js';
 export {
   applyNormalization, fitNormalization, splitValidation, type Normalization, type NormalizeMode,

@@ -95,7 +95,8 @@ export class Trainer {
    * state (epoch, step, schedule position, momentum), so fit() continues exactly where it stopped, and
    * its preprocessing, so predict() and evaluate() take raw features as at the end of training (a file
    * that records none, as those written before gradpool recorded it, has `preprocessing` null).
-   * `options` override the saved ones (workers, say); layers, activation and loss are the file's, and
+   * `options` override the saved ones (workers, say; a `preprocessing` replaces the recorded one, or
+   * gives one to a file that records none); layers, activation and loss are the file's, and
    * may be given only as the file has them.
    *
    * A safetensors file with no gradpool metadata (a PyTorch state_dict) holds weights only: give the
@@ -136,7 +137,8 @@ export class Trainer {
     const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
     const trainer = await Trainer.create({ ...saved, preprocessing, ...options, ...ckpt.config });
     try {
-      trainer.importWeights(file, path);
+      // options.preprocessing, when given, overrides the file's (importWeights would put it back).
+      trainer.importWeights(file, path, options.preprocessing === undefined);
       trainer.restoreState(ckpt, path);
     } catch (err) {
       await trainer.close();
@@ -206,11 +208,11 @@ export class Trainer {
     return this.imported;
   }
 
-  private importWeights(file: SafetensorsFile, path: string): ImportedWeights {
+  private importWeights(file: SafetensorsFile, path: string, filePreprocessing = true): ImportedWeights {
     const { params, imported } = weightsFor(file, this.options.layers, path);
     const prep = parsePreprocessing(file.metadata, this.config, path);
     this.core.params.set(params);
-    if (prep !== null) this.prep = prep;
+    if (prep !== null && filePreprocessing) this.prep = prep;
     this.imported = imported;
     return imported;
   }
@@ -472,7 +474,7 @@ export class Trainer {
         try {
           fit.onStep({
             epoch, batch: b + 1, batches, step: st.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
-            ...(o.clipGradNorm === null ? {} : { gradNorm: decision.gradNorm }),
+            gradNorm: decision.gradNorm,
             ...(decision.outcome === 'update' ? {} : { skipped: true }),
             timing: stepTiming(timing),
           });

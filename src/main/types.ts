@@ -76,8 +76,10 @@ export interface StepInfo {
   rows: number;
   /** The learning rate this step used. */
   lr: number;
-  /** The gradient's total norm before clipping, when clipGradNorm is set. */
-  gradNorm?: number;
+  /** The averaged gradient's total norm before clipping: of order clipNormType with clipping, else its
+   *  2-norm (the workers compute it every step, to catch a non-finite gradient); NaN for a step whose
+   *  every target was ignored (no gradient). */
+  gradNorm: number;
   /** True when every target of the batch was ignored, so no update was made. */
   skipped?: boolean;
   /** Where the step's time went. */

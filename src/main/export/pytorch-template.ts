@@ -265,6 +265,8 @@ def main():
                 else:
                     if CLIP is not None:
                         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), **CLIP).item()
+                    else:  # the 2-norm, as gradpool's --metrics writes it on every step
+                        grad_norm = torch.norm(torch.stack([torch.norm(p.grad.detach(), 2.0) for p in model.parameters()]), 2.0).item()
                     optimizer.step()
                     applied = True
             step += 1
@@ -280,7 +282,8 @@ def main():
                 print(f"step {step}: train loss {batch_loss:.4f}{'' if applied else ' (skipped)'} (took {1000 * (time.perf_counter() - t0):.1f} ms)", flush=True)
                 if metrics is not None:
                     line = {"type": "step", "epoch": epoch + 1, "step": step, "loss": batch_loss, "lr": lr}
-                    metrics.write(json.dumps(line if grad_norm is None else dict(line, gradNorm=grad_norm)) + "\n")
+                    line["gradNorm"] = grad_norm if grad_norm is not None and math.isfinite(grad_norm) else None  # JSON has no NaN
+                    metrics.write(json.dumps(line) + "\n")
                     metrics.flush()
         if batch == batches:
             epoch += 1

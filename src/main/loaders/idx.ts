@@ -2,6 +2,7 @@
 // then the values big-endian. A gzip file (magic 1f 8b) is gunzipped first. decodeIdx checks the
 // header against the byte count, and the sizes it declares against memory, before allocating anything
 // (for a gzip file, before gunzipping more than its header); loadIdx pairs an images and a labels file.
+// encodeIdx writes one (the bundled digits, for a PyTorch script that cannot read the npm package).
 
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { DataError, shapeText } from '../errors.js';
@@ -29,6 +30,20 @@ const IDX_TYPES: Record<number, IdxType> = {
 
 function fill<T extends IdxArray>(out: T, value: (i: number) => number): T {
   for (let i = 0; i < out.length; i++) out[i] = value(i);
+  return out;
+}
+
+/** An IDX file of `dims` (its first dimension the rows): float32 values as type 0x0D, bytes as 0x08. */
+export function encodeIdx(values: Float32Array | Uint8Array, dims: number[]): Uint8Array {
+  const size = values instanceof Float32Array ? 4 : 1;
+  const header = 4 + 4 * dims.length;
+  const out = new Uint8Array(header + size * values.length);
+  const view = new DataView(out.buffer);
+  view.setUint8(2, size === 4 ? 0x0d : 0x08);
+  view.setUint8(3, dims.length);
+  dims.forEach((d, i) => view.setUint32(4 + 4 * i, d, false));
+  if (values instanceof Float32Array) values.forEach((v, i) => view.setFloat32(header + 4 * i, v, false));
+  else out.set(values, header);
   return out;
 }
 

@@ -1,0 +1,145 @@
+// The README's ```sh blocks as a new user runs them, in order, in a scratch folder (the repository's
+// examples/ beside it): `npm run <script>` as package.json defines it and `npx gradpool` as its bin (the
+// command's main run in this process, for speed: test/model-commands.test.ts spawns the script itself),
+// `torchrun` as Debian's torch runs it. Small data stands in for long runs (fewer epochs, 2 processes);
+// commands on the user's own files are listed here, each checked to be in the README. So a command
+// that reads a file no earlier command wrote, a flag or script that does not exist, or a file moved
+// under examples/ fails here. (test/pytorch-ddp.test.ts runs torchrun with 2 processes.)
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { evaluateMain } from '../src/cli/evaluate.js';
+import { exportMain } from '../src/cli/export.js';
+import { plotMain } from '../src/cli/plot.js';
+import { predictMain } from '../src/cli/predict.js';
+import { main } from '../src/cli/train.js';
+import { tuneMain } from '../src/cli/tune.js';
+import { runCommand } from './helpers.js';
+import { hasTorch, PYTHON, requireTorch, skipWithoutTorch, torchrunLocal } from './torch.js';
+
+const root = resolve('.');
+const readme = readFileSync(join(root, 'README.md'), 'utf8');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string>; bin: Record<string, string> };
+/** scripts/gradpool.ts's commands; anything else trains (scripts/train.ts). */
+const COMMANDS: Record<string, (argv: string[], out: NodeJS.WriteStream) => Promise<number>> = {
+  tune: tuneMain, plot: plotMain, evaluate: evaluateMain, predict: predictMain, export: exportMain,
+};
+const dir = mkdtempSync(join(tmpdir(), 'gradpool-readme-'));
+symlinkSync(join(root, 'examples'), join(dir, 'examples'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Commands not run here, each with the reason: set-up and the suite itself, and the user's own files. */
+const NOT_RUN: Record<string, string> = {
+  'npm ci': 'the set-up this suite runs in',
+  'npm test': 'this suite',
+  "npm run train -- --data csv --train sales.csv --label-column churned --ignore-columns customer_id --layers 12,32,2": "the user's own file",
+  'npm run train -- --data csv --train tags.csv --label-column a,b,c --loss bce-with-logits --layers 20,32,3': "the user's own file",
+  'npm run train -- --data idx --train-images train-images-idx3-ubyte.gz --train-labels train-labels-idx1-ubyte.gz --test-images t10k-images-idx3-ubyte.gz --test-labels t10k-labels-idx1-ubyte.gz': "the user's own files (torchvision's download)",
+  'npm run train -- --layers 784,128,10 --init torch.safetensors': "a file the user's PyTorch wrote",
+};
+
+/** Small data for long runs: the flags a command gets instead, or added. */
+const SMALLER: [RegExp, string][] = [
+  [/^npm run train$/, 'npm run train -- --epochs 1'],
+  [/--nproc_per_node 4 (.*) --epochs 100/, '--nproc_per_node 1 $1 --epochs 21'], // a process fewer: 2 cores, and torch's start-up
+  [/^(npx gradpool --resume ddp\.safetensors) --epochs 20$/, '$1 --epochs 1'],
+];
+
+/** The commands of the README's ```sh blocks, in order: continued lines joined, comments dropped. */
+function readmeCommands(): string[] {
+  const commands: string[] = [];
+  for (const [, block] of readme.matchAll(/```sh\n([\s\S]*?)```/g)) {
+    const lines = block.replace(/\\\n\s*/g, '').split('\n');
+    for (const line of lines) {
+      const code = line.replace(/(^|\s)#.*$/, '').trim();
+      if (code !== '') commands.push(...code.split(/\s+&&\s+/).map((c) => c.replace(/\s+/g, ' ')));
+    }
+  }
+  return commands;
+}
+
+/** A command's words (single quotes kept together, as a shell would). */
+function words(command: string): string[] {
+  return [...command.matchAll(/'([^']*)'|(\S+)/g)].map((m) => m[1] ?? m[2]);
+}
+
+type Run = { main: (argv: string[], out: NodeJS.WriteStream) => Promise<number>; argv: string[] } | { spawn: string[] };
+
+/** What runs for a command: package.json's script or bin (its command's main), or torchrun as Debian's torch runs it. */
+function runOf(command: string): Run {
+  const [tool, ...rest] = words(command);
+  let argv: string[];
+  if (tool === 'npm' && rest[0] === 'run') {
+    const script = pkg.scripts[rest[1]];
+    if (script === undefined) throw new Error(`${command}: package.json has no script '${rest[1]}'`);
+    const m = /^node --import tsx scripts\/(train|gradpool)\.ts(.*)$/.exec(script);
+    if (m === null) throw new Error(`${command}: the script '${script}' does not run scripts/train.ts or scripts/gradpool.ts`);
+    argv = [...words(m[2]), ...(rest[2] === '--' ? rest.slice(3) : rest.slice(2))];
+    if (m[1] === 'train') return { main, argv };
+  } else if (tool === 'npx' && rest[0] === 'gradpool') {
+    expect(pkg.bin.gradpool).toBe('./dist/scripts/gradpool.js'); // the build of scripts/gradpool.ts
+    argv = rest.slice(1);
+  } else if (tool === 'torchrun') {
+    return { spawn: [PYTHON, '-m', 'torch.distributed.run', '--log_dir', join(dir, 'torch-logs'), ...rest] };
+  } else {
+    throw new Error(`${command}: a README command this test does not know how to run (${tool})`);
+  }
+  const command_ = COMMANDS[argv[0]];
+  return command_ === undefined ? { main, argv } : { main: command_, argv: argv.slice(1) };
+}
+
+/** Runs it in the scratch folder: exit code and output. */
+async function run(r: Run): Promise<{ code: number | null; out: string; err: string }> {
+  if ('spawn' in r) {
+    const [exe, module, torchrun, ...args] = r.spawn;
+    const p = spawnSync(exe, [module, torchrun, ...(await torchrunLocal()), ...args], { cwd: dir, encoding: 'utf8', timeout: 180_000 });
+    return { code: p.status, out: p.stdout, err: p.stderr };
+  }
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    return await runCommand(r.main, r.argv);
+  } finally {
+    process.chdir(cwd);
+  }
+}
+
+describe("the README's command blocks", () => {
+  const commands = readmeCommands();
+
+  it('lists every command it does not run, and each of those is in the README', () => {
+    expect(commands.length).toBeGreaterThan(10);
+    for (const c of Object.keys(NOT_RUN)) expect(commands, `not in the README any more: ${c}`).toContain(c);
+  });
+
+  it('run in order in a fresh folder, each reading only what the repository or an earlier command holds', async () => {
+    const ran: string[] = [];
+    for (const command of commands) {
+      if (NOT_RUN[command] !== undefined) continue;
+      if (command.startsWith('torchrun') && skipWithoutTorch) {
+        console.warn(`test/readme.test.ts: skipped without torch: ${command}`);
+        break; // what follows continues its run
+      }
+      if (command.startsWith('torchrun')) requireTorch();
+      const small = SMALLER.reduce((c, [from, to]) => c.replace(from, to), command);
+      const r = await run(runOf(small));
+      expect(r.code, `${small}\n${r.out}\n${r.err}`).toBe(0);
+      ran.push(small);
+    }
+    // what the blocks promise they write
+    for (const f of ['model.safetensors', 'iris.safetensors', 'metrics.jsonl', 'predictions.csv', 'curves.svg', 'train_ddp.py']) {
+      expect(existsSync(join(dir, f)), f).toBe(true);
+    }
+    if (hasTorch) expect(existsSync(join(dir, 'ddp.safetensors'))).toBe(true);
+    expect(ran.length).toBeGreaterThanOrEqual(8);
+  }, 600_000);
+
+  it('prints no npm warning (no unknown .npmrc key)', () => {
+    const r = spawnSync('npm', ['run', 'plot', '--', '--help'], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(0);
+    expect(r.stderr).not.toMatch(/npm warn/i);
+  });
+});
