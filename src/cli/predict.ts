@@ -59,7 +59,7 @@ export async function predictMain(argv: string[], out: NodeJS.WriteStream = proc
     if ((f.input === undefined) === (f.data === undefined)) throw new UsageError('give the inputs, one of: --input file, or --data mnist');
     if (!toStdout) checkWritableFile('--out', f.out);
     checkDistinctFiles([fileFlag('--out', f.out)], [fileFlag('<model>', modelPath), fileFlag('--input', f.input)]);
-    checkRegularFiles([['the model', modelPath], ['--input', isIdxName(f.input) ? f.input : undefined]]);
+    checkRegularFiles([['the model', modelPath], ['--input', f.input !== undefined && isIdxName(f.input) ? f.input : undefined]]);
     trainer = await openModel(modelPath, f.workers);
     const table = predictionTable(trainer, f.topK);
     log.write(modelLine(trainer, modelPath));
