@@ -16,6 +16,7 @@ interface AdamCase {
   optimizer: 'adam' | 'adamw';
   options: Partial<TrainerOptions>;
   maxLr: number | null;
+  clip: number | null;
   losses: number[];
   params: number[];
   step: number;
@@ -47,6 +48,7 @@ describe.each(['1.13', '2.13'])('Adam and AdamW match torch %s over an epoch', (
     const steps = f.y.length / f.batchSize;
     const t = make({
       layers: f.layers, optimizer: c.optimizer, ...c.options, batchSize: f.batchSize, shuffle: false, workers: 2, shards: 2,
+      clipGradNorm: c.clip,
       ...(c.maxLr === null ? {} : { schedule: { name: 'onecycle', maxLr: c.maxLr, totalSteps: steps }, scheduleInterval: 'step' }),
     });
     t.parameters.set(f.initial);

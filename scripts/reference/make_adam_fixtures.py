@@ -19,13 +19,14 @@ ROWS = 128
 BATCH = 16
 STEPS = ROWS // BATCH
 
-# name, optimizer, its options (gradpool's names), OneCycle's max_lr or None
+# name, optimizer, its options (gradpool's names), OneCycle's max_lr or None, clip_grad_norm_'s max_norm or None
 CASES = [
-    ("adam", "adam", {"lr": 1e-2}, None),
-    ("adamw", "adamw", {"lr": 1e-2}, None),
-    ("amsgrad", "adam", {"lr": 1e-2, "amsgrad": True, "betas": [0.8, 0.99]}, None),
-    ("adam weight decay onecycle", "adam", {"lr": 1e-2, "weightDecay": 0.1, "eps": 1e-6}, 2e-2),
-    ("adamw amsgrad maximize", "adamw", {"lr": 1e-3, "amsgrad": True, "maximize": True, "weightDecay": 0.5}, None),
+    ("adam", "adam", {"lr": 1e-2}, None, None),
+    ("adamw", "adamw", {"lr": 1e-2}, None, None),
+    ("amsgrad", "adam", {"lr": 1e-2, "amsgrad": True, "betas": [0.8, 0.99]}, None, None),
+    ("adam weight decay onecycle", "adam", {"lr": 1e-2, "weightDecay": 0.1, "eps": 1e-6}, 2e-2, None),
+    ("adamw amsgrad maximize", "adamw", {"lr": 1e-3, "amsgrad": True, "maximize": True, "weightDecay": 0.5}, None, None),
+    ("adamw clipped", "adamw", {"lr": 1e-2}, None, 0.25),
 ]
 
 
@@ -42,7 +43,7 @@ def params_flat(net):
     return torch.cat([p.detach().reshape(-1) for p in net.state_dict().values()])
 
 
-def run(name, optimizer, o, max_lr, x, y):
+def run(name, optimizer, o, max_lr, clip, x, y):
     net = net_from(1)
     kw = dict(lr=o["lr"], betas=tuple(o.get("betas", (0.9, 0.999))), eps=o.get("eps", 1e-8),
               amsgrad=o.get("amsgrad", False), maximize=o.get("maximize", False))
@@ -59,13 +60,15 @@ def run(name, optimizer, o, max_lr, x, y):
         opt.zero_grad()
         loss = loss_fn(net(xb), yb)
         loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
         opt.step()
         if sched is not None:
             sched.step()
         losses.append(loss.item())
     state = [opt.state[p] for p in net.parameters()]
     return {
-        "name": name, "optimizer": optimizer, "options": o, "maxLr": max_lr, "losses": losses,
+        "name": name, "optimizer": optimizer, "options": o, "maxLr": max_lr, "clip": clip, "losses": losses,
         "params": flat(params_flat(net)),
         "expAvg": flat(torch.cat([s["exp_avg"].reshape(-1) for s in state])),
         "expAvgSq": flat(torch.cat([s["exp_avg_sq"].reshape(-1) for s in state])),
