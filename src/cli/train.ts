@@ -14,6 +14,7 @@ import { buildProgram, type Flags } from './program.js';
 import { MetricsFile, ProgressBar } from './progress.js';
 import { BEST_KEY, resolveRun, savedBest, savedRun } from './resume.js';
 import { checkDataFlags, loadRunData, type PreprocessingSource, type RunData } from './run-data.js';
+import { optimizerFlags } from './optimizer-flags.js';
 import { trainerOptions } from './trainer-options.js';
 import { failure, isUsageError, UsageError } from './usage-error.js';
 import { checkWritableFile } from './writable.js';
@@ -53,7 +54,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
   if ('code' in parsed) return parsed.code;
   let run: { flags: Flags; resumed: Trainer | null };
   try {
-    run = await resolveRun(program, parsed.flags);
+    run = await resolveRun(program, optimizerFlags(program, parsed.flags));
   } catch (err) {
     if (isUsageError(err)) return failure('gradpool', err);
     throw err;
