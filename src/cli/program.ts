@@ -102,11 +102,11 @@ export function buildProgram(): Command {
     .addOption(o('--focal-gamma <g>', 'focal losses: focusing parameter (default: 2)').argParser(nonNegative()))
     .addOption(o('--focal-alpha <a,...>', 'sigmoid-focal: alpha (default: 0.25); softmax-focal: alpha per class').argParser(numberList('numbers separated by commas')))
     // optimizer
-    .addOption(o('--optimizer <name>', 'torch.optim.SGD, Adam or AdamW').choices(OPTIMIZERS).default('sgd'))
-    .addOption(o('--lr <number>', 'learning rate').default(RECIPE.lr, '0.05; 0.001 with adam and adamw').argParser(nonNegative()))
+    .addOption(o('--optimizer <name>', 'torch.optim.SGD, Adam or AdamW; with adam and adamw, --lr defaults to 0.001 and adamw\'s --weight-decay to 0.01').choices(OPTIMIZERS).default('sgd'))
+    .addOption(o('--lr <number>', 'learning rate').default(RECIPE.lr).argParser(nonNegative()))
     .addOption(o('--momentum <number>', 'SGD momentum').default(RECIPE.momentum).argParser(nonNegative()))
     .addOption(o('--dampening <number>', 'SGD dampening for momentum').default(0).argParser(anyNumber()))
-    .addOption(o('--weight-decay <number>', "L2 penalty (sgd, adam's weight_decay), or adamw's decoupled decay").default(0, '0; 0.01 with adamw').argParser(nonNegative()))
+    .addOption(o('--weight-decay <number>', "L2 penalty (sgd, adam's weight_decay), or adamw's decoupled decay").default(0).argParser(nonNegative()))
     .addOption(o('--nesterov', 'Nesterov momentum (needs --momentum > 0 and --dampening 0)').default(false))
     .addOption(o('--betas <b1,b2>', 'adam, adamw: the running averages\' coefficients (default: 0.9,0.999)').argParser((t) => {
       const b = numberList('two numbers in [0, 1) separated by a comma (e.g. 0.9,0.999)', (v) => v >= 0 && v < 1)(t);
