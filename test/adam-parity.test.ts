@@ -55,7 +55,11 @@ describe.each(['1.13', '2.13'])('Adam and AdamW match torch %s over an epoch', (
     const losses: number[] = [];
     await t.fit({ x: Float32Array.from(f.x), y: Int32Array.from(f.y) }, { epochs: 1, onStep: (s: StepInfo) => void losses.push(s.loss) });
     expect(losses.length).toBe(c.losses.length);
-    expect(maxRelDiff(losses, c.losses)).toBeLessThan(TOL.loss);
-    expect(maxAbsDiff(t.parameters, c.params)).toBeLessThan(TOL.params);
+    const lossDiff = maxRelDiff(losses, c.losses);
+    const weightDiff = maxAbsDiff(t.parameters, c.params);
+    expect(lossDiff, `per-step losses: max relative diff ${lossDiff}`).toBeLessThan(TOL.loss);
+    expect(weightDiff, `final weights: max |diff| ${weightDiff}`).toBeLessThan(TOL.params);
+    // The weights moved well beyond the tolerance, so the comparison is of the steps taken.
+    expect(maxAbsDiff(t.parameters, f.initial)).toBeGreaterThan(100 * TOL.params);
   });
 });
