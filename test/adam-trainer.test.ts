@@ -1,5 +1,5 @@
 // Adam and AdamW inside fit(): the same bits for any worker count (fixed shards), with AMSGrad, clipping
-// and a OneCycle schedule cycling betas[0]; a run saved and loaded (moments, AMSGrad's maximum and the
+// and a OneCycle schedule cycling betas[0], and through worker failures; a run saved and loaded (moments, AMSGrad's maximum and the
 // step count in the checkpoint) continues bit for bit as if never stopped; and a checkpoint's Adam state
 // is refused when it does not fit the options.
 
@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint, saveCheckpoint } from '../src/main/checkpoint/file.js';
 import { RESERVED_KEYS } from '../src/main/checkpoint/metadata.js';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/main/index.js';
+import type { Fault } from '../src/shared/faults.js';
 import { mnistSubset, sameBits, trainers } from './helpers.js';
 
 const { make, keep } = trainers();
@@ -63,6 +64,30 @@ describe.each(['js', 'wasm'] as const)('Adam in fit() with the %s kernels', (ker
     expect(losses).toEqual(whole.losses);
     expect(sameBits(resumed.parameters, whole.params)).toBe(true);
   });
+});
+
+describe('Adam under worker failures', () => {
+  it("re-runs the steps of workers that fail while writing their share of the next moments, with the same bits", async () => {
+    const o = { ...OPTIONS, kernels: 'wasm' as const, workers: 2 };
+    const want = await train(o, 2);
+    // Steps are numbered from 1 over the run (a re-run is a new number): faults before, inside and after
+    // a worker's share of the update, once in each of four steps.
+    const faults: Fault[] = [
+      { kind: 'throw', phase: 'update', generation: 2, worker: 1 },
+      { kind: 'exit', phase: 'updated', generation: 4, worker: 0 },
+      { kind: 'throw', phase: 'updated', generation: 6, worker: 1 },
+      { kind: 'exit', phase: 'update', generation: 8, worker: 0 },
+    ];
+    process.env.GRADPOOL_FAULTS = JSON.stringify(faults);
+    try {
+      const t = make(o);
+      await t.fit(data, { epochs: 2 });
+      expect(t.recoveredFailures).toBe(4);
+      expect(sameBits(t.parameters, want.params)).toBe(true);
+    } finally {
+      delete process.env.GRADPOOL_FAULTS;
+    }
+  }, 60_000);
 });
 
 describe('Adam state in a checkpoint', () => {
