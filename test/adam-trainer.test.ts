@@ -1,7 +1,7 @@
 // Adam and AdamW inside fit(): the same bits for any worker count (fixed shards), with AMSGrad, clipping
-// and a OneCycle schedule cycling betas[0], and through worker failures; a run saved and loaded (moments, AMSGrad's maximum and the
-// step count in the checkpoint) continues bit for bit as if never stopped; and a checkpoint's Adam state
-// is refused when it does not fit the options.
+// and a OneCycle schedule cycling betas[0], and through worker failures; a run saved and loaded
+// (moments, AMSGrad's maximum and the step count in the checkpoint) continues bit for bit as if never
+// stopped; and a checkpoint's Adam state is refused when it does not fit the options.
 
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
