@@ -37,6 +37,9 @@ const WORKLOADS: Record<string, { describe: string; options: TrainerOptions }> =
   'mlp-b1024': { describe: 'MNIST MLP 784-128-10, batch 1024', options: { layers: [784, 128, 10], batchSize: 1024 } },
   'wide-b256': { describe: 'wide MLP 784-1024-1024-10, batch 256', options: { layers: [784, 1024, 1024, 10], batchSize: 256 } },
   'logreg-b256': { describe: 'logistic regression 784-1 (BCE, "is it a 0"), batch 256', options: { layers: [784, 1], batchSize: 256 } },
+  // Adam beside SGD: its update reads and writes three buffers more per parameter, a larger share of a step.
+  'mlp-b64-adam': { describe: 'MNIST MLP 784-128-10, batch 64, Adam', options: { layers: [784, 128, 10], batchSize: 64, optimizer: 'adam' } },
+  'wide-b256-adam': { describe: 'wide MLP 784-1024-1024-10, batch 256, Adam', options: { layers: [784, 1024, 1024, 10], batchSize: 256, optimizer: 'adam' } },
 };
 
 interface Result {
@@ -139,7 +142,7 @@ function torchRunner(): {
   const settings: { name: string; env: NodeJS.ProcessEnv }[] = [{ name: "OpenBLAS's own choice", env: process.env }];
   if (avx512) settings.push({ name: 'OPENBLAS_CORETYPE=SkylakeX', env: { ...process.env, OPENBLAS_CORETYPE: 'SkylakeX' } });
   const once = (o: TrainerOptions, windows: string, seconds: string, env: NodeJS.ProcessEnv): { samplesPerSec: number; blas: string } => {
-    const r = spawnSync(python, [script, o.layers.join(','), String(o.batchSize), windows, seconds], { encoding: 'utf8', env });
+    const r = spawnSync(python, [script, o.layers.join(','), String(o.batchSize), windows, seconds, o.optimizer ?? 'sgd'], { encoding: 'utf8', env });
     if (r.status !== 0) throw new Error(`PyTorch's bench failed: ${r.stderr}`);
     return JSON.parse(r.stdout.trim()) as { samplesPerSec: number; blas: string };
   };

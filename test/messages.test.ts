@@ -68,6 +68,8 @@ const OTHER_PROGRAMS: Record<string, string> = {
   '--enable-source-maps': "Node's, for the worker threads",
   '--si': "free's, in a comment-like docstring",
   '--max-steps': "the exported PyTorch script's own flag",
+  '--redirects': "torchrun's, which Debian's torch 1.13 under Python 3.11 needs",
+  '--tee': "torchrun's, beside --redirects",
   '--logdir': "TensorBoard's, in the line that says how to view the curves",
   '--experimental-wasm-relaxed-simd': "Node 20's, which turns relaxed SIMD (the FMA kernels) on",
 };

@@ -12,8 +12,10 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { exportMain } from '../src/cli/export.js';
 import {
-  applyNormalization, fitNormalization, loadCheckpoint, loadIdx, loadMnist, metadataJson, RUN_KEY, splitValidation, Trainer,
+  applyNormalization, fitNormalization, loadCheckpoint, loadIdx, loadMnist, metadataJson, OPTIONS_KEY, RUN_KEY, splitValidation, Trainer,
 } from '../src/main/index.js';
+import { saveCheckpoint } from '../src/main/checkpoint/file.js';
+import { RESERVED_KEYS } from '../src/main/checkpoint/metadata.js';
 import { epochOrder } from '../src/main/order.js';
 import { idx } from './files.js';
 import { needsTorch, PYTHON, requireTorch, skipWithoutTorch, torchrunLocal } from './torch.js';
@@ -21,6 +23,10 @@ import { maxAbsDiff, runCli, runCommand, sameBits, trainers } from './helpers.js
 
 const python = PYTHON;
 needsTorch('test/pytorch-ddp.test.ts');
+/** PyTorch 2.x where the machine has it (a venv beside Debian's 1.13): the Adam continuation runs with
+ *  each; the parity fixtures of both versions are committed (test/adam-parity.test.ts). */
+const venvPython = '/work/venv-torch2/bin/python';
+const hasVenvTorch = spawnSync(venvPython, ['-c', 'import torch'], { encoding: 'utf8', timeout: 60_000 }).status === 0;
 const dir = mkdtempSync(join(tmpdir(), 'gradpool-ddp-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const { keep, make } = trainers();
@@ -123,6 +129,57 @@ describe('gradpool export --pytorch', () => {
     await continuesAsResume('per-epoch', flags, 1, 3, [6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
     const lrs = stepLines(join(dir, 'per-epoch-ddp.jsonl')).map((s) => Number(s.lr.toPrecision(6)));
     expect(lrs).toEqual([0.05, 0.05, 0.05, 0.05, 0.05, 0.025, 0.025, 0.025, 0.025, 0.025]);
+  }, 180_000);
+
+  // Adam's state (both moments, AMSGrad's maximum, the step count) goes to torch.optim.AdamW and back; the
+  // OneCycle schedule cycles betas[0]. Run with each PyTorch on the machine.
+  const pythons = [...(skipWithoutTorch ? [] : [python]), ...(hasVenvTorch ? [venvPython] : [])];
+  it.each(pythons)('continues an AdamW (AMSGrad, OneCycle, clipping) run under torchrun with %s', async (py) => {
+    if (py === python) requireTorch();
+    const train = csv();
+    const flags = ['--data', 'csv', '--train', train, '--label-column', 'label', '--layers', '4,6,3', '--activation', 'tanh',
+      '--batch-size', '8', '--no-shuffle', '--optimizer', 'adamw', '--amsgrad', '--betas', '0.8,0.99', '--lr', '0.01',
+      '--weight-decay', '0.1', '--schedule', 'onecycle', '--max-lr', '0.05', '--clip-grad-norm', '1', '--workers', '1', '--no-progress'];
+    const tag = py === python ? 'adam-1' : 'adam-2';
+    const first = join(dir, `${tag}-epoch1.safetensors`);
+    expect((await runCli([...flags, '--epochs', '1', '--out', first])).code).toBe(0);
+    // OneCycle spans the run it was made for (one epoch, 5 steps; torch refuses to step past it): for the
+    // continuation to have some of its cycle, the checkpoint is made to say the run has 3 epochs (15
+    // steps). Both continuations read the same file.
+    const saved = await loadCheckpoint(first);
+    const options = JSON.parse(saved.metadata[OPTIONS_KEY]);
+    options.schedule.totalSteps = 15;
+    const run = { ...JSON.parse(saved.metadata[RUN_KEY]), epochs: 3 };
+    const meta = Object.fromEntries(Object.entries(saved.metadata).filter(([k]) => !RESERVED_KEYS.includes(k)));
+    await saveCheckpoint(first, saved.config, saved.params, { ...meta, [OPTIONS_KEY]: metadataJson(options), [RUN_KEY]: metadataJson(run) }, saved.tensors);
+    const script = join(dir, `${tag}.py`);
+    expect((await runCommand(exportMain, [first, '--pytorch', script])).code).toBe(0);
+    expect(readFileSync(script, 'utf8')).toContain('torch.optim.AdamW(params, lr=0.01, betas=(0.8, 0.99), eps=1e-8, weight_decay=0.1, amsgrad=True, maximize=False)');
+    const torchOut = join(dir, `${tag}-ddp.safetensors`);
+    const r = spawnSync(py, ['-m', 'torch.distributed.run', ...(await torchrunLocal()), '--nproc_per_node', '2', '--redirects', '1', '--tee', '1',
+      '--log_dir', join(dir, `${tag}-logs`), script, '--epochs', '3', '--out', torchOut, '--metrics', join(dir, `${tag}-ddp.jsonl`)],
+    { encoding: 'utf8', timeout: 120_000, cwd: dir });
+    expect(r.status, r.stderr).toBe(0);
+
+    const ours = join(dir, `${tag}-gradpool.safetensors`);
+    const resumed = await runCli(['--resume', first, '--out', ours, '--metrics', join(dir, `${tag}-gradpool.jsonl`), '--workers', '1', '--no-progress']);
+    expect(resumed.err).toBe('');
+    const want = stepLines(join(dir, `${tag}-gradpool.jsonl`));
+    const got = stepLines(join(dir, `${tag}-ddp.jsonl`));
+    expect(got.map((s) => [s.step, s.lr])).toEqual(want.map((s) => [s.step, s.lr]));
+    expect(got.map((s) => s.step)).toEqual([6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    const lossDiff = maxAbsDiff(got.map((s) => s.loss), want.map((s) => s.loss));
+    expect(lossDiff, `per-step losses: max |diff| ${lossDiff}`).toBeLessThan(1e-5);
+    const a = await loadCheckpoint(ours);
+    const b = await loadCheckpoint(torchOut);
+    expect(maxAbsDiff(b.params, a.params), 'final weights').toBeLessThan(1e-5);
+    for (const name of ['optimizer.exp_avg', 'optimizer.exp_avg_sq', 'optimizer.max_exp_avg_sq']) {
+      expect(b.tensors[name]?.length, name).toBe(a.params.length);
+      expect(maxAbsDiff(b.tensors[name], a.tensors[name]), name).toBeLessThan(1e-5);
+    }
+    expect(JSON.parse(b.metadata['gradpool.state'])).toMatchObject({ adamStep: 15, step: 15, epoch: 3 });
+    const back = keep(await Trainer.load(torchOut, { workers: 1 }));
+    expect(back.progress).toEqual({ epoch: 3, step: 15, batch: 0 });
   }, 180_000);
 
   it.skipIf(skipWithoutTorch)("visits rows in gradpool's shuffled order, holds out its validation rows and reads IDX files as gradpool does", async () => {

@@ -35,6 +35,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const NOT_RUN: Record<string, string> = {
   'npm ci': 'the set-up this suite runs in',
   'npm test': 'this suite',
+  'npm run bench -- --vs-pytorch --write-docs': 'the benchmark: minutes of a quiet machine, figures no test asserts',
+  'PATH=/path/to/node26/bin:$PATH npm run bench -- --vs-pytorch --write-docs': 'the benchmark, under another Node',
+  'npm run demo': 'serves until stopped: test/browser-demo.test.ts runs it in a real browser',
   "npm run train -- --data csv --train sales.csv --label-column churned --ignore-columns customer_id --layers 12,32,2": "the user's own file",
   'npm run train -- --data csv --train tags.csv --label-column a,b,c --loss bce-with-logits --layers 20,32,3': "the user's own file",
   'npm run train -- --data idx --train-images train-images-idx3-ubyte.gz --train-labels train-labels-idx1-ubyte.gz --test-images t10k-images-idx3-ubyte.gz --test-labels t10k-labels-idx1-ubyte.gz': "the user's own files (torchvision's download)",

@@ -159,3 +159,73 @@ export function sgd(
     put(params, i, <f32>(p + <f64>step * g));
   }
 }
+
+/** f32x4 of a + b * c, computed in double per lane and rounded once (a multiply-add torch fuses). */
+// @ts-ignore: decorator
+@inline function muladd(a: v128, b: v128, c: v128): v128 {
+  return demote2(f64x2.add(lo(a), f64x2.mul(lo(b), lo(c))), f64x2.add(hi(a), f64x2.mul(hi(b), hi(c))));
+}
+
+/**
+ * Adam (AdamW) on elements [0, n), as adam.ts adamStep: reads src, srcM, srcV and srcMax, writes params,
+ * m, v and vmax (vmax and srcMax 0: no AMSGrad). The scalars are adam.ts adamScalars's, float32 values.
+ */
+export function adam(
+  params: usize, grads: usize, m: usize, v: usize, vmax: usize, src: usize, srcM: usize, srcV: usize, srcMax: usize, n: i32,
+  wd: f32, decay: f32, weight: f32, weightM1: f32, beta2: f32, oneMinusBeta2: f32, bc2Sqrt: f32, eps: f32, negStepSize: f32,
+  maximize: i32,
+): void {
+  const small = weight < 0.5;
+  const W = f32x4.splat(small ? weight : weightM1);
+  const WD = f32x4.splat(wd);
+  const DECAY = f32x4.splat(decay);
+  const B2 = f32x4.splat(beta2);
+  const OMB2 = f32x4.splat(oneMinusBeta2);
+  const S2 = f32x4.splat(bc2Sqrt);
+  const EPS = f32x4.splat(eps);
+  const NSS = f32x4.splat(negStepSize);
+  const ams = vmax != 0;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    let p = v128.load(src + off);
+    let g = v128.load(grads + off);
+    if (maximize) g = f32x4.neg(g);
+    if (wd != 0) g = muladd(g, WD, p);
+    if (decay != 1) p = f32x4.mul(p, DECAY);
+    const m0 = v128.load(srcM + off);
+    const diff = f32x4.sub(g, m0);
+    const mt = muladd(small ? m0 : g, W, diff);
+    const vt = muladd(f32x4.mul(v128.load(srcV + off), B2), f32x4.mul(OMB2, g), g);
+    v128.store(m + off, mt);
+    v128.store(v + off, vt);
+    let vhat = vt;
+    if (ams) {
+      vhat = f32x4.pmax(vt, v128.load(srcMax + off));
+      v128.store(vmax + off, vhat);
+    }
+    const denom = f32x4.add(f32x4.div(f32x4.sqrt(vhat), S2), EPS);
+    v128.store(params + off, f32x4.add(p, f32x4.div(f32x4.mul(NSS, mt), denom)));
+  }
+  for (; i < n; i++) {
+    let p = f(src, i);
+    let g = f(grads, i);
+    if (maximize) g = -g;
+    if (wd != 0) g = <f32>(<f64>g + <f64>wd * <f64>p);
+    if (decay != 1) p = p * decay;
+    const m0 = f(srcM, i);
+    const diff = g - m0;
+    const mt = small ? <f32>(<f64>m0 + <f64>weight * <f64>diff) : <f32>(<f64>g + <f64>weightM1 * <f64>diff);
+    const vt = <f32>(<f64>(f(srcV, i) * beta2) + <f64>(oneMinusBeta2 * g) * <f64>g);
+    put(m, i, mt);
+    put(v, i, vt);
+    let vhat = vt;
+    if (ams) {
+      const old = f(srcMax, i);
+      if (old > vt) vhat = old;
+      put(vmax, i, vhat);
+    }
+    const denom = Mathf.sqrt(vhat) / bc2Sqrt + eps;
+    put(params, i, p + (negStepSize * mt) / denom);
+  }
+}

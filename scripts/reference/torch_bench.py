@@ -2,7 +2,8 @@
 """PyTorch's training step on one of `npm run bench`'s workloads, for `npm run bench -- --vs-pytorch`.
 
 The same model (nn.Sequential of Linear and ReLU), loss (CrossEntropyLoss, or BCEWithLogitsLoss for one
-output), SGD(lr=0.01) and batch size as gradpool's workload, on random inputs of the same shape (the
+output), optimizer (SGD(lr=0.01), or Adam or AdamW with lr=0.01, as the optional fifth argument names)
+and batch size as gradpool's workload, on random inputs of the same shape (the
 arithmetic does not depend on the values), on one thread. Prints one JSON line: the median samples/s over
 `windows` windows of ~`seconds` seconds after a warm-up, and the BLAS kernels in use.
 """
@@ -31,6 +32,7 @@ def blas_core():
 def main():
     layers = [int(v) for v in sys.argv[1].split(',')]
     batch, windows, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    optimizer = sys.argv[5] if len(sys.argv) > 5 else 'sgd'
     torch.set_num_threads(1)
     torch.manual_seed(0)
     mods = []
@@ -41,7 +43,7 @@ def main():
     model = torch.nn.Sequential(*mods)
     K = layers[-1]
     loss_fn = torch.nn.BCEWithLogitsLoss() if K == 1 else torch.nn.CrossEntropyLoss()
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = {'sgd': torch.optim.SGD, 'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW}[optimizer](model.parameters(), lr=0.01)
     x = torch.rand(batch * 64, layers[0])
     y = (torch.randint(0, 2, (batch * 64, 1)).float() if K == 1 else torch.randint(0, K, (batch * 64,)))
 

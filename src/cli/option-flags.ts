@@ -11,6 +11,7 @@ type Flag = `--${string}` | { words: string };
 export const OPTION_FLAGS: Readonly<Record<string, Flag>> = {
   // The Trainer's options (src/main/options.ts).
   layers: '--layers', activation: '--activation', loss: '--loss', reduction: '--reduction',
+  optimizer: '--optimizer', betas: '--betas', eps: '--eps', amsgrad: '--amsgrad',
   lr: '--lr', momentum: '--momentum', dampening: '--dampening', weightDecay: '--weight-decay', nesterov: '--nesterov',
   maximize: '--maximize', weight: '--class-weight', ignoreIndex: '--ignore-index', labelSmoothing: '--label-smoothing',
   posWeight: '--pos-weight', focalGamma: '--focal-gamma', focalAlpha: '--focal-alpha',

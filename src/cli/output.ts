@@ -22,6 +22,13 @@ export function matrixText(m: number[][], names?: readonly string[]): string {
   return head + m.map((row, k) => label(k).padStart(lw) + ' ' + row.map((v) => String(v).padStart(w)).join('')).join('\n') + '\n';
 }
 
+/** The optimizer and its settings, as the header shows them. */
+function optimizerText(o: Trainer['options']): string {
+  if (o.optimizer === 'sgd') return `SGD lr ${o.lr} momentum ${o.momentum}`;
+  const name = o.optimizer === 'adam' ? 'Adam' : 'AdamW';
+  return `${name} lr ${o.lr} betas ${o.betas.join(',')} weight decay ${o.weightDecay}${o.amsgrad ? ' amsgrad' : ''}`;
+}
+
 /** The run's header: the model, the optimizer, the pool, the data, and where a resumed run stands. */
 export function headerText(
   trainer: Trainer, data: { description: string }, resumedFrom: string | undefined,
@@ -29,7 +36,7 @@ export function headerText(
   const o = trainer.options;
   const p = trainer.progress;
   const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
-  return `gradpool: MLP ${o.layers.join('-')} (${o.activation}), ${o.loss}, SGD lr ${o.lr} momentum ${o.momentum}, ` +
+  return `gradpool: MLP ${o.layers.join('-')} (${o.activation}), ${o.loss}, ${optimizerText(o)}, ` +
     `batch ${o.batchSize}, ${plural(o.workers, 'worker')} x ${plural(o.shards, 'shard')}, ${o.kernels} kernels, seed ${o.seed}\n` +
     (trainer.workersChoice === undefined ? '' : `workers: auto chose ${trainer.workersChoice.workers}: ${trainer.workersChoice.reason}\n`) +
     (o.schedule === null ? '' : `schedule: ${JSON.stringify(o.schedule)} per ${o.scheduleInterval}\n`) +

@@ -3,7 +3,8 @@
 
 import { Command, InvalidArgumentError, Option } from 'commander';
 import {
-  ACTIVATIONS, cpuLimit, EARLY_STOPPING_DEFAULTS, LOSSES, TRAINER_DEFAULTS, type Activation, type LossName, type Monitor,
+  ACTIVATIONS, cpuLimit, EARLY_STOPPING_DEFAULTS, LOSSES, OPTIMIZERS, TRAINER_DEFAULTS, type Activation, type LossName, type Monitor,
+  type OptimizerName,
 } from '../main/index.js';
 import { anyNumber, finite, nonNegative, numberList, positiveInt, positiveIntList } from './parse.js';
 import type { DataFlags } from './run-data.js';
@@ -23,12 +24,16 @@ export interface Flags extends DataFlags, ScheduleFlags {
   activation: Activation;
   loss?: LossName;
   reduction: 'mean' | 'sum';
+  optimizer: OptimizerName;
   lr: number;
   momentum: number;
   dampening: number;
   weightDecay: number;
   nesterov: boolean;
   maximize: boolean;
+  betas?: [number, number];
+  eps?: number;
+  amsgrad: boolean;
   classWeight?: number[] | 'balanced';
   ignoreIndex?: number;
   labelSmoothing?: number;
@@ -99,11 +104,19 @@ export function buildProgram(): Command {
     .addOption(o('--focal-gamma <g>', 'focal losses: focusing parameter (default: 2)').argParser(nonNegative()))
     .addOption(o('--focal-alpha <a,...>', 'sigmoid-focal: alpha (default: 0.25); softmax-focal: alpha per class').argParser(numberList('numbers separated by commas')))
     // optimizer
+    .addOption(o('--optimizer <name>', 'torch.optim.SGD, Adam or AdamW; with adam and adamw, --lr defaults to 0.001 and adamw\'s --weight-decay to 0.01').choices(OPTIMIZERS).default('sgd'))
     .addOption(o('--lr <number>', 'learning rate').default(RECIPE.lr).argParser(nonNegative()))
     .addOption(o('--momentum <number>', 'SGD momentum').default(RECIPE.momentum).argParser(nonNegative()))
     .addOption(o('--dampening <number>', 'SGD dampening for momentum').default(0).argParser(anyNumber()))
-    .addOption(o('--weight-decay <number>', 'L2 penalty (SGD weight_decay)').default(0).argParser(nonNegative()))
+    .addOption(o('--weight-decay <number>', "L2 penalty (sgd, adam's weight_decay), or adamw's decoupled decay").default(0).argParser(nonNegative()))
     .addOption(o('--nesterov', 'Nesterov momentum (needs --momentum > 0 and --dampening 0)').default(false))
+    .addOption(o('--betas <b1,b2>', 'adam, adamw: the running averages\' coefficients (default: 0.9,0.999)').argParser((t) => {
+      const b = numberList('two numbers in [0, 1) separated by a comma (e.g. 0.9,0.999)', (v) => v >= 0 && v < 1)(t);
+      if (b.length !== 2) throw new InvalidArgumentError('expected two numbers in [0, 1) separated by a comma (e.g. 0.9,0.999)');
+      return b as [number, number];
+    }))
+    .addOption(o('--eps <number>', 'adam, adamw: added to the denominator (default: 1e-8)').argParser(nonNegative()))
+    .addOption(o('--amsgrad', "adam, adamw: AMSGrad's running maximum of the second moment").default(false))
     .addOption(o('--maximize', 'maximize the objective instead of minimizing it').default(false))
     // schedule and clipping
     .addOption(o('--schedule <name>', 'learning-rate schedule over the whole run').choices(['none', 'step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'plateau']).default('none'))

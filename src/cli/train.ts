@@ -14,6 +14,7 @@ import { buildProgram, type Flags } from './program.js';
 import { MetricsFile, ProgressBar } from './progress.js';
 import { BEST_KEY, resolveRun, savedBest, savedRun } from './resume.js';
 import { checkDataFlags, loadRunData, type PreprocessingSource, type RunData } from './run-data.js';
+import { optimizerFlags } from './optimizer-flags.js';
 import { trainerOptions } from './trainer-options.js';
 import { failure, isUsageError, UsageError } from './usage-error.js';
 import { checkDistinctFiles, checkRegularFiles, checkWritableFile, fileFlag, sameFile } from './writable.js';
@@ -56,7 +57,7 @@ export async function main(argv: string[], out: NodeJS.WriteStream = process.std
     const f = parsed.flags;
     checkRegularFiles([['--resume', f.resume], ['--init', f.init], ['--train-images', f.trainImages], ['--train-labels', f.trainLabels],
       ['--test-images', f.testImages], ['--test-labels', f.testLabels]]);
-    run = await resolveRun(program, f);
+    run = await resolveRun(program, optimizerFlags(program, f));
   } catch (err) {
     if (isUsageError(err)) return failure('gradpool', err);
     throw err;

@@ -15,7 +15,11 @@ export function trainerOptions(f: Flags, labels: Int32Array | Float32Array, step
   const total = f.scheduleInterval === 'step' ? stepsPerEpoch * f.epochs : f.epochs;
   return {
     layers: f.layers, activation: f.activation, loss: f.loss, reduction: f.reduction,
-    lr: f.lr, momentum: f.momentum, dampening: f.dampening, weightDecay: f.weightDecay, nesterov: f.nesterov, maximize: f.maximize,
+    optimizer: f.optimizer, lr: f.lr, weightDecay: f.weightDecay, maximize: f.maximize,
+    // Each optimizer's own flags only: the others' defaults would be refused (optimizer-flags.ts).
+    ...(f.optimizer === 'sgd'
+      ? { momentum: f.momentum, dampening: f.dampening, nesterov: f.nesterov }
+      : { betas: f.betas, eps: f.eps, amsgrad: f.amsgrad }),
     weight, ignoreIndex: f.ignoreIndex, labelSmoothing: f.labelSmoothing, posWeight: f.posWeight, focalGamma: f.focalGamma,
     focalAlpha: f.focalAlpha === undefined ? undefined : f.loss === 'sigmoid-focal' ? f.focalAlpha[0] : f.focalAlpha,
     schedule: buildSchedule(f, f.lr, total),

@@ -7,7 +7,7 @@
 import {
   allStamped, controlFields, cutBatch, HYPER_FLOATS, hyperField, kCmdForward, kCmdRun, kCmdStop, kCtlArrivals, kCtlBatch0,
   kCtlBatchSize, kCtlBell, kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration,
-  kCtlHasMomentum, kCtlLastStep, kCtlParity, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite,
+  kCtlAdamStep, kCtlHasMomentum, kCtlLastStep, kCtlParity, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite,
   kHypLr, kHypMomentum, kNoFailure, kOutcomeNoTargets, kOutcomeUpdate, kPhaseReduced, kRingCoef, kRingComputeMaxMs,
   kRingComputeSumMs, kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows,
   kRingStartMs, kRingWaitMs, kRingWorkerStartMs, kRingTasks, kRingUpdateMs, kRingWeightSum, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
@@ -19,6 +19,7 @@ import { NORM_FIELDS, normChunks } from '../shared/clip.js';
 import { kernelArrays, paramLayout, type ModelConfig } from '../shared/model.js';
 import type { LossSpec } from '../shared/losses.js';
 import type { SGDOptions } from '../shared/sgd.js';
+import type { AdamOptions } from '../shared/adam.js';
 import { readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
 import type { SharedDataset } from './data.js';
 import { GradpoolError, OptionRangeError, ShardFailure, WorkerTimeout } from './errors.js';
@@ -97,6 +98,10 @@ export class Coordinator {
   readonly P: number;
   /** True once SGD's momentum buffer has started (torch's first step with momentum is done). */
   hasMomentumBuffer = false;
+  /** Adam: the updates applied so far (torch's state['step']); 0 with SGD. */
+  adamStep = 0;
+  /** Adam's (AdamW's) options, or null for SGD. */
+  readonly adam: AdamOptions | null;
   readonly workers: number;
   readonly slots: number;
   readonly maxShardRows: number;
@@ -105,6 +110,7 @@ export class Coordinator {
   private readonly paramHalves: [Float32Array, Float32Array];
   private readonly slotViews: Float32Array[];
   private readonly momentumHalves: [Float32Array, Float32Array];
+  private readonly momentHalves: [Float32Array, Float32Array][];
   private readonly stats: Float64Array;
   private readonly ring: Float64Array;
   /** Float64s per ring row. */
@@ -122,12 +128,13 @@ export class Coordinator {
   private stopAt: number | null = null;
   private closing = false;
 
-  constructor(model: ModelConfig, loss: LossSpec, o: PoolOptions, sgd: SGDOptions) {
+  constructor(model: ModelConfig, loss: LossSpec, o: PoolOptions, sgd: SGDOptions, adam: AdamOptions | null = null) {
     const { workers } = o;
     // A batch is never cut into more shards than it has rows: slots beyond batchSize would never be
     // used, so they are not made (the cut, and so the bits, are the same).
     const slots = Math.min(o.shards, o.batchSize);
     this.options = o;
+    this.adam = adam === null ? null : { ...adam, betas: [...adam.betas] };
     this.model = model;
     this.workers = workers;
     this.slots = slots;
@@ -140,7 +147,9 @@ export class Coordinator {
     const K = model.layers[model.layers.length - 1];
     const activations = kernelArrays(model.layers, this.maxShardRows);
     const regions = o.kernels !== 'js' ? { workers, bytes: wasmRegionBytes(activations) } : null;
-    const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS, regions);
+    // Adam's second moment, and AMSGrad's maximum of it, beside the first moment in `momentum`.
+    const moments = adam === null ? 0 : adam.amsgrad ? 2 : 1;
+    const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS, regions, moments);
     const ownBytes = 4 * this.maxShardRows * (1 + 3 * K) + (regions === null ? 4 * activations.reduce((a, b) => a + b, 0) : 0);
     const perWorker = (regions?.bytes ?? 0) + ownBytes;
     const stateBytes = layout.bytes - workers * (regions?.bytes ?? 0);
@@ -150,7 +159,7 @@ export class Coordinator {
     checkLength(`model: ${this.P} parameters`, this.P, 4, 'float32');
     checkLength(`a worker's activations: ${rowsText} x ${Math.max(...activations) / this.maxShardRows} floats`, Math.max(...activations), 4, 'float32', smaller);
     checkMemory(
-      `model: ${this.P} parameters in ${slots + 5} float32 buffers (parameters, momentum, gradient, ${slots} shard slots: ${formatBytes(stateBytes)}) ` +
+      `model: ${this.P} parameters in ${slots + 5 + 2 * moments} float32 buffers (parameters, momentum, ${moments > 0 ? 'moments, ' : ''}gradient, ${slots} shard slots: ${formatBytes(stateBytes)}) ` +
         `and ${workers} workers' activations (${formatBytes(perWorker)} each) for ${rowsText}`,
       stateBytes + workers * perWorker,
       `fewer or smaller layers, or fewer options.shards, need less for the model; ${smaller}`,
@@ -168,6 +177,7 @@ export class Coordinator {
     const views = stateViews(state, layout, slots);
     this.paramHalves = views.params;
     this.momentumHalves = views.momentum;
+    this.momentHalves = views.moments;
     this.slotViews = views.slots;
     const init = {
       hyper: sab(HYPER_FLOATS * 8),
@@ -182,7 +192,7 @@ export class Coordinator {
     this.control = new Int32Array(init.control);
     const workerData: WorkerInit = {
       model, loss, state, stateMemory: shared?.memory ?? null, layout, ...init, slots, maxShardRows: this.maxShardRows,
-      workers, kernels: o.kernels, sgd: { ...sgd }, mean: o.reduction === 'mean', spinMs: workers <= cpuLimit().cpus ? BARRIER_SPIN_MS : 0,
+      workers, kernels: o.kernels, sgd: { ...sgd }, adam: this.adam, mean: o.reduction === 'mean', spinMs: workers <= cpuLimit().cpus ? BARRIER_SPIN_MS : 0,
     };
     this.loops = new WorkerLoops(workerData, workers, o.workerHeapMb, (w) => this.standIn(w));
   }
@@ -218,6 +228,12 @@ export class Coordinator {
   /** (P) SGD's current momentum buffer (meaningful once hasMomentumBuffer); same rules as params. */
   get momentumBuffer(): Float32Array {
     return this.momentumHalves[this.parity];
+  }
+
+  /** (P) Adam's current second moment and, with AMSGrad, its running maximum ([] with SGD); same
+   *  rules as params. */
+  get moments(): Float32Array[] {
+    return this.momentHalves.map((halves) => halves[this.parity]);
   }
 
   /** Asks the run under way (if any) to end after the step the workers are on; they agree which. */
@@ -264,6 +280,7 @@ export class Coordinator {
         c[kCtlSteps] = steps;
         c[kCtlBatchSize] = spec.batchSize;
         c[kCtlHasMomentum] = this.hasMomentumBuffer ? 1 : 0;
+        c[kCtlAdamStep] = this.adamStep;
         c[kCtlStopNonfinite] = spec.stopOnNonfinite ? 1 : 0;
         c[kCtlLastStep] = kNoFailure;
         c[kCtlExecuted] = 0;
@@ -333,7 +350,8 @@ export class Coordinator {
     };
     if (decision.outcome === 'update') {
       Atomics.store(this.control, kCtlParity, 1 - this.parity);
-      if (Math.fround(this.hyper[hyperField(j, kHypMomentum)]) !== 0) this.hasMomentumBuffer = true;
+      if (this.adam !== null) this.adamStep++;
+      else if (Math.fround(this.hyper[hyperField(j, kHypMomentum)]) !== 0) this.hasMomentumBuffer = true;
     }
     let reduceMs = 0;
     let updateMs = 0;

@@ -7,7 +7,7 @@ export {
   Trainer, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation, type EarlyStoppingOptions, type Monitor,
 } from './trainer.js';
 export { predictedClass } from './trainer.js';
-export { TRAINER_DEFAULTS, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
+export { OPTIMIZERS, TRAINER_DEFAULTS, type OptimizerName, type AdamOnlyOptions, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
 export type { LossOptions } from './loss-options.js';
 export { BestMetric, EARLY_STOPPING_DEFAULTS } from './early-stopping.js';
 export { duration, epochText, MIN_RATE_SECONDS, RunClock, type EpochTextOptions } from './epoch-text.js';

@@ -17,10 +17,28 @@ import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
 import { validateSchedule, type ScheduleSpec } from '../shared/schedule.js';
 import { wasmRelaxedSimdSupported, wasmSimdSupported, type WasmKernels } from '../shared/wasm.js';
 import { SGD_DEFAULTS, validateSGD, type SGDOptions } from '../shared/sgd.js';
+import { ADAM_DEFAULTS, defaultWeightDecay, validateAdam, type AdamOptions } from '../shared/adam.js';
 
 export type { LossOptions } from './loss-options.js';
 
 export type Reduction = 'mean' | 'sum';
+
+export const OPTIMIZERS = ['sgd', 'adam', 'adamw'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+
+/** The options only SGD takes, and those only Adam and AdamW take: each is refused with the other. */
+const SGD_ONLY = ['momentum', 'dampening', 'nesterov'] as const;
+const ADAM_ONLY = ['betas', 'eps', 'amsgrad'] as const;
+
+/** Adam's and AdamW's options beyond those they share with SGD (lr, weightDecay, maximize). */
+export interface AdamOnlyOptions {
+  /** torch.optim.Adam's betas: the running averages' coefficients. Default [0.9, 0.999]. */
+  betas: [number, number];
+  /** Added to Adam's denominator. Default 1e-8. */
+  eps: number;
+  /** AMSGrad's running maximum of the second moment. Default false. */
+  amsgrad: boolean;
+}
 
 /** Learning-rate schedule and gradient clipping. */
 export interface ScheduleOptions {
@@ -37,9 +55,13 @@ export interface ScheduleOptions {
   errorIfNonfinite?: boolean;
 }
 
-export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, ScheduleOptions {
+export interface TrainerOptions extends Partial<SGDOptions>, Partial<AdamOnlyOptions>, LossOptions, ScheduleOptions {
   /** Layer widths from input to output, e.g. [784, 128, 10]. Required. [D, 1] is logistic regression. */
   layers: number[];
+  /** 'sgd' (default; torch.optim.SGD), 'adam' (torch.optim.Adam) or 'adamw' (torch.optim.AdamW, whose
+   *  weightDecay defaults to 0.01 and is decoupled). momentum, dampening and nesterov are SGD's only;
+   *  betas, eps and amsgrad Adam's and AdamW's only. */
+  optimizer?: OptimizerName;
   /** Nonlinearity between linear layers: 'relu' (default), 'tanh' or 'sigmoid'. */
   activation?: Activation;
   /** Softmax over K >= 2 outputs: 'cross-entropy' (nn.CrossEntropyLoss; class indices or class
@@ -88,7 +110,8 @@ export interface TrainerOptions extends Partial<SGDOptions>, LossOptions, Schedu
   preprocessing?: Preprocessing | null;
 }
 
-export interface ResolvedOptions extends SGDOptions, LossOptions {
+export interface ResolvedOptions extends SGDOptions, AdamOnlyOptions, LossOptions {
+  optimizer: OptimizerName;
   schedule: ScheduleSpec | null;
   scheduleInterval: 'epoch' | 'step';
   clipGradNorm: number | null;
@@ -116,6 +139,10 @@ export interface ResolvedOptions extends SGDOptions, LossOptions {
  */
 export const TRAINER_DEFAULTS = {
   ...SGD_DEFAULTS,
+  optimizer: 'sgd',
+  betas: ADAM_DEFAULTS.betas,
+  eps: ADAM_DEFAULTS.eps,
+  amsgrad: ADAM_DEFAULTS.amsgrad,
   activation: 'relu',
   reduction: 'mean',
   batchSize: 64,
@@ -160,7 +187,8 @@ export function defaultShards(workers: number, batchSize: number): number {
 const OPTION_REGISTRY: { readonly [K in keyof TrainerOptions]-?: true } = {
   layers: true, activation: true, loss: true, reduction: true, batchSize: true, shuffle: true, seed: true,
   workers: true, shards: true, kernels: true,
-  lr: true, momentum: true, dampening: true, weightDecay: true, nesterov: true, maximize: true,
+  optimizer: true, lr: true, momentum: true, dampening: true, weightDecay: true, nesterov: true, maximize: true,
+  betas: true, eps: true, amsgrad: true,
   ...(Object.fromEntries(Object.keys(APPLIES_TO).map((k) => [k, true])) as { [K in keyof LossOptions]-?: true }),
   schedule: true, scheduleInterval: true, clipGradNorm: true, clipNormType: true, errorIfNonfinite: true,
   onNonfinite: true, shardRetries: true, workerTimeout: true, workerHeapMb: true, preprocessing: true,
@@ -191,6 +219,9 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
     workers,
     kernels: resolveKernels(options.kernels),
   };
+  oneOf('options.optimizer', o.optimizer, OPTIMIZERS);
+  if (options.weightDecay === undefined) o.weightDecay = defaultWeightDecay(o.optimizer === 'adamw');
+  o.betas = Array.isArray(o.betas) ? [...o.betas] as [number, number] : o.betas;
   oneOf('options.activation', o.activation, ACTIVATIONS);
   oneOf('options.loss', o.loss, LOSSES);
   oneOf('options.reduction', o.reduction, ['mean', 'sum']);
@@ -202,7 +233,7 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
   }
   boolean('options.shuffle', o.shuffle);
   integerIn('options.seed', o.seed, 0, 0xffffffff);
-  validateSGD(o);
+  validateOptimizer(o, options);
   if (isSoftmaxLoss(o.loss) && K < 2) {
     throw new OptionRangeError(
       `options.loss '${o.loss}' needs at least 2 outputs; layers ends in ${K}`,
@@ -232,6 +263,40 @@ export function resolveOptions(options: TrainerOptions): ResolvedOptions {
     }
   }
   return o;
+}
+
+/** SGD's or Adam's checks, after refusing an option of the other one. */
+function validateOptimizer(o: ResolvedOptions, given: TrainerOptions): void {
+  const sgd = o.optimizer === 'sgd';
+  for (const name of sgd ? ADAM_ONLY : SGD_ONLY) {
+    if (given[name] === undefined) continue;
+    throw new OptionRangeError(
+      sgd
+        ? `options.${name} is an option of Adam and AdamW; torch.optim.SGD has no ${name}`
+        : `options.${name} is an option of SGD; torch.optim.${o.optimizer === 'adam' ? 'Adam' : 'AdamW'} has no ${name}`,
+      sgd
+        ? "set options.optimizer to 'adam' or 'adamw' to use it"
+        : `remove it, or set options.optimizer to 'sgd'${name === 'momentum' ? "; Adam's counterpart is options.betas[0]" : ''}`,
+    );
+  }
+  if (sgd) validateSGD(o);
+  else validateAdam(adamOptions(o));
+}
+
+/** Adam's (AdamW's) options from the resolved ones. */
+export function adamOptions(o: ResolvedOptions): AdamOptions {
+  return {
+    lr: o.lr, betas: o.betas, eps: o.eps, weightDecay: o.weightDecay, amsgrad: o.amsgrad, maximize: o.maximize,
+    decoupled: o.optimizer === 'adamw',
+  };
+}
+
+/** The resolved options without those of the optimizer not in use: what a checkpoint records, so that
+ *  loading it does not give SGD's momentum to Adam (which refuses it) or the other way round. */
+export function appliedOptions(o: ResolvedOptions): Partial<ResolvedOptions> {
+  const applied: Partial<ResolvedOptions> = { ...o };
+  for (const name of o.optimizer === 'sgd' ? ADAM_ONLY : SGD_ONLY) delete applied[name];
+  return applied;
 }
 
 export function modelConfig(o: ResolvedOptions): ModelConfig {

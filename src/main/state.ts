@@ -28,20 +28,27 @@ export function freshState(): TrainingState {
   return { epoch: 0, step: 0, schedulerSteps: 0, batch: 0, epochSums: emptySums(), epochSkipped: 0, epochNonfinite: 0, plateau: null };
 }
 
-/** The state as the checkpoint stores it; whether SGD's momentum buffer has started is the
- *  coordinator's, recorded beside it. */
-export function stateJson(state: TrainingState, hasMomentumBuffer: boolean): string {
-  return JSON.stringify({ ...state, hasMomentumBuffer });
+/** What the optimizer's state is, beside its tensors: the coordinator's, recorded with the training state. */
+export interface OptimizerProgress {
+  /** SGD's momentum buffer has started. */
+  hasMomentumBuffer: boolean;
+  /** Adam's steps taken (torch's state['step']); 0 with SGD. */
+  adamStep: number;
+}
+
+/** The state as the checkpoint stores it, with the optimizer's progress. */
+export function stateJson(state: TrainingState, optimizer: OptimizerProgress): string {
+  return JSON.stringify({ ...state, ...optimizer });
 }
 
 /** The state a checkpoint's metadata records, or null for a file with none (parameters only). */
-export function parseState(metadata: Record<string, string>, path: string): { state: TrainingState; hasMomentumBuffer: boolean } | null {
+export function parseState(metadata: Record<string, string>, path: string): ({ state: TrainingState } & OptimizerProgress) | null {
   const text = metadata[STATE_KEY];
   if (text === undefined) return null;
   const refuse = (what: string, max: number): never => {
     throw new CheckpointError(path, `metadata "${STATE_KEY}" ${what}: ${text.slice(0, max)}`);
   };
-  let s: Partial<TrainingState> & { hasMomentumBuffer?: unknown };
+  let s: Partial<TrainingState> & { hasMomentumBuffer?: unknown; adamStep?: unknown };
   try {
     s = JSON.parse(text) as typeof s;
   } catch {
@@ -52,13 +59,16 @@ export function parseState(metadata: Record<string, string>, path: string): { st
   if (!count(s.epoch) || !count(s.step) || !count(s.schedulerSteps) || typeof s.hasMomentumBuffer !== 'boolean') {
     return refuse('is not a training state', 120);
   }
+  // Files from before Adam have no adamStep: SGD's.
+  if (s.adamStep !== undefined && !count(s.adamStep)) return refuse('has no valid Adam step count', 160);
+  const adamStep = s.adamStep ?? 0;
   const fresh = freshState();
   // Files from before ReduceLROnPlateau have none; a state that is there must be whole.
   const plateau = s.plateau === undefined || s.plateau === null ? null : parsePlateauState(s.plateau);
   if (plateau === null && s.plateau != null) return refuse('has no valid ReduceLROnPlateau state', 200);
   // Files from before mid-epoch checkpoints have no batch: they are between epochs.
   if (s.batch === undefined || s.batch === 0) {
-    return { state: { ...fresh, epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, plateau }, hasMomentumBuffer: s.hasMomentumBuffer };
+    return { state: { ...fresh, epoch: s.epoch, step: s.step, schedulerSteps: s.schedulerSteps, plateau }, hasMomentumBuffer: s.hasMomentumBuffer, adamStep };
   }
   const sums = s.epochSums as unknown;
   const sumsValid = typeof sums === 'object' && sums !== null &&
@@ -72,5 +82,6 @@ export function parseState(metadata: Record<string, string>, path: string): { st
       epochSums: sums as BatchSums, epochSkipped: s.epochSkipped, epochNonfinite: s.epochNonfinite, plateau,
     },
     hasMomentumBuffer: s.hasMomentumBuffer,
+    adamStep,
   };
 }

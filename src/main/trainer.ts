@@ -7,7 +7,7 @@ import { Coordinator } from './coordinator.js';
 import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset, type ShareOutputs } from './data.js';
 import { loadSafetensors, saveCheckpoint } from './checkpoint/file.js';
 import {
-  CONFIG_KEY, metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, STATE_KEY,
+  ADAM_TENSORS, CONFIG_KEY, metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, STATE_KEY,
 } from './checkpoint/metadata.js';
 import { checkpointOf, type Checkpoint, type SafetensorsFile } from './checkpoint/safetensors.js';
 import { holdings, weightsFor, type ImportedWeights } from './checkpoint/weights.js';
@@ -15,7 +15,7 @@ import { CheckpointError, DataError, GradpoolError, OptionRangeError, OptionType
 import { evaluationCounts } from './evaluation.js';
 import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
-import { modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
+import { adamOptions, appliedOptions, modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { EarlyStopping } from './early-stopping.js';
 import { epochText, RunClock } from './epoch-text.js';
 import { epochOrder } from './order.js';
@@ -86,7 +86,7 @@ export class Trainer {
     this.loss = lossSpec(this.options);
     this.prep = resolvePreprocessing('options.preprocessing', options.preprocessing, this.config);
     const o = this.options;
-    this.core = new Coordinator(this.config, this.loss, o, o);
+    this.core = new Coordinator(this.config, this.loss, o, o, o.optimizer === 'sgd' ? null : adamOptions(o));
     initParameters(this.core.params, o.layers, o.seed);
   }
 
@@ -217,13 +217,15 @@ export class Trainer {
     return imported;
   }
 
-  /** The learning rate (and any momentum a OneCycle schedule sets) at scheduler step t. */
+  /** The learning rate and SGD's momentum (Adam's betas[0]) at scheduler step t: a OneCycle schedule
+   *  cycles either, as OneCycleLR does (use_beta1 when the optimizer has betas). */
   private hyper(t: number): { lr: number; momentum: number } {
     const o = this.options;
-    if (o.schedule === null) return { lr: o.lr, momentum: o.momentum };
-    if (o.schedule.name === 'plateau') return { lr: this.state.plateau?.lr ?? o.lr, momentum: o.momentum };
+    const momentum = o.optimizer === 'sgd' ? o.momentum : o.betas[0];
+    if (o.schedule === null) return { lr: o.lr, momentum };
+    if (o.schedule.name === 'plateau') return { lr: this.state.plateau?.lr ?? o.lr, momentum };
     const at = scheduleAt(o.schedule, o.lr, t);
-    return { lr: at.lr, momentum: at.momentum ?? o.momentum };
+    return { lr: at.lr, momentum: at.momentum ?? momentum };
   }
 
   async fit(train: Dataset, fit: FitOptions = {}): Promise<EpochRecord[]> {
@@ -551,15 +553,20 @@ export class Trainer {
     // Everything is copied now, synchronously, so the file is the model between two steps even if
     // fit() goes on while it is written (as when save() is called from onEpoch).
     this.still('save() was called');
-    const momentum = this.core.hasMomentumBuffer;
-    const tensors = momentum ? { [MOMENTUM_TENSOR]: new Float32Array(this.core.momentumBuffer) } : undefined;
+    const core = this.core;
+    const progress = { hasMomentumBuffer: core.hasMomentumBuffer, adamStep: core.adamStep };
+    const tensors: Record<string, Float32Array> = {};
+    if (core.hasMomentumBuffer) tensors[MOMENTUM_TENSOR] = new Float32Array(core.momentumBuffer);
+    if (core.adamStep > 0) {
+      [core.momentumBuffer, ...core.moments].forEach((buffer, i) => (tensors[ADAM_TENSORS[i]] = new Float32Array(buffer)));
+    }
     await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {
       ...metadata,
-      [OPTIONS_KEY]: metadataJson(this.options),
-      [STATE_KEY]: stateJson(this.state, momentum),
+      [OPTIONS_KEY]: metadataJson(appliedOptions(this.options)),
+      [STATE_KEY]: stateJson(this.state, progress),
       ...(this.prep === null ? {} : { [PREPROCESSING_KEY]: preprocessingJson(this.prep) }),
       ...fingerprintMetadata(this.dataPrint),
-    }, tensors);
+    }, Object.keys(tensors).length > 0 ? tensors : undefined);
   }
 
   /**
@@ -611,6 +618,20 @@ export class Trainer {
       this.core.momentumBuffer.set(m);
     }
     this.core.hasMomentumBuffer = saved.hasMomentumBuffer;
+    if (saved.adamStep > 0) {
+      const core = this.core;
+      if (core.adam === null) {
+        throw new CheckpointError(path, `the state says Adam took ${saved.adamStep} steps, but options.optimizer is 'sgd'`);
+      }
+      [core.momentumBuffer, ...core.moments].forEach((buffer, i) => {
+        const t = ckpt.tensors[ADAM_TENSORS[i]];
+        if (t === undefined || t.length !== core.P) {
+          throw new CheckpointError(path, `tensor '${ADAM_TENSORS[i]}' is missing or not ${core.P} floats, but the state says Adam took ${saved.adamStep} steps`);
+        }
+        buffer.set(t);
+      });
+    }
+    this.core.adamStep = saved.adamStep;
     this.state = saved.state;
   }
 

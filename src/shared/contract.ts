@@ -6,6 +6,7 @@
 import type { MessagePort } from 'node:worker_threads';
 import type { LossSpec } from './losses.js';
 import type { ModelConfig } from './model.js';
+import type { AdamOptions } from './adam.js';
 import type { SGDOptions } from './sgd.js';
 import type { WasmKernels, WasmMemory } from './wasm.js';
 
@@ -29,6 +30,9 @@ export interface WorkerInit {
   hyper: SharedArrayBuffer;
   /** SGD's fixed options (lr and momentum come per step in hyper). */
   sgd: SGDOptions;
+  /** Adam's (AdamW's) fixed options when the optimizer is Adam or AdamW (lr and beta1 come per step in
+   *  hyper), else null. */
+  adam: AdamOptions | null;
   /** 'mean' divides the gradient by the batch's total weight, 'sum' by 1. */
   mean: boolean;
   /** (S, STAT_FIELDS) float64: per-shard sums, laid out by the kStat* indices below. */
@@ -57,7 +61,10 @@ export interface WorkerInit {
  * Byte offsets in the shared state buffer, each 16-byte aligned (for step.wasm's vector loads):
  *  params   (2, P) float32, double-buffered: half kCtlParity is current; a step reads it and writes the
  *           other half, which becomes current only when the step is complete (so a step can be re-run);
- *  momentum (2, P) float32, SGD's momentum buffer, double-buffered with the parameters;
+ *  momentum (2, P) float32, SGD's momentum buffer or Adam's first moment, double-buffered with the
+ *           parameters;
+ *  moments  (M, 2, P) float32, Adam's second moment and AMSGrad's maximum of it (M = 0, 1 or 2: the
+ *           optimizer's `momentBuffers`), double-buffered likewise;
  *  slots    (S, P) float32 at `slotStride` bytes apart: slot s holds the gradient *sum* of shard s;
  *  grad     (P) float32, the batch's gradient (the slots' sum over the divisor, clipped);
  *  partials (chunks, NORM_FIELDS) float64, the gradient's norm partials per chunk (clip.ts);
@@ -71,6 +78,9 @@ export interface StateLayout {
   slotStride: number;
   params: number;
   momentum: number;
+  /** Adam's extra buffers: moment m's halves at moments + (2m + half) * slotStride; M of them. */
+  moments: number;
+  M: number;
   slots: number;
   grad: number;
   partials: number;
@@ -80,34 +90,38 @@ export interface StateLayout {
   bytes: number;
 }
 
-/** The layout for P parameters and `slots` shard slots; `kernelRegions` per worker when given. */
+/** The layout for P parameters, `slots` shard slots and M moment buffers; `kernelRegions` per worker when given. */
 export function stateLayout(
-  P: number, slots: number, normFloats: number, kernelRegions: { workers: number; bytes: number } | null = null,
+  P: number, slots: number, normFloats: number, kernelRegions: { workers: number; bytes: number } | null = null, M = 0,
 ): StateLayout {
   const align = (n: number): number => Math.ceil(n / 16) * 16;
   const stride = align(P * 4);
   const params = 0;
   const momentum = params + 2 * stride;
-  const slotBase = momentum + 2 * stride;
+  const moments = momentum + 2 * stride;
+  const slotBase = moments + 2 * M * stride;
   const grad = slotBase + slots * stride;
   const partials = grad + stride;
   const kernels = align(partials + normFloats * 8);
   const kernelBytes = kernelRegions === null ? 0 : align(kernelRegions.bytes);
   return {
-    P, slotStride: stride, params, momentum, slots: slotBase, grad, partials, kernels, kernelBytes,
+    P, slotStride: stride, params, momentum, moments, M, slots: slotBase, grad, partials, kernels, kernelBytes,
     bytes: kernels + (kernelRegions?.workers ?? 0) * kernelBytes,
   };
 }
 
 /** The views of a state buffer laid out by `l`: [current, next] halves are picked by the parity. */
 export function stateViews(state: SharedArrayBuffer, l: StateLayout, slots: number): {
-  params: [Float32Array, Float32Array]; momentum: [Float32Array, Float32Array]; slots: Float32Array[];
+  params: [Float32Array, Float32Array]; momentum: [Float32Array, Float32Array]; moments: [Float32Array, Float32Array][];
+  slots: Float32Array[];
   grad: Float32Array; partials: Float64Array;
 } {
   const f = (byte: number): Float32Array => new Float32Array(state, byte, l.P);
   return {
     params: [f(l.params), f(l.params + l.slotStride)],
     momentum: [f(l.momentum), f(l.momentum + l.slotStride)],
+    moments: Array.from({ length: l.M }, (_, m): [Float32Array, Float32Array] =>
+      [f(l.moments + 2 * m * l.slotStride), f(l.moments + (2 * m + 1) * l.slotStride)]),
     slots: Array.from({ length: slots }, (_, s) => f(l.slots + s * l.slotStride)),
     grad: f(l.grad),
     partials: new Float64Array(state, l.partials, (l.kernels - l.partials) / 8),
@@ -245,7 +259,8 @@ export const kCtlFailedStep = 14; // the first step a worker failed in (kNoFailu
 export const kCtlExecuted = 15; // steps of the run the workers carried out (a non-finite last one included)
 export const kCtlSequence = 16; // the sequence number of the command's first step (faults.ts numbers steps by it)
 export const kCtlBell = 17; // bumped (and notified) when a worker is done with a command: the coordinator sleeps on it
-export const CONTROL_FIELDS = 18;
+export const kCtlAdamStep = 18; // Adam: steps applied before the command (torch's state['step']); the workers count on from it
+export const CONTROL_FIELDS = 19;
 // Then WORK_FIELDS int32 per worker, at CONTROL_FIELDS + w * WORK_FIELDS:
 export const kWorkGen = 0; // the generation its stamp belongs to
 export const kWorkStamp = 1; // stampOf(j, phase) it reached in that command, or kStampDone
@@ -325,7 +340,7 @@ export const kRunMaxNorm = 0; // clip_grad_norm_'s max_norm; 0: no clipping
 export const kRunNormType = 1;
 export const RUN_FIELDS = 2;
 export const kHypLr = 0;
-export const kHypMomentum = 1;
+export const kHypMomentum = 1; // SGD's momentum, or Adam's betas[0] (a OneCycle schedule cycles either)
 export const HYPER_FIELDS = 2;
 
 /** Float64s of the hyper buffer. */

@@ -70,7 +70,8 @@ export interface OneCycleSchedule {
   finalDivFactor?: number;
   /** Three phases (up, back down to the initial lr, then to the minimum) instead of two. Default false. */
   threePhase?: boolean;
-  /** Cycle SGD's momentum inversely to the rate, overriding options.momentum (even 0). Default true. */
+  /** Cycle SGD's momentum (Adam's betas[0], as OneCycleLR's use_beta1) inversely to the rate, overriding
+   *  options.momentum (even 0) or betas[0]. Default true. */
   cycleMomentum?: boolean;
   /** Momentum at the peak rate. Default 0.85. */
   baseMomentum?: number;

@@ -8,6 +8,7 @@
 
 import { clipCoefficient, combineNorm, kNormPowerSum, NORM_CHUNK, NORM_FIELDS, normPartials, scaleRange } from './clip.js';
 import { kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS } from './contract.js';
+import { adamStep, type AdamBuffers, type AdamScalars } from './adam.js';
 import { sgdStep, type SGDOptions, type SGDSource, type SGDState } from './sgd.js';
 import type { WasmStepExports } from './wasm.js';
 
@@ -101,6 +102,8 @@ export interface StepHyper {
   normType: number;
   /** True while SGD's momentum buffer has not started (torch's first step with momentum). */
   first: boolean;
+  /** Adam's (AdamW's) scalars for this step; null: the optimizer is SGD. */
+  adam: AdamScalars | null;
 }
 
 /** The decision every worker (and the coordinator) takes from a batch's sums and norm partials. */
@@ -122,9 +125,10 @@ export interface StepKernels {
   normPartials(grad: Float32Array, p: number, c0: number, c1: number, partials: Float64Array): void;
   scale(grad: Float32Array, coef: number, from: number, to: number): void;
   sgd(params: Float32Array, grads: Float32Array, state: SGDState, o: SGDOptions, lr: number, momentum: number, source: SGDSource): void;
+  adam(params: Float32Array, grads: Float32Array, state: AdamBuffers, s: AdamScalars, source: { params: Float32Array } & AdamBuffers): void;
 }
 
-export const jsStepKernels: StepKernels = { sumSlots, normPartials, scale: scaleRange, sgd: sgdStep };
+export const jsStepKernels: StepKernels = { sumSlots, normPartials, scale: scaleRange, sgd: sgdStep, adam: adamStep };
 
 /**
  * The SIMD loops over views of the shared memory step.wasm was instantiated on (every array passed must
@@ -159,14 +163,27 @@ export function wasmStepKernels(k: WasmStepExports): StepKernels {
       );
       if (mom !== 0) state.hasMomentumBuffer = true;
     },
+    adam(params, grads, state, s, source) {
+      const max = state.maxExpAvgSq;
+      const srcMax = source.maxExpAvgSq;
+      k.adam(
+        params.byteOffset, grads.byteOffset, state.expAvg.byteOffset, state.expAvgSq.byteOffset, max === null ? 0 : max.byteOffset,
+        source.params.byteOffset, source.expAvg.byteOffset, source.expAvgSq.byteOffset, srcMax === null ? 0 : srcMax.byteOffset,
+        params.length, s.wd, s.decay, s.weight, s.weightM1, s.beta2, s.oneMinusBeta2, s.bc2Sqrt, s.eps, s.negStepSize,
+        s.maximize ? 1 : 0,
+      );
+    },
   };
 }
 
-/** The buffers a worker's share of the step works on. Parameters and momentum are double-buffered. */
+/** The buffers a worker's share of the step works on. Parameters and optimizer state are double-buffered. */
 export interface StepBuffers {
   /** [current, next] (P) parameters: the step reads one and writes the other, so it can be repeated. */
   params: [Float32Array, Float32Array];
+  /** SGD's momentum buffer, or Adam's first moment (exp_avg). */
   momentum: [Float32Array, Float32Array];
+  /** Adam's second moment (exp_avg_sq) and AMSGrad's running maximum of it; [] when not used. */
+  moments: [Float32Array, Float32Array][];
   /** (S, P) gradient sums per shard. */
   slots: Float32Array[];
   /** (P) the batch's gradient. */
@@ -202,6 +219,17 @@ export function updateShare(
   const next = 1 - current;
   if (d.coef !== 1) k.scale(b.grad, d.coef, from, to);
   const h = b.hyper;
+  if (h.adam !== null) {
+    const half = (which: 0 | 1): { params: Float32Array } & AdamBuffers => ({
+      params: b.params[which].subarray(from, to),
+      expAvg: b.momentum[which].subarray(from, to),
+      expAvgSq: b.moments[0][which].subarray(from, to),
+      maxExpAvgSq: b.moments.length > 1 ? b.moments[1][which].subarray(from, to) : null,
+    });
+    const { params, ...state } = half(next as 0 | 1);
+    k.adam(params, b.grad.subarray(from, to), state, h.adam, half(current));
+    return;
+  }
   const { momentum, first } = h;
   const source = { params: b.params[current].subarray(from, to), momentumBuffer: b.momentum[current].subarray(from, to) };
   const state = { momentumBuffer: b.momentum[next].subarray(from, to), hasMomentumBuffer: !first };

@@ -291,6 +291,11 @@ export interface WasmStepExports {
     params: number, grads: number, buf: number, src: number, srcBuf: number, n: number,
     wd: number, mom: number, damp: number, step: number, first: number, nesterov: number, maximize: number,
   ): void;
+  adam(
+    params: number, grads: number, m: number, v: number, vmax: number, src: number, srcM: number, srcV: number, srcMax: number,
+    n: number, wd: number, decay: number, weight: number, weightM1: number, beta2: number, oneMinusBeta2: number,
+    bc2Sqrt: number, eps: number, negStepSize: number, maximize: number,
+  ): void;
 }
 
 let stepModule: WebAssembly.Module | undefined;

@@ -8,7 +8,7 @@ import { receiveMessageOnPort, threadId, workerData, type MessagePort } from 'no
 import { parseFaults } from '../shared/faults.js';
 import {
   allStamped, cutBatch, enterCommand, hyperField, kCmdForward, kCmdRun, kCmdStop, kCtlArrivals, kCtlBatch0, kCtlBatchSize,
-  kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration, kCtlHasMomentum, kCtlLastStep,
+  kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration, kCtlAdamStep, kCtlHasMomentum, kCtlLastStep,
   kCtlParity, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite, kHypLr, kHypMomentum, kOutcomeNonfinite,
   kOutcomeNoTargets, kOutcomeUpdate, kPhaseDecided, kPhaseReduced, kPhaseUpdated, kRingCoef, kRingComputeMaxMs, kRingComputeSumMs,
   kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows, kRingWaitMs, kRingWorkerStartMs,
@@ -17,6 +17,7 @@ import {
   ringFields, STAT_FIELDS, stamp, stampDone, stampOf, stateViews, taskShards, workField,
   type DatasetBuffers, type LoopTask, type WorkerInit,
 } from '../shared/contract.js';
+import { adamScalars } from '../shared/adam.js';
 import { NORM_CHUNK, normChunks } from '../shared/clip.js';
 import { isSoftmaxLoss, linearViews, paramLayout } from '../shared/model.js';
 import {
@@ -45,7 +46,7 @@ const RING_ROW = ringFields(init.workers);
 const chunks = normChunks(P);
 /** This worker's view of the step being taken: its hyperparameters are refilled from the table per step. */
 const step: StepBuffers = {
-  ...state, hyper: { lr: 0, momentum: 0, maxNorm: 0, normType: 2, first: true }, acc: new Float64Array(NORM_CHUNK),
+  ...state, hyper: { lr: 0, momentum: 0, maxNorm: 0, normType: 2, first: true, adam: null }, acc: new Float64Array(NORM_CHUNK),
 };
 const stepKernels = init.stateMemory === null ? jsStepKernels : wasmStepKernels(instantiateStep(init.stateMemory));
 
@@ -183,6 +184,7 @@ function runSteps(w: number, g: number, d: MappedDataset, at: (j: number) => voi
   h.normType = hyperTable[kRunNormType];
   let parity: 0 | 1 = control[kCtlParity] === 0 ? 0 : 1;
   let hasBuffer = control[kCtlHasMomentum] !== 0;
+  let adamStep = control[kCtlAdamStep];
   // Every worker, with shards or not, takes its chunks of the reduction and of the update.
   const [c0, c1] = taskShards(w, init.workers, chunks);
   // Clipping needs the whole gradient's norm before any update: a third barrier. Without it the update
@@ -204,6 +206,8 @@ function runSteps(w: number, g: number, d: MappedDataset, at: (j: number) => voi
     h.lr = hyperTable[hyperField(j, kHypLr)];
     h.momentum = hyperTable[hyperField(j, kHypMomentum)];
     h.first = !hasBuffer;
+    // torch increments state['step'] before using it: this step's t is one past the steps applied.
+    if (init.adam !== null) h.adam = adamScalars(init.adam, h.lr, h.momentum, adamStep + 1);
     if (w < tasks) {
       const [s0, s1] = taskShards(w, tasks, shards);
       runShards(w, seq, d, true, parity, start + s0 * shardRows, Math.min(start + s1 * shardRows, end), shardRows, s0);
@@ -245,7 +249,8 @@ function runSteps(w: number, g: number, d: MappedDataset, at: (j: number) => voi
     }
     if (decision.outcome === 'update') {
       parity = parity === 0 ? 1 : 0;
-      if (Math.fround(h.momentum) !== 0) hasBuffer = true;
+      if (init.adam !== null) adamStep++;
+      else if (Math.fround(h.momentum) !== 0) hasBuffer = true;
     }
     if (last) {
       j++;

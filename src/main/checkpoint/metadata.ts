@@ -28,6 +28,9 @@ export const DATA_KEY = 'gradpool.data';
 export const RUN_KEY = 'gradpool.run';
 /** The tensor holding SGD's momentum buffer, once it has started. */
 export const MOMENTUM_TENSOR = 'optimizer.momentum_buffer';
+/** The tensors holding Adam's state once it has taken a step, under torch's state names: the first and
+ *  second moments and, with AMSGrad, the second's running maximum. */
+export const ADAM_TENSORS = ['optimizer.exp_avg', 'optimizer.exp_avg_sq', 'optimizer.max_exp_avg_sq'] as const;
 
 /**
  * A value as a metadata string (safetensors metadata is string to string): JSON, with Infinity (a norm

@@ -155,15 +155,26 @@ def read_checkpoint(path):
     return tensors, meta
 
 
+# Adam's (AdamW's) state per parameter, saved flat as "optimizer.<name>" (max_exp_avg_sq: AMSGrad only).
+ADAM_STATE = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+
+
 def write_checkpoint(path, model, optimizer, state):
-    """Writes what gradpool's save() writes (the model's tensors, SGD's momentum buffer, the metadata the
-    source checkpoint had, the new training state), atomically. gradpool --resume continues from it."""
+    """Writes what gradpool's save() writes (the model's tensors, SGD's momentum buffer or Adam's moments,
+    the metadata the source checkpoint had, the new training state), atomically. gradpool --resume
+    continues from it."""
     params = list(model.parameters())
     tensors = [(name, p.detach().cpu().contiguous()) for name, p in zip(PARAM_NAMES, params)]
     buffers = [optimizer.state.get(p, {}).get("momentum_buffer") for p in params]
     has_momentum = all(b is not None for b in buffers)
     if has_momentum:
         tensors.append(("optimizer.momentum_buffer", torch.cat([b.detach().cpu().reshape(-1) for b in buffers])))
+    states = [optimizer.state.get(p, {}) for p in params]
+    adam_step = int(states[0]["step"]) if all("exp_avg" in s for s in states) else 0
+    if adam_step > 0:
+        for name in ADAM_STATE:
+            if all(name in s for s in states):
+                tensors.append(("optimizer." + name, torch.cat([s[name].detach().cpu().reshape(-1) for s in states])))
     header, blobs, at = {}, [], 0
     for name, t in tensors:
         blob = t.numpy().astype("<f4").tobytes()
@@ -172,7 +183,7 @@ def write_checkpoint(path, model, optimizer, state):
         at += len(blob)
     # The checksums are gradpool's to write: a file without them loads, one with stale ones is refused.
     meta = {k: v for k, v in SOURCE_METADATA.items() if k not in ("gradpool.sha256", "gradpool.header-sha256")}
-    meta["gradpool.state"] = json.dumps(dict(state, hasMomentumBuffer=has_momentum), separators=(",", ":"))
+    meta["gradpool.state"] = json.dumps(dict(state, hasMomentumBuffer=has_momentum, adamStep=adam_step), separators=(",", ":"))
     text = json.dumps({"__metadata__": meta, **header}, separators=(",", ":"))
     text += " " * ((8 - (8 + len(text.encode())) % 8) % 8)
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -223,6 +234,17 @@ def main():
         for p in model.parameters():
             optimizer.state[p]["momentum_buffer"] = flat[at:at + p.numel()].reshape(p.shape).clone().to(device)
             at += p.numel()
+    if state.get("adamStep", 0) > 0:
+        # torch's own state: the step count (a float32 tensor, as Adam makes it) and the moments.
+        for name in ADAM_STATE:
+            if "optimizer." + name not in tensors:
+                continue
+            flat, at = tensors["optimizer." + name], 0
+            for p in model.parameters():
+                optimizer.state[p][name] = flat[at:at + p.numel()].reshape(p.shape).clone().to(device)
+                at += p.numel()
+        for p in model.parameters():
+            optimizer.state[p]["step"] = torch.tensor(float(state["adamStep"]))
     scheduler = build_scheduler(optimizer)
     for _ in range(state["schedulerSteps"]):
         scheduler.step()

@@ -1,6 +1,7 @@
 // A gradpool checkpoint as one self-contained PyTorch script that continues its training under
 // torchrun with DistributedDataParallel: the model as nn.Sequential, the loss with its options,
-// torch.optim.SGD with its options and the saved momentum buffer, the learning-rate scheduler advanced
+// torch.optim.SGD, Adam or AdamW with its options and the saved state (momentum buffer; moments and step
+// count), the learning-rate scheduler advanced
 // to the saved step, the same data files read with the recorded preprocessing, in gradpool's epoch order.
 // PyTorch's DDP is the distributed engine for runs that outgrow one machine; gradpool does not grow one.
 
@@ -98,14 +99,25 @@ export function pytorchScript(x: PytorchExport): string {
     '',
     '',
     'def build_optimizer(params):',
-    `    return torch.optim.SGD(params, lr=${py(o.lr)}, momentum=${py(o.momentum)}, dampening=${py(o.dampening)}, ` +
-      `weight_decay=${py(o.weightDecay)}, nesterov=${py(o.nesterov)}, maximize=${py(o.maximize)})`,
+    optimizerCode(o),
     '',
     '',
     'def build_scheduler(optimizer):',
     `    return ${o.schedule === null ? 'Constant()' : scheduler(o.schedule)}`,
   ];
   return lines.join('\n') + '\n' + SCRIPT_BODY;
+}
+
+/** build_optimizer's body: torch.optim.SGD, Adam or AdamW with the run's options (a checkpoint from
+ *  before Adam records no optimizer: SGD). */
+function optimizerCode(o: ResolvedOptions): string {
+  const optimizer = o.optimizer ?? 'sgd';
+  if (optimizer === 'sgd') {
+    return `    return torch.optim.SGD(params, lr=${py(o.lr)}, momentum=${py(o.momentum)}, dampening=${py(o.dampening)}, ` +
+      `weight_decay=${py(o.weightDecay)}, nesterov=${py(o.nesterov)}, maximize=${py(o.maximize)})`;
+  }
+  return `    return torch.optim.${optimizer === 'adam' ? 'Adam' : 'AdamW'}(params, lr=${py(o.lr)}, betas=(${py(o.betas[0])}, ${py(o.betas[1])}), ` +
+    `eps=${py(o.eps)}, weight_decay=${py(o.weightDecay)}, amsgrad=${py(o.amsgrad)}, maximize=${py(o.maximize)})`;
 }
 
 /** Writes pytorchScript(x) to `path` atomically. */
