@@ -209,7 +209,7 @@ describe('safetensors byte format', () => {
     const { 'gradpool.header-sha256': headerSha, ...others } = rest;
     expect(others).toEqual({ format: 'gradpool', 'gradpool.version': '1', 'gradpool.sha256': sha256, step: '12' });
     // gradpool.header-sha256: the SHA-256 of the JSON of [every other metadata entry, [name, dtype, shape,
-    // data_offsets] of every tensor], each sorted by key, as the README specifies it.
+    // data_offsets] of every tensor], each sorted by key, as docs/data.md specifies it.
     const sorted = (o: Record<string, unknown>): [string, unknown][] => Object.keys(o).sort().map((k) => [k, o[k]]);
     const tensorIndex = sorted(header).filter(([k]) => k !== '__metadata__')
       .map(([k, e]) => [k, (e as { dtype: string }).dtype, (e as { shape: number[] }).shape, (e as { data_offsets: number[] }).data_offsets]);

@@ -101,7 +101,7 @@ describe('training script', () => {
     expect(r.stderr).toBe("gradpool: unknown option '--learning-rate'\n(Did you mean --lr?)\n");
   });
 
-  it('lists every flag with its default in --help, as the README documents them', () => {
+  it('lists every flag with its default in --help, as docs/cli.md documents them', () => {
     const r = spawnScript(['--help']);
     expect(r.status).toBe(0);
     for (const flag of ['--layers', '--activation', '--loss', '--lr', '--momentum', '--batch-size', '--epochs', '--workers', '--seed', '--no-shuffle', '--out']) {
@@ -109,8 +109,8 @@ describe('training script', () => {
     }
     expect(r.stdout).toMatch(/--lr <number>\s+learning rate \(default: 0\.05\)/);
     expect(r.stdout).toMatch(/--layers <widths>\s+layer widths, input first \(default:\s+784,128,10\)/);
-    const readme = readFileSync('README.md', 'utf8');
-    for (const flag of r.stdout.match(/--[a-z-]+/g) ?? []) expect(readme, `README documents ${flag}`).toContain(flag);
+    const reference = readFileSync('docs/cli.md', 'utf8');
+    for (const flag of r.stdout.match(/--[a-z-]+/g) ?? []) expect(reference, `docs/cli.md documents ${flag}`).toContain(flag);
     // every other command scripts/gradpool.ts dispatches to, as its table names them
     const table = /const commands[^{]*\{([^}]*)\}/.exec(readFileSync('scripts/gradpool.ts', 'utf8'))?.[1] ?? '';
     const commands = [...table.matchAll(/(\w+):/g)].map((m) => m[1]);
