@@ -47,6 +47,7 @@ const NOT_RUN: Record<string, string> = {
 /** Small data for long runs: the flags a command gets instead, or added. */
 const SMALLER: [RegExp, string][] = [
   [/^npm run train$/, 'npm run train -- --epochs 1'],
+  [/^npm run train -- --optimizer (\w+)$/, 'npm run train -- --optimizer $1 --epochs 1'],
   [/--nproc_per_node 4 (.*) --epochs 100/, '--nproc_per_node 1 $1 --epochs 21'], // a process fewer: 2 cores, and torch's start-up
   [/^(npx gradpool --resume ddp\.safetensors) --epochs 20$/, '$1 --epochs 1'],
 ];
