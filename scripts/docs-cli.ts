@@ -44,7 +44,7 @@ function defaultText(name: string, o: Option, used: Set<string>): string {
   if (o.mandatory) return 'required';
   if (o.defaultValueDescription !== undefined) return code(o.defaultValueDescription);
   const v: unknown = o.defaultValue;
-  if (v === undefined) return o.negate ? 'on' : '–';
+  if (v === undefined) return o.negate ? `${o.attributeName()} on` : '–'; // --no-shuffle: shuffle on
   if (v === false) return 'off';
   return code(Array.isArray(v) ? v.join(',') : String(v));
 }

@@ -57,8 +57,8 @@ const NOT_RUN: Record<string, string> = {
 /** Small data for long runs: the flags a command gets instead, or added. */
 const SMALLER: [RegExp, string][] = [
   [/^npm run train$/, 'npm run train -- --epochs 1'],
-  [/^npm run train -- --optimizer adamw$/, 'npm run train -- --optimizer adamw --epochs 1'],
-  // one epoch past the iris run's 40, and a process: 2 cores, and torch's start-up
+  [/^npm run train -- --optimizer (\w+)$/, 'npm run train -- --optimizer $1 --epochs 1'],
+  // one epoch past the iris run's 40, and a process fewer: 2 cores, and torch's start-up
   [/--nproc_per_node 4 (.*) --epochs 100/, '--nproc_per_node 1 $1 --epochs 41'],
   [/^(npx gradpool --resume ddp\.safetensors) --epochs 20$/, '$1 --epochs 1'],
   [/^npm run tune -- (.*)$/, 'npm run tune -- $1 --windows 1 --window-seconds 0.05'],

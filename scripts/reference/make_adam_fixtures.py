@@ -3,7 +3,7 @@
 # CPU default, the single-tensor path) on a small MLP, per-step losses and final weights, for
 # test/adam-parity.test.ts to compare Trainer.fit() against. Run it with each PyTorch checked:
 #   /usr/bin/python3 scripts/reference/make_adam_fixtures.py              (Debian's torch 1.13)
-#   /work/venv-torch2/bin/python scripts/reference/make_adam_fixtures.py  (torch 2.x)
+#   V/bin/python scripts/reference/make_adam_fixtures.py  (torch 2.x: python3 -m venv --system-site-packages V && V/bin/pip install --no-deps /opt/wheels/torch-2*.whl)
 # Every tensor is dumped as float64 lists of its float32 values, which JSON round-trips exactly.
 
 import json

@@ -3,7 +3,7 @@
 # fed fixed metric sequences, and its state (lr, best, num_bad_epochs, cooldown_counter, last_epoch) after each
 # step(metric). Run from the repository root with a Python that has torch; both torch 1.13 and 2.x:
 #   /usr/bin/python3 scripts/reference/make_plateau_fixtures.py
-#   /work/venv-torch2/bin/python scripts/reference/make_plateau_fixtures.py
+#   V/bin/python scripts/reference/make_plateau_fixtures.py  (V: a venv with the PyTorch 2.x wheel, as in make_adam_fixtures.py)
 # Each writes its own section (keyed by torch's version); the test checks every section present.
 
 import json
