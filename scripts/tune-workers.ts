@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// The worker tuner: `npm run tune -- <flags>`, and `gradpool tune`. See src/main/tune-cli.ts.
+// The worker tuner: `npm run tune -- <flags>`, and `gradpool tune`. See src/cli/tune.ts.
 import { ignoreClosedOutput } from '../src/cli/closed-output.js';
 import { tuneMain } from '../src/cli/tune.js';
 
