@@ -42,7 +42,7 @@ export const OPTION_FLAGS: Readonly<Record<string, Flag>> = {
   epochs: '--epochs', validation: '--validation-split', allowDataChange: '--allow-data-change',
   earlyStopping: '--early-stopping-patience', 'earlyStopping.monitor': '--monitor', 'earlyStopping.patience': '--early-stopping-patience',
   'earlyStopping.minDelta': '--min-delta', 'earlyStopping.restoreBestWeights': '--restore-best-weights',
-  verbose: { words: 'the per-epoch printing' }, tensorboard: '--tensorboard',
+  verbose: { words: 'the per-epoch printing' }, log: { words: "the per-epoch lines' writer" }, tensorboard: '--tensorboard',
   // exportOnnx's options (src/main/export/onnx.ts).
   opsetVersion: { words: 'the ONNX opset version' },
   stepsPerExecution: { words: 'the steps per execution' },

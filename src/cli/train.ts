@@ -5,8 +5,8 @@
 
 import { resolve } from 'node:path';
 import {
-  BestMetric, cpuLimit, curvesSvg, defaultLoss, epochText, isSoftmaxLoss, loadCheckpoint, loadPreprocessing, metadataJson,
-  reportText, RUN_KEY, RunClock, Trainer, writeFileAtomic, type EpochRecord,
+  BestMetric, cpuLimit, curvesSvg, defaultLoss, isSoftmaxLoss, loadCheckpoint, loadPreprocessing, metadataJson, reportText,
+  RUN_KEY, Trainer, writeFileAtomic, type EpochRecord, type FitOptions, type StepInfo,
 } from '../main/index.js';
 import { headerText, loadingLine, matrixText } from './output.js';
 import { parseFlags } from './parse.js';
@@ -188,9 +188,65 @@ async function preprocessingSource(resumed: Trainer | null, flags: Flags): Promi
 async function train(
   trainer: Trainer, data: RunData, flags: Flags, outPath: string, out: NodeJS.WriteStream, metrics: MetricsFile,
 ): Promise<number> {
+  const saves = await runSaves(trainer, flags, outPath, out);
+  const epochs = flags.epochs - trainer.progress.epoch;
+  const bar = new ProgressBar(out, flags.progress, flags.epochs, epochs);
+  const interrupt = new Interrupt(bar, outPath);
+  if (flags.tensorboard !== undefined) out.write(`TensorBoard scalars: ${flags.tensorboard} (view them with: tensorboard --logdir ${flags.tensorboard})\n`);
+  try {
+    await trainer.fit(data.train, fitOptions(flags, data, epochs, interrupt.signal, {
+      step: (s) => {
+        metrics.step(s);
+        bar.step(s);
+      },
+      line: (text) => {
+        bar.epochDone();
+        out.write(text);
+      },
+      epoch: async (r) => {
+        metrics.epoch(r);
+        await saves.epoch(r);
+      },
+    }));
+  } catch (err) {
+    if (!(err instanceof Interrupted)) throw err;
+    return await saveInterrupted(trainer, err, flags, outPath, saves.meta());
+  } finally {
+    interrupt.dispose();
+    bar.stop();
+  }
+  await testReport(trainer, data, outPath, out);
+  return 0;
+}
+
+/** What the run does with each epoch's record: fit()'s onStep, its verbose lines, and onEpoch. */
+interface EpochHandlers {
+  step: (s: StepInfo) => void;
+  line: (text: string) => void;
+  epoch: (r: EpochRecord) => Promise<void>;
+}
+
+/** fit()'s options from the flags: the epochs, the validation split, early stopping, TensorBoard, and
+ *  the run's handlers (the epoch lines are fit()'s verbose ones, written by the run). */
+function fitOptions(flags: Flags, data: RunData, epochs: number, signal: AbortSignal, on: EpochHandlers): FitOptions {
+  const early = flags.earlyStoppingPatience === undefined ? undefined
+    : { monitor: flags.monitor, patience: flags.earlyStoppingPatience, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights };
+  return {
+    signal, tensorboard: flags.tensorboard, epochs, allowDataChange: flags.allowDataChange, validation: data.validation,
+    earlyStopping: early, verbose: true, log: on.line, onStep: on.step, onEpoch: on.epoch,
+  };
+}
+
+/**
+ * The run's saves: after every epoch to --out, and with --save-best the best epoch by --monitor (a
+ * resumed run goes on comparing with the best epoch its checkpoint records), and the --plot; `meta` is
+ * what each save records of the run.
+ */
+async function runSaves(
+  trainer: Trainer, flags: Flags, outPath: string, out: NodeJS.WriteStream,
+): Promise<{ epoch: (r: EpochRecord) => Promise<void>; meta: () => Record<string, string> }> {
   const run = { [RUN_KEY]: metadataJson(savedRun(flags)) };
   const best = flags.saveBest === undefined ? null : new BestMetric(flags.monitor, flags.minDelta);
-  // A resumed run goes on comparing with the best epoch its checkpoint records.
   const before = flags.resume === undefined ? null : savedBest(await loadCheckpoint(flags.resume));
   if (best !== null && before !== null && before.monitor === flags.monitor) {
     best.best = before.value;
@@ -198,85 +254,85 @@ async function train(
   }
   const meta = (): Record<string, string> => (best === null || best.bestEpoch === 0 ? run
     : { ...run, [BEST_KEY]: metadataJson({ monitor: best.monitor, value: best.best, epoch: best.bestEpoch }) });
-  const epochs = flags.epochs - trainer.progress.epoch;
-  const bar = new ProgressBar(out, flags.progress, flags.epochs, epochs);
-  const clock = new RunClock(epochs);
   const history: EpochRecord[] = [];
-  // Ctrl-C or SIGTERM: the step under way finishes, the run is saved, and the message says how to go
-  // on. A second signal ends the process at once (the checkpoint file is replaced atomically), after
-  // putting the terminal's line and cursor back.
-  const interrupt = new AbortController();
-  const again = (signal: NodeJS.Signals): void => {
-    bar.close();
-    process.stderr.write(`gradpool: ${signal} again: stopped without saving; ${outPath} holds the last complete save\n`);
+  const epoch = async (r: EpochRecord): Promise<void> => {
+    history.push(r);
+    const improved = best !== null && best.update(r);
+    await trainer.save(outPath, meta());
+    if (best !== null && improved) {
+      await trainer.save(flags.saveBest as string, meta());
+      out.write(`saved the best epoch so far (${flags.monitor} ${Number(best.best.toPrecision(6))}) to ${flags.saveBest}\n`);
+    }
+    if (flags.plot !== undefined) await writeFileAtomic(flags.plot, curvesSvg(history, `gradpool: MLP ${trainer.options.layers.join('-')}, ${trainer.options.loss}`));
+  };
+  return { epoch, meta };
+}
+
+/**
+ * Ctrl-C or SIGTERM: aborts fit() (the step under way finishes, and the run is saved by the caller). A
+ * second signal ends the process at once (the checkpoint file is replaced atomically), after putting the
+ * terminal's line and cursor back. npm's SIGTERM reaches its shell, which dies and leaves this process:
+ * the same as a SIGTERM here.
+ */
+class Interrupt {
+  private readonly controller = new AbortController();
+  private readonly unwatch: () => void;
+
+  constructor(private readonly bar: ProgressBar, private readonly outPath: string) {
+    process.once('SIGINT', this.onSignal);
+    process.once('SIGTERM', this.onSignal);
+    this.unwatch = watchParent(() => this.onSignal('SIGTERM'));
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  private readonly again = (signal: NodeJS.Signals): void => {
+    this.bar.close();
+    process.stderr.write(`gradpool: ${signal} again: stopped without saving; ${this.outPath} holds the last complete save\n`);
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    bar.close();
-    process.once('SIGINT', again);
-    process.once('SIGTERM', again);
-    interrupt.abort(new Interrupted(signal));
+
+  private readonly onSignal = (signal: NodeJS.Signals): void => {
+    this.bar.close();
+    process.once('SIGINT', this.again);
+    process.once('SIGTERM', this.again);
+    this.controller.abort(new Interrupted(signal));
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  const early = flags.earlyStoppingPatience === undefined ? undefined
-    : { monitor: flags.monitor, patience: flags.earlyStoppingPatience, minDelta: flags.minDelta, restoreBestWeights: flags.restoreBestWeights };
-  // npm's SIGTERM reaches its shell, which dies and leaves this process: the same as a SIGTERM here.
-  const unwatch = watchParent(() => onSignal('SIGTERM'));
-  if (flags.tensorboard !== undefined) out.write(`TensorBoard scalars: ${flags.tensorboard} (view them with: tensorboard --logdir ${flags.tensorboard})\n`);
-  try {
-    await trainer.fit(data.train, {
-      signal: interrupt.signal,
-      tensorboard: flags.tensorboard,
-      epochs,
-      allowDataChange: flags.allowDataChange,
-      validation: data.validation,
-      earlyStopping: early,
-      onStep: (s) => {
-        metrics.step(s);
-        bar.step(s);
-      },
-      onEpoch: async (r) => {
-        bar.epochDone();
-        out.write(epochText(r, { epochs: flags.epochs, ...clock.epoch() }));
-        metrics.epoch(r);
-        history.push(r);
-        const improved = best !== null && best.update(r);
-        await trainer.save(outPath, meta());
-        if (best !== null && improved) {
-          await trainer.save(flags.saveBest as string, meta());
-          out.write(`saved the best epoch so far (${flags.monitor} ${Number(best.best.toPrecision(6))}) to ${flags.saveBest}\n`);
-        }
-        if (flags.plot !== undefined) await writeFileAtomic(flags.plot, curvesSvg(history, `gradpool: MLP ${trainer.options.layers.join('-')}, ${trainer.options.loss}`));
-      },
-    });
-  } catch (err) {
-    if (!(err instanceof Interrupted)) throw err;
-    const p = trainer.progress;
-    const where = `interrupted by ${err.signal} after step ${p.step} (epoch ${p.epoch + (p.batch > 0 ? 1 : 0)}` +
-      `${p.batch > 0 ? `, batch ${p.batch}` : ''})`;
-    const code = err.signal === 'SIGINT' ? 130 : 143;
-    try {
-      await trainer.save(outPath, meta());
-    } catch (saveErr) {
-      // The interrupt is still the outcome: its code, and what is on disk.
-      process.stderr.write(`gradpool: ${where}; the save failed: ${(saveErr as Error).message}\n` +
-        `whatever was at ${outPath} is as the last save left it\n`);
-      return code;
-    }
-    process.stderr.write(
-      `gradpool: ${where}; saved ${outPath}\n` +
-      `to go on from there: npm run train -- --resume ${flags.out} (or: gradpool --resume ${flags.out})\n`,
-    );
-    return code;
-  } finally {
-    unwatch();
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', again);
-    process.off('SIGTERM', again);
-    bar.stop();
+
+  dispose(): void {
+    this.unwatch();
+    process.off('SIGINT', this.onSignal);
+    process.off('SIGTERM', this.onSignal);
+    process.off('SIGINT', this.again);
+    process.off('SIGTERM', this.again);
   }
+}
+
+/** After an interrupt: saves the run where it stopped and says how to go on; returns the signal's exit code. */
+async function saveInterrupted(trainer: Trainer, err: Interrupted, flags: Flags, outPath: string, meta: Record<string, string>): Promise<number> {
+  const p = trainer.progress;
+  const where = `interrupted by ${err.signal} after step ${p.step} (epoch ${p.epoch + (p.batch > 0 ? 1 : 0)}` +
+    `${p.batch > 0 ? `, batch ${p.batch}` : ''})`;
+  const code = err.signal === 'SIGINT' ? 130 : 143;
+  try {
+    await trainer.save(outPath, meta);
+  } catch (saveErr) {
+    // The interrupt is still the outcome: its code, and what is on disk.
+    process.stderr.write(`gradpool: ${where}; the save failed: ${(saveErr as Error).message}\n` +
+      `whatever was at ${outPath} is as the last save left it\n`);
+    return code;
+  }
+  process.stderr.write(
+    `gradpool: ${where}; saved ${outPath}\n` +
+    `to go on from there: npm run train -- --resume ${flags.out} (or: gradpool --resume ${flags.out})\n`,
+  );
+  return code;
+}
+
+/** The test data, evaluated once at the end: its confusion matrix and per-class report, and the save. */
+async function testReport(trainer: Trainer, data: RunData, outPath: string, out: NodeJS.WriteStream): Promise<void> {
   const evaluation = data.test !== undefined ? await trainer.evaluate(data.test) : null;
   const names = trainer.preprocessing?.classNames ?? undefined;
   if (evaluation !== null) {
@@ -287,5 +343,4 @@ async function train(
     out.write(`per-class report on the test data:\n${reportText(evaluation.report, names)}`);
   }
   out.write(`saved ${outPath}` + (evaluation === null ? '' : ` (test accuracy ${(100 * evaluation.accuracy).toFixed(2)}%)`) + '\n');
-  return 0;
 }

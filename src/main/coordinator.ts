@@ -7,20 +7,22 @@
 import {
   allStamped, controlFields, cutBatch, HYPER_FLOATS, hyperField, kCmdForward, kCmdRun, kCmdStop, kCtlArrivals, kCtlBatch0,
   kCtlBatchSize, kCtlBell, kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration,
-  kCtlAdamStep, kCtlHasMomentum, kCtlLastStep, kCtlParity, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite,
-  kHypLr, kHypMomentum, kNoFailure, kOutcomeNoTargets, kOutcomeUpdate, kPhaseReduced, kRingCoef, kRingComputeMaxMs,
-  kRingComputeSumMs, kRingCorrect, kRingCounted, kRingGradNorm, kRingLossSum, kRingOutcome, kRingReduceMs, kRingRows,
-  kRingStartMs, kRingWaitMs, kRingWorkerStartMs, kRingTasks, kRingUpdateMs, kRingWeightSum, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
-  kWorkGen, kWorkStamp, reportFailure, RING_BASE_FIELDS, RING_STEPS, RING_WORKER_FIELDS, ringFields,
-  STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField, type WorkerInit,
+  kCtlLastStep, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite,
+  kHypLr, kHypMomentum, kNoFailure, kPhaseReduced, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
+  kWorkGen, kWorkStamp, reportFailure, RING_STEPS, STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField,
+  type WorkerInit,
 } from '../shared/contract.js';
+import {
+  commitStep, mapRing, postProgress, readStepRow, ringBytes, startRun, type OptimizerProgress, type Ring, type StepProgress,
+  type StepRecord,
+} from '../shared/ring.js';
 import { createSharedMemory, wasmRegionBytes, type WasmKernels } from '../shared/wasm.js';
 import { NORM_FIELDS, normChunks } from '../shared/clip.js';
-import { kernelArrays, paramLayout, type ModelConfig } from '../shared/model.js';
+import { heapScratchBytes, kernelArrays, paramLayout, type ModelConfig } from '../shared/model.js';
 import type { LossSpec } from '../shared/losses.js';
 import type { SGDOptions } from '../shared/sgd.js';
 import type { AdamOptions } from '../shared/adam.js';
-import { readBatchSums, type BatchSums, type StepDecision } from '../shared/step.js';
+import { addSums, emptySums, readBatchSums, type BatchSums } from '../shared/step.js';
 import type { SharedDataset } from './data.js';
 import { GradpoolError, OptionRangeError, ShardFailure, WorkerTimeout } from './errors.js';
 import { cpuLimit } from './cpus.js';
@@ -44,6 +46,16 @@ export interface PoolOptions {
   workerHeapMb: number | null;
 }
 
+/** What a pool is built for: the model and loss, the pool's options, and the optimizer's fixed options
+ *  (Adam's, or null for SGD; the Trainer's resolved options serve as both pool and sgd). */
+export interface PoolSpec {
+  model: ModelConfig;
+  loss: LossSpec;
+  pool: PoolOptions;
+  sgd: SGDOptions;
+  adam: AdamOptions | null;
+}
+
 /** A run of optimizer steps: batches batch0 .. batch0 + steps - 1 of the dataset's current order. */
 export interface RunSpec {
   data: SharedDataset;
@@ -60,30 +72,6 @@ export interface RunSpec {
   stopOnNonfinite: boolean;
 }
 
-/** What one committed step of a run did, as the ring records it. */
-export interface StepResult {
-  sums: BatchSums;
-  decision: StepDecision;
-  timing: BatchTiming;
-}
-
-/** Where a step's time went, in milliseconds, on the workers' clocks. */
-export interface BatchTiming {
-  /** From the step's start (worker 0's; the run's post for its first step) to the next one's. */
-  stepMs: number;
-  /** The slowest task's compute: the critical path of the parallel part. */
-  computeMaxMs: number;
-  /** Compute summed over every task (worker-milliseconds). */
-  computeSumMs: number;
-  /** The slowest worker's share of summing the gradient slots. */
-  reduceMs: number;
-  /** The slowest worker's share of clipping and SGD. */
-  updateMs: number;
-  /** The workers' mean time in the step's barriers (waiting for each other, and passing them). */
-  waitMs: number;
-  tasks: number;
-}
-
 /** How long a worker's barrier spins before it sleeps, when each worker can have a CPU of its own. */
 const BARRIER_SPIN_MS = 1;
 /** The main thread's sleep slice while a command runs: after each, the steps committed meanwhile are
@@ -96,10 +84,6 @@ const STOP_GRACE_MS = 2000;
 export class Coordinator {
   readonly model: ModelConfig;
   readonly P: number;
-  /** True once SGD's momentum buffer has started (torch's first step with momentum is done). */
-  hasMomentumBuffer = false;
-  /** Adam: the updates applied so far (torch's state['step']); 0 with SGD. */
-  adamStep = 0;
   /** Adam's (AdamW's) options, or null for SGD. */
   readonly adam: AdamOptions | null;
   readonly workers: number;
@@ -112,9 +96,10 @@ export class Coordinator {
   private readonly momentumHalves: [Float32Array, Float32Array];
   private readonly momentHalves: [Float32Array, Float32Array][];
   private readonly stats: Float64Array;
-  private readonly ring: Float64Array;
-  /** Float64s per ring row. */
-  private readonly row: number;
+  private readonly ring: Ring;
+  /** Which half of the double-buffered state is current, and the optimizer's progress: moved on by
+   *  commitStep for each committed step, as the workers move theirs. */
+  private readonly progress: StepProgress = { parity: 0, hasMomentumBuffer: false, adamStep: 0 };
   private readonly hyper: Float64Array;
   private readonly chunks: number;
   private readonly loops: WorkerLoops;
@@ -128,7 +113,7 @@ export class Coordinator {
   private stopAt: number | null = null;
   private closing = false;
 
-  constructor(model: ModelConfig, loss: LossSpec, o: PoolOptions, sgd: SGDOptions, adam: AdamOptions | null = null) {
+  constructor({ model, loss, pool: o, sgd, adam }: PoolSpec) {
     const { workers } = o;
     // A batch is never cut into more shards than it has rows: slots beyond batchSize would never be
     // used, so they are not made (the cut, and so the bits, are the same).
@@ -144,13 +129,12 @@ export class Coordinator {
     const sab = (bytes: number): SharedArrayBuffer => new SharedArrayBuffer(bytes);
     // Each worker's activations for a shard: the kernels' arrays (in its region of the state's memory
     // with the WebAssembly kernels, in its own heap otherwise), and its targets, probabilities and losses.
-    const K = model.layers[model.layers.length - 1];
     const activations = kernelArrays(model.layers, this.maxShardRows);
     const regions = o.kernels !== 'js' ? { workers, bytes: wasmRegionBytes(activations) } : null;
     // Adam's second moment, and AMSGrad's maximum of it, beside the first moment in `momentum`.
     const moments = adam === null ? 0 : adam.amsgrad ? 2 : 1;
     const layout = stateLayout(this.P, slots, this.chunks * NORM_FIELDS, regions, moments);
-    const ownBytes = 4 * this.maxShardRows * (1 + 3 * K) + (regions === null ? 4 * activations.reduce((a, b) => a + b, 0) : 0);
+    const ownBytes = heapScratchBytes(model.layers, this.maxShardRows, regions === null);
     const perWorker = (regions?.bytes ?? 0) + ownBytes;
     const stateBytes = layout.bytes - workers * (regions?.bytes ?? 0);
     // Refused up front, with the size and the limit, rather than by a failed allocation.
@@ -182,13 +166,12 @@ export class Coordinator {
     const init = {
       hyper: sab(HYPER_FLOATS * 8),
       stats: sab(slots * STAT_FIELDS * 8),
-      ring: sab((RING_STEPS + 1) * ringFields(workers) * 8),
+      ring: sab(ringBytes(workers)),
       control: sab(controlFields(workers) * 4),
     };
     this.hyper = new Float64Array(init.hyper);
     this.stats = new Float64Array(init.stats);
-    this.ring = new Float64Array(init.ring);
-    this.row = ringFields(workers);
+    this.ring = mapRing(init.ring, workers);
     this.control = new Int32Array(init.control);
     const workerData: WorkerInit = {
       model, loss, state, stateMemory: shared?.memory ?? null, layout, ...init, slots, maxShardRows: this.maxShardRows,
@@ -216,7 +199,19 @@ export class Coordinator {
   }
 
   private get parity(): 0 | 1 {
-    return this.control[kCtlParity] === 0 ? 0 : 1;
+    return this.progress.parity;
+  }
+
+  /** The optimizer's progress: whether SGD's momentum buffer has started, Adam's step count (a copy). */
+  get optimizerProgress(): OptimizerProgress {
+    return { hasMomentumBuffer: this.progress.hasMomentumBuffer, adamStep: this.progress.adamStep };
+  }
+
+  /** Restores the optimizer's progress a checkpoint recorded (its buffers are set through momentumBuffer
+   *  and moments); between commands only. */
+  restoreOptimizerProgress(p: OptimizerProgress): void {
+    this.progress.hasMomentumBuffer = p.hasMomentumBuffer;
+    this.progress.adamStep = p.adamStep;
   }
 
   /** (P) the current parameters. A view: the workers write the next step's into the other half, so
@@ -225,7 +220,8 @@ export class Coordinator {
     return this.paramHalves[this.parity];
   }
 
-  /** (P) SGD's current momentum buffer (meaningful once hasMomentumBuffer); same rules as params. */
+  /** (P) SGD's current momentum buffer (meaningful once optimizerProgress.hasMomentumBuffer), or Adam's
+   *  first moment; same rules as params. */
   get momentumBuffer(): Float32Array {
     return this.momentumHalves[this.parity];
   }
@@ -257,7 +253,7 @@ export class Coordinator {
    * reported, and nothing of it was applied). A worker that fails is stood in for, and the steps from
    * the one it failed in are run again on a fresh command: the same bits as without the failure.
    */
-  async run(spec: RunSpec, report: (j: number, r: StepResult) => void): Promise<number> {
+  async run(spec: RunSpec, report: (j: number, r: StepRecord) => void): Promise<number> {
     if (spec.steps < 1 || spec.steps > RING_STEPS) throw new RangeError(`a run has 1 to ${RING_STEPS} steps; got ${spec.steps}`);
     const failures = new Map<string, number>();
     let done = 0;
@@ -273,14 +269,9 @@ export class Coordinator {
           y[hyperField(j, kHypLr)] = h.lr;
           y[hyperField(j, kHypMomentum)] = h.momentum;
         }
-        for (let j = 1; j <= steps; j++) {
-          for (let w = 0; w < this.workers; w++) this.ring[j * this.row + RING_BASE_FIELDS + RING_WORKER_FIELDS * w + kRingWorkerStartMs] = NaN;
-        }
         c[kCtlBatch0] = spec.batch0 + done;
         c[kCtlSteps] = steps;
         c[kCtlBatchSize] = spec.batchSize;
-        c[kCtlHasMomentum] = this.hasMomentumBuffer ? 1 : 0;
-        c[kCtlAdamStep] = this.adamStep;
         c[kCtlStopNonfinite] = spec.stopOnNonfinite ? 1 : 0;
         c[kCtlLastStep] = kNoFailure;
         c[kCtlExecuted] = 0;
@@ -289,7 +280,7 @@ export class Coordinator {
         const deliver = (upTo: number): void => {
           for (; reported < upTo; reported++) report(done + reported, this.result(reported));
         };
-        const g = this.post(kCmdRun, spec.data);
+        const g = this.post(kCmdRun, spec.data, steps);
         // Step k is committed once every worker is past its last barrier and into step k + 1 (which
         // also means every worker has written its start of step k + 1), with no failure at or before k. A
         // worker done with the command tells nothing of how far the run went: the end says (executed).
@@ -333,47 +324,12 @@ export class Coordinator {
     }
   }
 
-  /** Reads step j's row of the ring, and makes its outcome the pool's: an update makes the other half
-   *  current and may start the momentum buffer. Called for each step in order. */
-  private result(j: number): StepResult {
-    const r = this.ring;
-    const at = j * this.row;
-    const outcome = r[at + kRingOutcome];
-    const sums: BatchSums = {
-      lossSum: r[at + kRingLossSum], weightSum: r[at + kRingWeightSum], correct: r[at + kRingCorrect],
-      counted: r[at + kRingCounted], rows: r[at + kRingRows],
-    };
-    const gradNorm = r[at + kRingGradNorm];
-    const decision: StepDecision = {
-      outcome: outcome === kOutcomeUpdate ? 'update' : outcome === kOutcomeNoTargets ? 'no-targets' : 'nonfinite',
-      gradNorm, coef: r[at + kRingCoef],
-    };
-    if (decision.outcome === 'update') {
-      Atomics.store(this.control, kCtlParity, 1 - this.parity);
-      if (this.adam !== null) this.adamStep++;
-      else if (Math.fround(this.hyper[hyperField(j, kHypMomentum)]) !== 0) this.hasMomentumBuffer = true;
-    }
-    let reduceMs = 0;
-    let updateMs = 0;
-    let waitMs = 0;
-    let next = Infinity;
-    let start = j === 0 ? r[kRingStartMs] : Infinity;
-    for (let w = 0; w < this.workers; w++) {
-      const mine = RING_BASE_FIELDS + RING_WORKER_FIELDS * w;
-      reduceMs = Math.max(reduceMs, r[at + mine + kRingReduceMs]);
-      updateMs = Math.max(updateMs, r[at + mine + kRingUpdateMs]);
-      waitMs += r[at + mine + kRingWaitMs] / this.workers;
-      // A worker stood in for left NaN: the others' times serve.
-      if (j > 0 && r[at + mine + kRingWorkerStartMs] < start) start = r[at + mine + kRingWorkerStartMs];
-      if (r[at + this.row + mine + kRingWorkerStartMs] < next) next = r[at + this.row + mine + kRingWorkerStartMs];
-    }
-    return {
-      sums, decision,
-      timing: {
-        stepMs: Number.isFinite(next - start) ? next - start : NaN,
-        computeMaxMs: r[at + kRingComputeMaxMs], computeSumMs: r[at + kRingComputeSumMs], reduceMs, updateMs, waitMs, tasks: r[at + kRingTasks],
-      },
-    };
+  /** Reads step j's row of the ring, and commits it for the pool as the workers did: an update makes
+   *  the other half current and moves the optimizer on. Called for each step in order. */
+  private result(j: number): StepRecord {
+    const record = readStepRow(this.ring, j);
+    commitStep(this.progress, record.decision.outcome, this.hyper[hyperField(j, kHypMomentum)], this.adam !== null);
+    return record;
   }
 
   /** Loss stats (when the data has targets) and probabilities or per-sample losses (when the dataset
@@ -385,7 +341,7 @@ export class Coordinator {
     for (;;) {
       c[kCtlStart] = start;
       c[kCtlEnd] = end;
-      const g = this.post(kCmdForward, data);
+      const g = this.post(kCmdForward, data, 0);
       await this.waitDone(g, () => {});
       this.sequence++;
       if (Atomics.load(c, kCtlFailedStep) === kNoFailure) return readBatchSums(this.stats, shards);
@@ -398,12 +354,24 @@ export class Coordinator {
     }
   }
 
+  /** Forward passes over every row of `data` in order, as many rows at a time as the shard slots hold;
+   *  returns the summed stats. */
+  async forwardAll(data: SharedDataset): Promise<BatchSums> {
+    const chunk = this.slots * this.maxShardRows;
+    const total = emptySums();
+    for (let start = 0; start < data.rows; start += chunk) {
+      addSums(total, await this.forward(data, start, Math.min(start + chunk, data.rows)));
+    }
+    return total;
+  }
+
   /**
-   * Posts a command (its fields already written) on `data`: replaces the workers that died, posts the
-   * dataset to the workers that have not seen it, resets the failure report, and bumps the generation.
+   * Posts a command (its fields already written) on `data`, of `steps` steps (0: a forward pass):
+   * replaces the workers that died, posts the dataset to the workers that have not seen it, the progress
+   * the command starts from, resets the failure report and the ring's times, and bumps the generation.
    * Returns the command's generation.
    */
-  private post(command: number, data: SharedDataset): number {
+  private post(command: number, data: SharedDataset, steps: number): number {
     const c = this.control;
     this.throwIfBroken();
     this.loops.restart();
@@ -412,8 +380,9 @@ export class Coordinator {
     c[kCtlCommand] = command;
     c[kCtlDataset] = id;
     c[kCtlSequence] = this.sequence;
+    postProgress(c, this.progress);
     Atomics.store(c, kCtlFailedStep, kNoFailure);
-    this.ring[kRingStartMs] = performance.timeOrigin + performance.now();
+    startRun(this.ring, steps, performance.timeOrigin + performance.now());
     // The bump is the release: everything written above is visible to a worker that sees it.
     const g = Atomics.add(c, kCtlGeneration, 1) + 1;
     Atomics.notify(c, kCtlGeneration);

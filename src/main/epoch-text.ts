@@ -1,8 +1,14 @@
 // One line per epoch, as Keras' fit prints with verbose=2: the epoch's training loss and accuracy, the
 // validation figures, the learning rate, the speed, the epoch's time, and the run's elapsed time and
-// ETA. The training script prints it; fit({ verbose: true }) prints it to standard output.
+// ETA. fit({ verbose: true }) hands it to fit options.log, by default writeStdout: the library's one
+// console writer. The training script gives its own log.
 
 import type { EpochRecord } from './types.js';
+
+/** Where fit({ verbose: true })'s lines go when fit options.log is not given: standard output. */
+export function writeStdout(text: string): void {
+  process.stdout.write(text);
+}
 
 export interface EpochTextOptions {
   /** The last epoch of the run (for 'epoch 3/10'). */

@@ -6,6 +6,7 @@ import { CheckpointError } from './errors.js';
 import { STATE_KEY } from './checkpoint/metadata.js';
 import { parsePlateauState, type PlateauState } from '../shared/plateau.js';
 import { emptySums, type BatchSums } from '../shared/step.js';
+import type { OptimizerProgress } from '../shared/ring.js';
 
 export interface TrainingState {
   /** Epochs completed. */
@@ -28,13 +29,9 @@ export function freshState(): TrainingState {
   return { epoch: 0, step: 0, schedulerSteps: 0, batch: 0, epochSums: emptySums(), epochSkipped: 0, epochNonfinite: 0, plateau: null };
 }
 
-/** What the optimizer's state is, beside its tensors: the coordinator's, recorded with the training state. */
-export interface OptimizerProgress {
-  /** SGD's momentum buffer has started. */
-  hasMomentumBuffer: boolean;
-  /** Adam's steps taken (torch's state['step']); 0 with SGD. */
-  adamStep: number;
-}
+// What the optimizer's state is, beside its tensors: the coordinator's (ring.ts), recorded with the
+// training state.
+export type { OptimizerProgress } from '../shared/ring.js';
 
 /** The state as the checkpoint stores it, with the optimizer's progress. */
 export function stateJson(state: TrainingState, optimizer: OptimizerProgress): string {

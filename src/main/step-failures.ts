@@ -15,6 +15,13 @@ export interface StepPlace {
   batches: number;
 }
 
+/** A step as its errors name it: where it stands, and the data its samples are rows of. */
+export interface StepSite {
+  data: SharedDataset;
+  rowName: RowName;
+  place: StepPlace;
+}
+
 export function placeText(p: StepPlace): string {
   return `step ${p.step} (epoch ${p.epoch}, batch ${p.batch} of ${p.batches})`;
 }
@@ -31,8 +38,8 @@ function firstFew(items: string[], few: number, count = false): string {
  * gradient is not.
  */
 export function nonfiniteError(
-  data: SharedDataset, rowName: RowName, place: StepPlace, sums: BatchSums, gradNorm: number, lr: number,
-  badShards: { shard: number; positions: [number, number] }[],
+  { data, rowName, place }: StepSite,
+  { sums, gradNorm, lr, badShards }: { sums: BatchSums; gradNorm: number; lr: number; badShards: { shard: number; positions: [number, number] }[] },
 ): NonfiniteError {
   const perSample = data.lossOut;
   const K = perSample !== null && perSample.length > data.rows ? perSample.length / data.rows : 1;
@@ -65,7 +72,7 @@ export function nonfiniteError(
 /** The coordinator's account of a shard whose workers kept failing, as the error fit() rejects with. */
 export function shardFailure(
   f: { shard: number; positions: [number, number]; attempts: number; cause: Error },
-  data: SharedDataset, rowName: RowName, place: StepPlace, shardRetries: number, workerTimeout: number,
+  { data, rowName, place }: StepSite, { shardRetries, workerTimeout }: { shardRetries: number; workerTimeout: number },
 ): ShardFailure {
   const [p0, p1] = f.positions;
   const rows = Array.from(data.order.subarray(p0, p1), rowName);

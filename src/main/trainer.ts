@@ -1,7 +1,8 @@
-// The public Trainer: builds the model and its worker pool from validated options, and runs epochs of
-// mini-batch SGD (fit) with an optional learning-rate schedule and gradient clipping, evaluation,
-// prediction, per-sample losses, and checkpoints that hold the whole training state. The per-step work
-// happens in the Coordinator; this file is the API and the epoch loop. Its types are in types.ts.
+// The public Trainer: builds the model and its worker pool from validated options, and offers fit()
+// (epochs of mini-batch SGD or Adam, with an optional learning-rate schedule and gradient clipping),
+// evaluation, prediction, per-sample losses, and checkpoints that hold the whole training state. This
+// file is the API: it validates and shares what it is given; the epoch loop is fit.ts's, the per-step
+// work the Coordinator's. Its types are in types.ts.
 
 import { Coordinator } from './coordinator.js';
 import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset, type ShareOutputs } from './data.js';
@@ -11,45 +12,37 @@ import {
 } from './checkpoint/metadata.js';
 import { checkpointOf, type Checkpoint, type SafetensorsFile } from './checkpoint/safetensors.js';
 import { holdings, weightsFor, type ImportedWeights } from './checkpoint/weights.js';
-import { CheckpointError, DataError, GradpoolError, OptionRangeError, OptionTypeError, ShardFailure } from './errors.js';
+import { CheckpointError, DataError, GradpoolError, OptionRangeError, OptionTypeError } from './errors.js';
 import { evaluationCounts } from './evaluation.js';
 import { initParameters } from './init.js';
 import { lossSpec } from './loss-options.js';
 import { adamOptions, appliedOptions, modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
 import { EarlyStopping } from './early-stopping.js';
-import { epochText, RunClock } from './epoch-text.js';
-import { epochOrder } from './order.js';
+import { RunClock, writeStdout } from './epoch-text.js';
 import { saveOnnx, type OnnxExportOptions } from './export/onnx.js';
-import { EventFile, TENSORBOARD_TAGS as TAGS } from './tensorboard/writer.js';
+import { Training } from './fit.js';
+import { EventFile } from './tensorboard/writer.js';
 import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
 import { reportOfCounts } from './report.js';
 import { dataChange, fingerprintMetadata, fingerprintOf, parseFingerprint, type DataFingerprint } from './fingerprint.js';
-import { freshState, parseState, stateJson, type TrainingState } from './state.js';
-import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
-import { stepTiming } from './timing.js';
+import { parseState, stateJson } from './state.js';
 import { chooseWorkers, type WorkersChoice } from './tune/choose.js';
-import type { EpochRecord, Evaluation, FitOptions, Monitor } from './types.js';
+import type { EpochRecord, Evaluation, FitOptions } from './types.js';
 import { boolean, integerIn, positiveInteger, shown } from './validate.js';
-import { checkNormFinite } from '../shared/clip.js';
 import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
-import { scheduleAt } from '../shared/schedule.js';
-import { filledPlateau, plateauStart, plateauStep } from '../shared/plateau.js';
 import { RING_STEPS } from '../shared/contract.js';
-import { addSums, emptySums, type BatchSums } from '../shared/step.js';
 
 // The API types travel with the Trainer (the package's index exports them from here).
 export type { EarlyStoppingOptions, EpochRecord, Evaluation, FitOptions, Monitor, StepInfo, StepTiming } from './types.js';
-
-/** How long the epoch loop may run steps without giving the event loop a turn. */
-const EVENT_LOOP_TURN_MS = 10;
 
 export class Trainer {
   readonly options: Readonly<ResolvedOptions>;
   readonly config: Readonly<ModelConfig>;
   readonly loss: Readonly<LossSpec>;
   private readonly core: Coordinator;
-  private state: TrainingState = freshState();
+  /** The training state and fit()'s epoch loop. */
+  private readonly training: Training;
   /** The data the run trains on (its last fit()'s, or the loaded checkpoint's), which save() records. */
   private dataPrint: DataFingerprint | null = null;
   /** The loaded checkpoint's data, until the first fit() has checked its data against it. */
@@ -58,11 +51,7 @@ export class Trainer {
   private prep: ResolvedPreprocessing | null;
   /** The call running on the pool, if any: every shard slot is in use by it. */
   private running: string | null = null;
-  /** True while a run of several steps is under way: the parameters are then in motion. */
-  private inRun = false;
   private imported: ImportedWeights | null = null;
-  /** The TensorBoard event file of the fit() under way, if it was given one. */
-  private board: EventFile | null = null;
   /** How the worker count was chosen, when it was workers: 'auto'. */
   workersChoice?: WorkersChoice;
 
@@ -86,7 +75,10 @@ export class Trainer {
     this.loss = lossSpec(this.options);
     this.prep = resolvePreprocessing('options.preprocessing', options.preprocessing, this.config);
     const o = this.options;
-    this.core = new Coordinator(this.config, this.loss, o, o, o.optimizer === 'sgd' ? null : adamOptions(o));
+    this.core = new Coordinator({
+      model: this.config, loss: this.loss, pool: o, sgd: o, adam: o.optimizer === 'sgd' ? null : adamOptions(o),
+    });
+    this.training = new Training(this.core, o);
     initParameters(this.core.params, o.layers, o.seed);
   }
 
@@ -157,7 +149,7 @@ export class Trainer {
 
   /** Throws while a run of steps is under way (from onStep), when the parameters are in motion. */
   private still(what: string): void {
-    if (this.inRun) {
+    if (this.training.inRun) {
       throw new GradpoolError(
         `${what} while the workers run several steps on their own (from onStep): the parameters are in motion`,
         'read them in onEpoch or after fit(), or give fit() stepsPerExecution: 1 to stop after every step',
@@ -168,7 +160,8 @@ export class Trainer {
   /** Epochs completed and optimizer steps taken so far, and batches done of the epoch in progress (not 0
    *  only after fit() was interrupted mid-epoch); continued by load(). */
   get progress(): { epoch: number; step: number; batch: number } {
-    return { epoch: this.state.epoch, step: this.state.step, batch: this.state.batch };
+    const st = this.training.state;
+    return { epoch: st.epoch, step: st.step, batch: st.batch };
   }
 
   /** Worker failures (a throw, an exit, running out of memory, a hang) recovered from by re-running
@@ -217,17 +210,6 @@ export class Trainer {
     return imported;
   }
 
-  /** The learning rate and SGD's momentum (Adam's betas[0]) at scheduler step t: a OneCycle schedule
-   *  cycles either, as OneCycleLR does (use_beta1 when the optimizer has betas). */
-  private hyper(t: number): { lr: number; momentum: number } {
-    const o = this.options;
-    const momentum = o.optimizer === 'sgd' ? o.momentum : o.betas[0];
-    if (o.schedule === null) return { lr: o.lr, momentum };
-    if (o.schedule.name === 'plateau') return { lr: this.state.plateau?.lr ?? o.lr, momentum };
-    const at = scheduleAt(o.schedule, o.lr, t);
-    return { lr: at.lr, momentum: at.momentum ?? momentum };
-  }
-
   async fit(train: Dataset, fit: FitOptions = {}): Promise<EpochRecord[]> {
     return this.exclusive('fit', () => this.fitNow(train, fit));
   }
@@ -242,21 +224,9 @@ export class Trainer {
   }
 
   private async fitNow(train: Dataset, fit: FitOptions): Promise<EpochRecord[]> {
-    const epochs = fit.epochs ?? 1;
-    positiveInteger('fit options.epochs', epochs);
-    if (fit.verbose !== undefined) boolean('fit options.verbose', fit.verbose);
-    if (fit.allowDataChange !== undefined) boolean('fit options.allowDataChange', fit.allowDataChange);
-    const perRun = fit.stepsPerExecution ?? 'auto';
-    if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
-    const early = fit.earlyStopping === undefined ? null
-      : new EarlyStopping('fit options.earlyStopping', fit.earlyStopping, fit.validation !== undefined);
-    const monitored = this.plateauMonitor();
-    if (monitored !== null && monitored.startsWith('val') && fit.validation === undefined) {
-      throw new OptionRangeError(
-        `options.schedule.monitor '${monitored}' needs validation data, and fit() was given none: ReduceLROnPlateau steps on it`,
-        "pass fit options.validation, or give the schedule monitor: 'trainLoss'",
-      );
-    }
+    const { epochs, perRun, early, log } = this.fitOptions(fit);
+    // The run's clock (for verbose's elapsed time and ETA) starts with fit(), data included.
+    const clock = new RunClock(epochs);
     // Everything is validated and copied before the first step, so bad data costs no training time.
     // Per-sample losses are kept too, to name the samples of a step whose loss is not finite.
     const data = this.share(train, 'training data', { losses: true });
@@ -267,11 +237,13 @@ export class Trainer {
     }
     const stop = (): void => this.core.requestStop();
     fit.signal?.addEventListener('abort', stop);
+    let board: EventFile | null = null;
     let failed = false;
     try {
       this.checkData(fingerprintOf(data.buffers), fit.allowDataChange ?? false);
-      if (fit.tensorboard !== undefined) this.board = await EventFile.create(fit.tensorboard, this.state.step);
-      return await this.epochs(data, val, epochs, fit, perRun === 'auto' ? RING_STEPS : perRun, train.rowName ?? ((r) => `row ${r}`), early);
+      if (fit.tensorboard !== undefined) board = await EventFile.create(fit.tensorboard, this.training.state.step);
+      const rowName = train.rowName ?? ((r: number) => `row ${r}`);
+      return await this.training.epochs({ data, val, epochs, fit, perRun, rowName, early, board, log, clock });
     } catch (err) {
       failed = true;
       throw err;
@@ -280,8 +252,6 @@ export class Trainer {
       this.core.clearStop();
       this.core.release(data);
       if (val !== undefined) this.core.release(val);
-      const board = this.board;
-      this.board = null;
       // The points up to the stop are written; an error writing them is fit()'s only when nothing else is.
       await board?.close().catch((err: unknown) => {
         if (!failed) throw err;
@@ -289,210 +259,28 @@ export class Trainer {
     }
   }
 
-  private async epochs(
-    data: SharedDataset, val: SharedDataset | undefined, epochs: number, fit: FitOptions, perRun: number, rowName: RowName,
-    early: EarlyStopping | null,
-  ): Promise<EpochRecord[]> {
-    const o = this.options;
-    const batches = Math.ceil(data.rows / o.batchSize);
-    const history: EpochRecord[] = [];
-    const st = this.state;
-    if (st.batch >= batches) {
-      throw new DataError(
-        `this Trainer stopped after batch ${st.batch} of an epoch, but the training data has only ${batches} batches of ${o.batchSize}`,
-        'resume with the same training data',
+  /** fit()'s options, validated: the epochs, the steps per run, early stopping, where verbose lines go. */
+  private fitOptions(fit: FitOptions): { epochs: number; perRun: number; early: EarlyStopping | null; log: ((text: string) => void) | null } {
+    const epochs = fit.epochs ?? 1;
+    positiveInteger('fit options.epochs', epochs);
+    if (fit.verbose !== undefined) boolean('fit options.verbose', fit.verbose);
+    if (fit.log !== undefined && typeof fit.log !== 'function') {
+      throw new OptionTypeError(`fit options.log must be a function (text: string) => void; got ${shown(fit.log)}`);
+    }
+    if (fit.allowDataChange !== undefined) boolean('fit options.allowDataChange', fit.allowDataChange);
+    const perRun = fit.stepsPerExecution ?? 'auto';
+    if (perRun !== 'auto') integerIn('fit options.stepsPerExecution', perRun, 1, RING_STEPS);
+    const early = fit.earlyStopping === undefined ? null
+      : new EarlyStopping('fit options.earlyStopping', fit.earlyStopping, fit.validation !== undefined);
+    const monitored = this.training.plateauMonitor();
+    if (monitored !== null && monitored.startsWith('val') && fit.validation === undefined) {
+      throw new OptionRangeError(
+        `options.schedule.monitor '${monitored}' needs validation data, and fit() was given none: ReduceLROnPlateau steps on it`,
+        "pass fit options.validation, or give the schedule monitor: 'trainLoss'",
       );
     }
-    let best: Float32Array | null = null; // the best epoch's parameters, for restoreBestWeights
-    const verbose = fit.verbose ?? false;
-    const clock = new RunClock(epochs);
-    await this.payPlateauStep(val);
-    const lastEpoch = st.epoch + epochs;
-    for (let e = 0; e < epochs; e++) {
-      const epoch = st.epoch + 1;
-      epochOrder(data.order, o.shuffle ? o.seed : null, epoch);
-      const t0 = performance.now();
-      const first = st.batch; // 0, or where an interrupted epoch stopped
-      let lr = o.lr;
-      let turn = performance.now();
-      while (st.batch < batches) {
-        // Short runs that end quickly never leave the microtask queue: every few milliseconds the event
-        // loop gets a turn, so that signals, timers and abort() reach this loop.
-        if (performance.now() - turn > EVENT_LOOP_TURN_MS) {
-          await new Promise((resolve) => setImmediate(resolve));
-          turn = performance.now();
-        }
-        if (fit.signal?.aborted) throw fit.signal.reason;
-        const run = await this.runSteps(data, epoch, batches, Math.min(perRun, batches - st.batch), fit, rowName);
-        lr = run.lr;
-        if (run.error !== null || run.stopped) {
-          // The workers may have reached the epoch's end before they stopped: then it is complete.
-          if (st.batch === batches) this.owePlateauStep(this.closeEpoch(epoch, batches, lr, data.rows, first, t0));
-          throw run.error ?? (fit.signal?.aborted ? fit.signal.reason : new GradpoolError('the run of steps stopped early for no known reason'));
-        }
-      }
-      const record = this.closeEpoch(epoch, batches, lr, data.rows, first, t0);
-      if (val !== undefined) {
-        // Loss and accuracy only: the per-class report is evaluate()'s.
-        // A stop during the validation pass (a worker that hangs there is stopped) ends fit() as a stop.
-        const sums = await this.forwardAll(val).catch((err: unknown) => {
-          throw fit.signal?.aborted ? fit.signal.reason : err;
-        });
-        record.valLoss = sums.lossSum / sums.weightSum;
-        record.valAccuracy = sums.correct / sums.counted;
-      }
-      // scheduler.step(metric) after the epoch's validation, as PyTorch's loop does; the next epoch's
-      // steps use its rate, and a save() from onEpoch records its state.
-      const monitored = this.plateauMonitor();
-      if (monitored !== null) this.stepPlateau(record[monitored]);
-      history.push(record);
-      if (this.board !== null) {
-        this.board.scalars(st.step, [
-          [TAGS.epochTrainLoss, record.trainLoss], [TAGS.epochTrainAccuracy, record.trainAccuracy],
-          [TAGS.epochValLoss, record.valLoss], [TAGS.epochValAccuracy, record.valAccuracy], [TAGS.epochLr, record.lr],
-        ]);
-        await this.board.flush();
-      }
-      if (early !== null) {
-        const { improved, stop } = early.update(record);
-        if (improved && early.restoreBestWeights) best = this.core.params.slice();
-        if (stop !== null) {
-          if (best !== null) this.core.params.set(best);
-          record.stopReason = stop;
-        }
-      }
-      if (verbose) process.stdout.write(epochText(record, { epochs: lastEpoch, valName: 'validation', ...clock.epoch() }));
-      const answer = await fit.onEpoch?.(record);
-      if (answer === false && record.stopReason === undefined) record.stopReason = `stopped by onEpoch after epoch ${record.epoch}`;
-      if (record.stopReason !== undefined) break;
-    }
-    return history;
-  }
-
-  /** The metric a 'plateau' schedule steps on, or null under any other schedule. */
-  private plateauMonitor(): Monitor | null {
-    const s = this.options.schedule;
-    return s?.name === 'plateau' ? filledPlateau(s).monitor : null;
-  }
-
-  /** ReduceLROnPlateau.step(metric), under a 'plateau' schedule. */
-  private stepPlateau(metric: number | undefined): void {
-    const s = this.options.schedule;
-    if (s?.name !== 'plateau') return;
-    this.state.plateau = plateauStep(s, this.state.plateau ?? plateauStart(this.options.lr), metric as number);
-  }
-
-  /** A run stopped right after an epoch's last step, before its validation: a training metric is stepped
-   *  on now; a validation metric's step is owed, to be made by the next fit() before its first epoch. */
-  private owePlateauStep(record: EpochRecord): void {
-    const m = this.plateauMonitor();
-    if (m === null) return;
-    if (!m.startsWith('val')) return this.stepPlateau(record[m]);
-    this.state.plateau = { ...(this.state.plateau ?? plateauStart(this.options.lr)), owed: true };
-  }
-
-  /** Makes an owed step on the validation data, with the parameters of the end of that epoch (the run
-   *  stopped there), so that the resumed run steps as the uninterrupted one did. */
-  private async payPlateauStep(val: SharedDataset | undefined): Promise<void> {
-    const m = this.plateauMonitor();
-    if (m === null || this.state.plateau?.owed !== true || val === undefined) return;
-    const sums = await this.forwardAll(val);
-    this.stepPlateau(m === 'valLoss' ? sums.lossSum / sums.weightSum : sums.correct / sums.counted);
-  }
-
-  /** The record of the epoch whose steps are all done, and the state moved on to the next epoch.
-   *  `first` is the batch it started at (not 0 for a resumed epoch), at time t0. */
-  private closeEpoch(epoch: number, batches: number, lr: number, rows: number, first: number, t0: number): EpochRecord {
-    const o = this.options;
-    const st = this.state;
-    const seconds = (performance.now() - t0) / 1000;
-    const total = st.epochSums;
-    const record: EpochRecord = {
-      epoch,
-      trainLoss: total.lossSum / total.weightSum,
-      trainAccuracy: total.correct / total.counted,
-      lr,
-      samplesPerSec: (rows - first * o.batchSize) / seconds,
-      seconds,
-      steps: batches,
-      skippedSteps: st.epochSkipped,
-      nonfiniteSteps: st.epochNonfinite,
-    };
-    st.epoch = epoch;
-    st.batch = 0;
-    st.epochSums = emptySums();
-    st.epochSkipped = 0;
-    st.epochNonfinite = 0;
-    if (o.schedule !== null && o.scheduleInterval === 'epoch') st.schedulerSteps++;
-    return record;
-  }
-
-  /**
-   * One run of `steps` steps from the state's batch: each committed step is recorded in the training
-   * state and reported to onStep as it comes. Returns the last step's lr, the error that ends fit() (a
-   * non-finite step, a throw in onStep), and whether the run stopped before its end without one.
-   */
-  private async runSteps(
-    data: SharedDataset, epoch: number, batches: number, steps: number, fit: FitOptions, rowName: RowName,
-  ): Promise<{ lr: number; error: unknown; stopped: boolean }> {
-    const o = this.options;
-    const st = this.state;
-    const batch0 = st.batch;
-    const scheduler0 = st.schedulerSteps;
-    const perStep = o.schedule !== null && o.scheduleInterval === 'step';
-    const hyper = (j: number): { lr: number; momentum: number } => this.hyper(perStep ? scheduler0 + j : scheduler0);
-    let error: unknown = null;
-    let lr = o.lr;
-    this.inRun = steps > 1;
-    let executed: number;
-    try {
-      executed = await this.core.run({
-        data, batch0, steps, batchSize: o.batchSize, hyper, maxNorm: o.clipGradNorm, normType: o.clipNormType,
-        stopOnNonfinite: o.onNonfinite === 'stop' || (o.clipGradNorm !== null && o.errorIfNonfinite),
-      }, (j, { sums, decision, timing }) => {
-        const b = batch0 + j;
-        const place: StepPlace = { step: st.step + 1, epoch, batch: b + 1, batches };
-        lr = hyper(j).lr;
-        if (decision.outcome === 'nonfinite') {
-          const start = b * o.batchSize;
-          const end = Math.min(start + o.batchSize, data.rows);
-          try {
-            if (o.clipGradNorm !== null && o.errorIfNonfinite) checkNormFinite(decision.gradNorm, o.clipNormType);
-            if (o.onNonfinite === 'stop') error ??= nonfiniteError(data, rowName, place, sums, decision.gradNorm, o.lr, this.core.nonfiniteShards(start, end));
-          } catch (err) {
-            error ??= err;
-          }
-          // The run ends on this step: it is neither applied nor counted.
-          if (o.onNonfinite === 'stop' || error !== null) return;
-          st.epochNonfinite++;
-        }
-        if (decision.outcome !== 'update') st.epochSkipped++;
-        st.step++;
-        st.batch = b + 1;
-        if (perStep) st.schedulerSteps++;
-        if (decision.outcome !== 'nonfinite') addSums(st.epochSums, sums);
-        this.board?.scalars(st.step, [[TAGS.loss, sums.lossSum / sums.weightSum], [TAGS.lr, lr], [TAGS.gradNorm, decision.gradNorm]]);
-        if (error !== null || fit.onStep === undefined) return;
-        try {
-          fit.onStep({
-            epoch, batch: b + 1, batches, step: st.step, loss: sums.lossSum / sums.weightSum, rows: sums.rows, lr,
-            gradNorm: decision.gradNorm,
-            ...(decision.outcome === 'update' ? {} : { skipped: true }),
-            timing: stepTiming(timing),
-          });
-        } catch (err) {
-          // The workers may be a few steps on: they stop after the one they are on, which is recorded.
-          error = err;
-          this.core.requestStop();
-        }
-      });
-    } catch (err) {
-      const place: StepPlace = { step: st.step + 1, epoch, batch: st.batch + 1, batches };
-      throw err instanceof ShardFailure ? shardFailure(err, data, rowName, place, o.shardRetries, o.workerTimeout) : err;
-    } finally {
-      this.inRun = false;
-    }
-    return { lr, error, stopped: error === null && executed < steps };
+    const log = fit.verbose === true ? fit.log ?? writeStdout : null;
+    return { epochs, perRun: perRun === 'auto' ? RING_STEPS : perRun, early, log };
   }
 
   /** Loss, accuracy, confusion matrix and per-class report of the current parameters on `data`. */
@@ -505,7 +293,7 @@ export class Trainer {
   async predict(x: Features): Promise<Float32Array> {
     return this.exclusive('predict', () =>
       this.using(this.shareX(x, 'predict input'), async (d) => {
-        await this.forwardAll(d);
+        await this.core.forwardAll(d);
         return new Float32Array(d.out as Float32Array);
       }));
   }
@@ -540,7 +328,7 @@ export class Trainer {
   async losses(data: Dataset): Promise<Float32Array> {
     return this.exclusive('losses', () =>
       this.using(this.share(data, 'loss data', { losses: true }), async (d) => {
-        await this.forwardAll(d);
+        await this.core.forwardAll(d);
         return new Float32Array(d.lossOut as Float32Array);
       }));
   }
@@ -554,16 +342,16 @@ export class Trainer {
     // fit() goes on while it is written (as when save() is called from onEpoch).
     this.still('save() was called');
     const core = this.core;
-    const progress = { hasMomentumBuffer: core.hasMomentumBuffer, adamStep: core.adamStep };
+    const progress = core.optimizerProgress;
     const tensors: Record<string, Float32Array> = {};
-    if (core.hasMomentumBuffer) tensors[MOMENTUM_TENSOR] = new Float32Array(core.momentumBuffer);
-    if (core.adamStep > 0) {
+    if (progress.hasMomentumBuffer) tensors[MOMENTUM_TENSOR] = new Float32Array(core.momentumBuffer);
+    if (progress.adamStep > 0) {
       [core.momentumBuffer, ...core.moments].forEach((buffer, i) => (tensors[ADAM_TENSORS[i]] = new Float32Array(buffer)));
     }
     await saveCheckpoint(path, this.config, new Float32Array(this.core.params), {
       ...metadata,
       [OPTIONS_KEY]: metadataJson(appliedOptions(this.options)),
-      [STATE_KEY]: stateJson(this.state, progress),
+      [STATE_KEY]: stateJson(this.training.state, progress),
       ...(this.prep === null ? {} : { [PREPROCESSING_KEY]: preprocessingJson(this.prep) }),
       ...fingerprintMetadata(this.dataPrint),
     }, Object.keys(tensors).length > 0 ? tensors : undefined);
@@ -617,7 +405,6 @@ export class Trainer {
       }
       this.core.momentumBuffer.set(m);
     }
-    this.core.hasMomentumBuffer = saved.hasMomentumBuffer;
     if (saved.adamStep > 0) {
       const core = this.core;
       if (core.adam === null) {
@@ -631,8 +418,8 @@ export class Trainer {
         buffer.set(t);
       });
     }
-    this.core.adamStep = saved.adamStep;
-    this.state = saved.state;
+    this.core.restoreOptimizerProgress(saved);
+    this.training.state = saved.state;
   }
 
   /** Runs one pool call at a time: the shard slots belong to the running call until it ends. */
@@ -675,18 +462,8 @@ export class Trainer {
     );
   }
 
-  /** Forward passes over every row in order, batch by batch; returns the summed stats. */
-  private async forwardAll(data: SharedDataset): Promise<BatchSums> {
-    const chunk = this.core.slots * this.core.maxShardRows;
-    const total = emptySums();
-    for (let start = 0; start < data.rows; start += chunk) {
-      addSums(total, await this.core.forward(data, start, Math.min(start + chunk, data.rows)));
-    }
-    return total;
-  }
-
   private async evaluateShared(data: SharedDataset): Promise<Evaluation> {
-    const sums = await this.forwardAll(data);
+    const sums = await this.core.forwardAll(data);
     const { counts, confusion } = evaluationCounts(data, this.config, this.loss);
     return {
       loss: sums.lossSum / sums.weightSum,

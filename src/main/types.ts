@@ -5,6 +5,7 @@
 import type { Dataset } from './data.js';
 import type { ClassReport } from './report.js';
 import type { Monitor } from '../shared/monitor.js';
+import type { StepTiming } from '../shared/ring.js';
 
 export interface FitOptions {
   /** Passes over the training data. Default 1. Continues from the Trainer's epoch count. */
@@ -21,9 +22,12 @@ export interface FitOptions {
    *  save() are those of the epoch's end. Returning false (or a promise of false) ends fit() there,
    *  cleanly: it resolves with the history, the last record's stopReason saying so. */
   onEpoch?: (record: EpochRecord) => void | boolean | Promise<void | boolean>;
-  /** Print one line per epoch to standard output (Keras' verbose=2): losses, accuracies, lr, speed,
+  /** Print one line per epoch (to `log`, standard output by default; Keras' verbose=2): losses, accuracies, lr, speed,
    *  the run's elapsed time and ETA. Default false: fit() is silent. */
   verbose?: boolean;
+  /** Where verbose's lines go, each ending in a newline: the training script passes its own writer.
+   *  Default: standard output. */
+  log?: (text: string) => void;
   /** Stop when a monitored metric stops improving (Keras' EarlyStopping, Lightning's): see
    *  EarlyStoppingOptions. fit() resolves with the history; the last record's stopReason says why. */
   earlyStopping?: EarlyStoppingOptions;
@@ -86,30 +90,8 @@ export interface StepInfo {
   timing: StepTiming;
 }
 
-/**
- * Where a step's wall time went, in milliseconds: stepMs = computeMs + dispatchMs + reduceMs + updateMs,
- * where computeMs is the slowest worker's shard compute (the critical path). barrierMs is how long the
- * other workers waited for it on average (idle time, inside computeMs, not added to the step).
- */
-export interface StepTiming {
-  stepMs: number;
-  computeMs: number;
-  /** Shard compute summed over the workers (worker-milliseconds). */
-  computeTotalMs: number;
-  barrierMs: number;
-  /** The workers' mean time inside the step's barriers, measured by each (waiting for the others and
-   *  passing the barrier): what synchronising the workers costs, imbalance included. */
-  waitMs: number;
-  /** Posting the command, waking the workers, their barriers and the coordinator's bookkeeping: the
-   *  step beyond the compute, the reduction and the update. */
-  dispatchMs: number;
-  /** Summing the gradient slots: the slowest worker's share. */
-  reduceMs: number;
-  /** Clipping and the SGD update: the slowest worker's share. */
-  updateMs: number;
-  /** Tasks the step was spread over (min(workers, shards)). */
-  tasks: number;
-}
+// Defined beside the ring that records it (src/shared/ring.ts), as the coordinator reads it.
+export type { StepTiming } from '../shared/ring.js';
 
 export interface EpochRecord {
   epoch: number;

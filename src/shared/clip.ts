@@ -2,7 +2,7 @@
 // the total norm of order p, the clip coefficient max_norm / (norm + 1e-6) clamped to 1, and the
 // float32 arithmetic torch uses for both; plus validation of the options that turn it on.
 
-import { OptionRangeError, OptionTypeError, shown } from './option-errors.js';
+import { hinted, OptionRangeError, OptionTypeError, shown } from './option-errors.js';
 
 export interface ClipOptions {
   /** Clip the gradient's total norm to this (clip_grad_norm_'s max_norm); null or absent: no clipping. */
@@ -120,10 +120,11 @@ export function clipCoefficient(total: number, maxNorm: number): number {
 /** Throws clip_grad_norm_'s error_if_nonfinite error unless the total norm is finite. */
 export function checkNormFinite(total: number, normType: number): void {
   if (Number.isFinite(total)) return;
-  throw new RangeError(
+  throw hinted(
+    (m) => new RangeError(m),
     `The total norm of order ${normType} of the gradients is non-finite (${total}), so it cannot be clipped. ` +
-    `To disable this error and scale the gradients by the non-finite norm anyway, set options.errorIfNonfinite ` +
-    `to false; hint: a smaller options.lr or options.clipGradNorm can keep the gradients finite`,
+      `To disable this error and scale the gradients by the non-finite norm anyway, set options.errorIfNonfinite to false`,
+    'a smaller options.lr or options.clipGradNorm can keep the gradients finite',
   );
 }
 

@@ -41,8 +41,8 @@ export interface WorkerInit {
   slots: number;
   /** Most rows a shard can have: each worker sizes its activation scratch from it once. */
   maxShardRows: number;
-  /** (RING_STEPS + 1, ringFields(workers)) float64: each step's results, laid out by the kRing*
-   *  indices below, for the coordinator to report in order (see the protocol below). */
+  /** (RING_STEPS + 1, ringFields(workers)) float64: each step's results, laid out and written and read
+   *  by ring.ts, for the coordinator to report in order (see the protocol below). */
   ring: SharedArrayBuffer;
   /** (controlFields(workers)) int32: the step protocol's control block, laid out by the kCtl* and
    *  kWork* indices below. */
@@ -140,45 +140,8 @@ export const kStatCounted = 4;
 export const kStatComputeMs = 5;
 export const STAT_FIELDS = 6;
 
-// A run's results, one Float64 row per step of the run (the ring), written by the workers during the run
-// and read by the coordinator as each step completes. Worker 0 writes the step's sums and decision once
-// every worker has reduced its share; every worker writes its own share's timing.
-export const kRingLossSum = 0;
-export const kRingWeightSum = 1;
-export const kRingCorrect = 2;
-export const kRingCounted = 3;
-export const kRingRows = 4;
-export const kRingGradNorm = 5; // the total norm of order normType when clipping, else the 2-norm
-export const kRingOutcome = 6; // kOutcomeUpdate, kOutcomeNoTargets or kOutcomeNonfinite
-export const kRingComputeMaxMs = 7; // the slowest task's shard compute: the critical path
-export const kRingComputeSumMs = 8; // shard compute summed over the tasks (worker-milliseconds)
-export const kRingTasks = 9; // workers that had shards: min(workers, shards)
-/** Row 0: when the coordinator posted the run (performance.timeOrigin + now(), ms: comparable across
- *  threads). Later steps' starts are per worker (kRingWorkerStartMs). */
-export const kRingStartMs = 10;
-export const kRingCoef = 11; // the factor the gradient was scaled by before the update (1: not clipped)
-export const RING_BASE_FIELDS = 12;
-// Then RING_WORKER_FIELDS per worker, at RING_BASE_FIELDS + w * RING_WORKER_FIELDS: its share of summing
-// the slots (and their norm partials), and of clipping and SGD, in milliseconds; and when it began the
-// step (row `executed` of a run: when it finished the run). A step lasts from the first worker's start
-// to the first worker's start of the next, which bounds every worker's part of it.
-export const kRingReduceMs = 0;
-export const kRingUpdateMs = 1;
-export const kRingWorkerStartMs = 2;
-export const kRingWaitMs = 3; // its time in the step's barriers (spinning or asleep)
-export const RING_WORKER_FIELDS = 4;
-
-export const kOutcomeUpdate = 0;
-export const kOutcomeNoTargets = 1;
-export const kOutcomeNonfinite = 2;
-
 /** Steps one run may take at most: the ring's length. */
 export const RING_STEPS = 4096;
-
-/** Float64s a ring row holds for `workers` workers. */
-export function ringFields(workers: number): number {
-  return RING_BASE_FIELDS + RING_WORKER_FIELDS * workers;
-}
 
 /**
  * A dataset in shared memory. The coordinator builds it once and posts it on each worker's port before
@@ -219,7 +182,8 @@ export interface DatasetBuffers {
 //                  worker 0 writes the step's row of the ring, and each applies SGD to its chunks,
 //                  reading the current half of the parameters and momentum and writing the other;
 //   kPhaseUpdated  every chunk is updated: the other half is current for everyone (each worker flips
-//                  its own parity; all take the same decisions, so all agree), and the step is committed.
+//                  its own parity; all take the same decisions, so all agree), and the step is committed
+//                  (ring.ts commitStep, which the coordinator applies too as it reads the step's row).
 // Without clipping the update needs no global norm, so each worker applies it to its chunks right after
 // reducing them, into the other half, before kPhaseDecided; the decision then only says whether that
 // half becomes current (it does not for a non-finite or empty batch): two barriers a step, the second
@@ -240,7 +204,8 @@ export interface DatasetBuffers {
 // the worker was in. Every worker checks kCtlFailedStep after each barrier of step j and leaves the run
 // when it is <= j: steps before it are committed; step j and later are not, and run again (on a fresh
 // command) from the current half of the parameters, which gives the same bits.
-// Int32 fields of the control block:
+// Int32 fields of the control block (the progress a command starts from, kCtlParity, kCtlHasMomentum and
+// kCtlAdamStep, is posted and read by ring.ts's postProgress and postedProgress):
 export const kCtlGeneration = 0; // bumped by the coordinator for each command; workers wait on it
 export const kCtlArrivals = 1; // bumped (and notified) at every stamp; barrier waits sleep on it
 export const kCtlCommand = 2; // kCmdRun, kCmdForward or kCmdStop

@@ -121,3 +121,23 @@ export function kernelArrays(layers: readonly number[], maxRows: number): number
   const hidden = widths.slice(0, -1);
   return [layers[0], ...widths, ...widths, ...hidden, ...hidden].map((w) => maxRows * w);
 }
+
+/**
+ * The lengths of the arrays of a shard's scratch that stay in the worker's own heap whatever the
+ * kernels, for up to maxRows rows: class-index targets (int32), value targets, softmax probabilities and
+ * losses (float32, K per row). worker/shard.ts createScratch allocates exactly these.
+ */
+export function heapArrays(layers: readonly number[], maxRows: number): { yIndex: number; yValue: number; probs: number; losses: number } {
+  const K = layers[layers.length - 1];
+  return { yIndex: maxRows, yValue: maxRows * K, probs: maxRows * K, losses: maxRows * K };
+}
+
+/**
+ * Bytes of a worker's shard scratch in its own heap: heapArrays, and kernelArrays too when the kernels
+ * are the TypeScript ones (the WebAssembly kernels keep those in their region of the state memory). Every
+ * element is 4 bytes. The coordinator checks the workers' memory with it before starting them.
+ */
+export function heapScratchBytes(layers: readonly number[], maxRows: number, withKernelArrays: boolean): number {
+  const sum = (ns: readonly number[]): number => ns.reduce((a, b) => a + b, 0);
+  return 4 * (sum(Object.values(heapArrays(layers, maxRows))) + (withKernelArrays ? sum(kernelArrays(layers, maxRows)) : 0));
+}

@@ -28,6 +28,12 @@ export function withHint(message: string, hint: string | undefined): string {
   return hint === undefined ? message : `${message}\nhint: ${hint}`;
 }
 
+/** A built-in error (made by `make` from the message) with a hint, as gradpool's own errors carry one:
+ *  on its own line of the message, and in its `hint` field. */
+export function hinted<E extends Error>(make: (message: string) => E, message: string, hint: string): E & { readonly hint: string } {
+  return Object.assign(make(withHint(message, hint)), { hint });
+}
+
 /** An option of the wrong type: `options.batchSize must be a positive integer; got '64'`. */
 export class OptionTypeError extends TypeError {
   readonly hint?: string;

@@ -59,6 +59,14 @@ export interface SGDState {
 
 const f32 = Math.fround;
 
+/**
+ * Whether a step at this momentum uses the momentum buffer, and so starts it (torch's momentum != 0, on
+ * the float32 factor the step multiplies by). A step that does not leaves the buffer as it was.
+ */
+export function usesMomentum(momentum: number): boolean {
+  return f32(momentum) !== 0;
+}
+
 /** Where a step reads the parameters and momentum buffer from, when not from where it writes them. */
 export interface SGDSource {
   params: Float32Array;
@@ -111,5 +119,5 @@ export function sgdStep(
     }
     params[i] = p + step * g;
   }
-  if (mom !== 0) state.hasMomentumBuffer = true;
+  if (usesMomentum(momentum)) state.hasMomentumBuffer = true;
 }

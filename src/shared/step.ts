@@ -9,7 +9,7 @@
 import { clipCoefficient, combineNorm, kNormPowerSum, NORM_CHUNK, NORM_FIELDS, normPartials, scaleRange } from './clip.js';
 import { kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, STAT_FIELDS } from './contract.js';
 import { adamStep, type AdamBuffers, type AdamScalars } from './adam.js';
-import { sgdStep, type SGDOptions, type SGDSource, type SGDState } from './sgd.js';
+import { sgdStep, usesMomentum, type SGDOptions, type SGDSource, type SGDState } from './sgd.js';
 import type { WasmStepExports } from './wasm.js';
 
 /** A batch's totals, summed over its shards in slot order. */
@@ -161,7 +161,7 @@ export function wasmStepKernels(k: WasmStepExports): StepKernels {
         source.momentumBuffer.byteOffset, params.length, f32(o.weightDecay), mom, f32(1 - o.dampening), f32(-lr),
         state.hasMomentumBuffer ? 0 : 1, o.nesterov ? 1 : 0, o.maximize ? 1 : 0,
       );
-      if (mom !== 0) state.hasMomentumBuffer = true;
+      if (usesMomentum(momentum)) state.hasMomentumBuffer = true;
     },
     adam(params, grads, state, s, source) {
       const max = state.maxExpAvgSq;
@@ -235,5 +235,5 @@ export function updateShare(
   const state = { momentumBuffer: b.momentum[next].subarray(from, to), hasMomentumBuffer: !first };
   k.sgd(b.params[next].subarray(from, to), b.grad.subarray(from, to), state, sgd, h.lr, momentum, source);
   // A step without momentum (a schedule may set it to 0) leaves torch's buffer as it was: carry it over.
-  if (Math.fround(momentum) === 0 && !first) state.momentumBuffer.set(source.momentumBuffer);
+  if (!usesMomentum(momentum) && !first) state.momentumBuffer.set(source.momentumBuffer);
 }

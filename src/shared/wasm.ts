@@ -7,6 +7,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { hinted } from './option-errors.js';
 
 // The part of the WebAssembly JS API used here. Node has it all, but the project's lib (ES2023, no DOM)
 // and @types/node 20 declare none of it; declared in this module only, so it cannot clash with a lib
@@ -113,7 +114,7 @@ function compileBuilt(url: URL, what: string): WebAssembly.Module {
     bytes = readFileSync(url);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    throw new Error(`${what} not found at ${fileURLToPath(url)}; hint: run \`npm run build:wasm\``);
+    throw hinted((m) => new Error(m), `${what} not found at ${fileURLToPath(url)}`, 'run `npm run build:wasm`');
   }
   return new WebAssembly.Module(bytes);
 }

@@ -2,7 +2,7 @@
 // backward into a gradient slot. The worker calls it on rows it gathers from shared memory; tests call it
 // directly to compare against finite differences and a one-shard run.
 
-import { isSoftmaxLoss, type LinearViews, type LossName, type ModelConfig } from '../shared/model.js';
+import { heapArrays, isSoftmaxLoss, type LinearViews, type LossName, type ModelConfig } from '../shared/model.js';
 import { activationBackward, activationForward, argmaxRow, linearBackward, linearForward } from '../shared/kernels.js';
 import {
   bceBackward, bceForward, bceWithLogitsBackward, bceWithLogitsForward, crossEntropyBackward, crossEntropyForward,
@@ -43,14 +43,15 @@ export interface Scratch {
 }
 
 /**
- * Scratch for maxRows rows. The arrays the linear kernels read and write (x, z, a, dz, da) come from
- * `allocate`, which puts them in the WebAssembly kernels' memory when those are used.
+ * Scratch for maxRows rows. The arrays the linear kernels read and write (x, z, a, dz, da: model.ts
+ * kernelArrays) come from `allocate`, which puts them in the WebAssembly kernels' memory when those are
+ * used; the others (model.ts heapArrays) are in the worker's heap.
  */
 export function createScratch(
   model: ModelConfig, maxRows: number, allocate: (floats: number) => Float32Array = (n) => new Float32Array(n),
 ): Scratch {
   const widths = model.layers.slice(1);
-  const K = widths[widths.length - 1];
+  const heap = heapArrays(model.layers, maxRows);
   const z = widths.map((w) => allocate(maxRows * w));
   const dz = widths.map((w) => allocate(maxRows * w));
   const a = z.map((zl, l) => (l === widths.length - 1 ? zl : allocate(zl.length)));
@@ -58,11 +59,11 @@ export function createScratch(
   return {
     maxRows,
     x: allocate(maxRows * model.layers[0]),
-    yIndex: new Int32Array(maxRows),
-    yValue: new Float32Array(maxRows * K),
+    yIndex: new Int32Array(heap.yIndex),
+    yValue: new Float32Array(heap.yValue),
     z, a, dz, da,
-    probs: new Float32Array(maxRows * K),
-    losses: new Float32Array(maxRows * K),
+    probs: new Float32Array(heap.probs),
+    losses: new Float32Array(heap.losses),
   };
 }
 
