@@ -352,7 +352,7 @@ function barrier(worker: number, g: number, j: number, phase: number): boolean {
   const t0 = performance.now();
   stamp(control, worker, value);
   // Spin first: the others usually arrive within a fraction of a millisecond, and a thread woken from
-  // Atomics.wait takes tens to hundreds of microseconds to run again (measured: see docs/design.md).
+  // Atomics.wait takes tens to hundreds of microseconds to run again.
   const until = init.spinMs > 0 ? performance.now() + init.spinMs : 0;
   for (let polls = 0; ; polls++) {
     const arrivals = Atomics.load(control, kCtlArrivals);
