@@ -248,11 +248,11 @@ function validateOneCycle(spec: OneCycleSchedule, where: string): void {
   const emptyFirst = ends[0] === 0;
   const emptyLast = ends[ends.length - 1] === ends[ends.length - 2];
   if (emptyFirst || emptyLast) {
-    // The hint stays in the message's own words here: test/schedule.test.ts pins the message.
     throw new OptionRangeError(
       `${where}.pctStart ${o.pctStart} with totalSteps ${o.totalSteps} gives OneCycleLR a ` +
       `${emptyFirst ? 'first' : 'last'} phase of zero steps, which torch divides by (ZeroDivisionError ` +
-      `${emptyFirst ? 'at construction' : 'on the last scheduler.step()'}); hint: change pctStart or totalSteps`,
+      `${emptyFirst ? 'at construction' : 'on the last scheduler.step()'})`,
+      'change pctStart or totalSteps',
     );
   }
 }

@@ -198,7 +198,7 @@ function linearOn(
 
   function check(name: string, a: Float32Array, floatsNeeded: number): number {
     if (a.buffer !== buffer) {
-      throw new TypeError(`${name} is not a view of this WasmLinear's memory; hint: allocate it with allocate(n) of the same WasmLinear`);
+      throw hinted((m) => new TypeError(m), `${name} is not a view of this WasmLinear's memory`, 'allocate it with allocate(n) of the same WasmLinear');
     }
     if (a.length < floatsNeeded) {
       throw new RangeError(`${name} holds ${a.length} floats but the sizes need ${floatsNeeded}`);
@@ -212,9 +212,10 @@ function linearOn(
       if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`allocate(n): n must be a non-negative integer, got ${n}`);
       const bytes = alignedBytes(n);
       if (next + bytes > end) {
-        throw new RangeError(
-          `allocate(${n}) needs ${bytes / 4} floats but only ${(end - next) / 4} of ${room} are left; ` +
-          `hint: ${hint}, each rounded up to a multiple of ${ALIGN_FLOATS} floats`,
+        throw hinted(
+          (m) => new RangeError(m),
+          `allocate(${n}) needs ${bytes / 4} floats but only ${(end - next) / 4} of ${room} are left`,
+          `${hint}, each rounded up to a multiple of ${ALIGN_FLOATS} floats`,
         );
       }
       const view = new Float32Array(buffer, next, n);
