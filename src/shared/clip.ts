@@ -157,7 +157,7 @@ export function validateClip(o: ClipOptions): void {
     }
     // torch accepts any max_norm: 0 zeroes every gradient and a negative one flips their sign.
     if (maxNorm <= 0) {
-      throw new OptionRangeError(`options.clipGradNorm must be > 0; got ${maxNorm} (hint: leave it unset to disable clipping)`);
+      throw new OptionRangeError(`options.clipGradNorm must be > 0; got ${maxNorm}`, 'leave it unset to disable clipping');
     }
   }
   if (normType !== undefined) {
