@@ -139,7 +139,9 @@ describe('Adam options as torch.optim.Adam validates them', () => {
     [{ optimizer: 'adam', lr: -1 }, /^Invalid learning rate: options\.lr must be >= 0; got -1$/m],
     [{ optimizer: 'adamw', weightDecay: -0.1 }, /^Invalid weight_decay value: options\.weightDecay must be >= 0; got -0\.1$/m],
     [{ optimizer: 'adam', betas: [0.9] }, /^options\.betas must be an array of two numbers \[beta1, beta2\]; got \[0\.9\]$/m],
-    [{ optimizer: 'adam', amsgrad: 'yes' }, /^options\.amsgrad must be a boolean; got yes$/m],
+    [{ optimizer: 'adam', amsgrad: 'yes' }, /^options\.amsgrad must be a boolean; got "yes"$/m],
+    [{ optimizer: 'adam', eps: '1e-8' }, /^options\.eps must be a finite number; got "1e-8" \(a string\)$/m],
+    [{ optimizer: 'adamw', maximize: 'true' }, /^options\.maximize must be a boolean; got "true" \(a string\)$/m],
     [{ optimizer: 'rmsprop' }, /^options\.optimizer must be one of 'sgd', 'adam', 'adamw'; got "rmsprop"$/m],
   ])('refuses %j', (o, message) => {
     expect(() => resolveOptions({ ...base, ...(o as Partial<TrainerOptions>) })).toThrow(message);

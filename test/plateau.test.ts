@@ -58,10 +58,11 @@ describe('plateau options', () => {
     ['factor 1', { name: 'plateau', factor: 1 }, /options\.schedule\.factor must be >= 0 and < 1 .*got 1/],
     ['negative patience', { name: 'plateau', patience: -1 }, /options\.schedule\.patience must be an integer >= 0; got -1/],
     ['fractional cooldown', { name: 'plateau', cooldown: 1.5 }, /options\.schedule\.cooldown must be an integer >= 0; got 1.5/],
-    ['thresholdMode', { name: 'plateau', thresholdMode: 'relative' as 'rel' }, /options\.schedule\.thresholdMode must be 'rel' or 'abs'; got relative/],
+    ['thresholdMode', { name: 'plateau', thresholdMode: 'relative' as 'rel' }, /options\.schedule\.thresholdMode must be 'rel' or 'abs'; got "relative"/],
     ['negative minLr', { name: 'plateau', minLr: -1 }, /options\.schedule\.minLr must be >= 0; got -1/],
     ['NaN eps', { name: 'plateau', eps: NaN }, /options\.schedule\.eps must be a finite number; got NaN/],
-    ['monitor', { name: 'plateau', monitor: 'loss' as Monitor }, /options\.schedule\.monitor must be one of 'valLoss'.*got loss/],
+    ['monitor', { name: 'plateau', monitor: 'loss' as Monitor }, /options\.schedule\.monitor must be one of 'valLoss'.*got "loss"/],
+    ['string patience', { name: 'plateau', patience: '3' as unknown as number }, /options\.schedule\.patience must be a finite number; got "3" \(a string\)/],
     ['mode against monitor', { name: 'plateau', monitor: 'valAccuracy', mode: 'min' }, /options\.schedule\.mode 'min' disagrees with monitor 'valAccuracy'.*mode 'max'/],
     ['unknown option', { name: 'plateau', min_lr: 0 } as PlateauSchedule, /options\.schedule\.min_lr is not a ReduceLROnPlateau option/],
   ];

@@ -2,7 +2,7 @@
 // path, which both 1.13 and 2.x take there: foreach defaults to False off CUDA), over the flat parameter
 // buffer: the same option names, defaults, validation messages and float32 arithmetic.
 
-import { OptionRangeError, OptionTypeError } from './option-errors.js';
+import { OptionRangeError, OptionTypeError, shown } from './option-errors.js';
 
 export interface AdamOptions {
   /** Learning rate. Default 0.001. */
@@ -39,14 +39,14 @@ export function defaultWeightDecay(decoupled: boolean): number {
 export function validateAdam(o: AdamOptions): void {
   const finite = (name: string, v: unknown): void => {
     if (typeof v !== 'number' || !Number.isFinite(v)) {
-      throw new OptionTypeError(`options.${name} must be a finite number; got ${String(v)}`);
+      throw new OptionTypeError(`options.${name} must be a finite number; got ${shown(v)}`);
     }
   };
   finite('lr', o.lr);
   finite('eps', o.eps);
   finite('weightDecay', o.weightDecay);
   if (!Array.isArray(o.betas) || o.betas.length !== 2) {
-    throw new OptionTypeError(`options.betas must be an array of two numbers [beta1, beta2]; got ${JSON.stringify(o.betas)}`);
+    throw new OptionTypeError(`options.betas must be an array of two numbers [beta1, beta2]; got ${shown(o.betas)}`);
   }
   finite('betas[0]', o.betas[0]);
   finite('betas[1]', o.betas[1]);
@@ -59,8 +59,8 @@ export function validateAdam(o: AdamOptions): void {
     }
   }
   if (o.weightDecay < 0) throw new OptionRangeError(`Invalid weight_decay value: options.weightDecay must be >= 0; got ${o.weightDecay}`);
-  if (typeof o.amsgrad !== 'boolean') throw new OptionTypeError(`options.amsgrad must be a boolean; got ${String(o.amsgrad)}`);
-  if (typeof o.maximize !== 'boolean') throw new OptionTypeError(`options.maximize must be a boolean; got ${String(o.maximize)}`);
+  if (typeof o.amsgrad !== 'boolean') throw new OptionTypeError(`options.amsgrad must be a boolean; got ${shown(o.amsgrad)}`);
+  if (typeof o.maximize !== 'boolean') throw new OptionTypeError(`options.maximize must be a boolean; got ${shown(o.maximize)}`);
 }
 
 /** The moment buffers, each (P) float32 and zero before the first step (torch's zeros_like). */

@@ -4,7 +4,7 @@
 // metrics seen, so its state (PlateauState) travels in the checkpoint.
 
 import { MONITORS, monitorMode, type Monitor } from './monitor.js';
-import { OptionRangeError, OptionTypeError } from './option-errors.js';
+import { OptionRangeError, OptionTypeError, shown } from './option-errors.js';
 
 export interface PlateauSchedule {
   name: 'plateau';
@@ -66,7 +66,7 @@ export function validatePlateau(spec: PlateauSchedule, where: string): void {
   }
   const o = { ...PLATEAU_DEFAULTS, ...Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) } as Record<string, unknown>;
   if (!MONITORS.includes(o.monitor as Monitor)) {
-    throw new OptionRangeError(`${where}.monitor must be one of ${MONITORS.map((m) => `'${m}'`).join(', ')}; got ${String(o.monitor)}`);
+    throw new OptionRangeError(`${where}.monitor must be one of ${MONITORS.map((m) => `'${m}'`).join(', ')}; got ${shown(o.monitor)}`);
   }
   const mode = monitorMode(o.monitor as Monitor);
   if (spec.mode !== undefined && spec.mode !== mode) {
@@ -77,14 +77,14 @@ export function validatePlateau(spec: PlateauSchedule, where: string): void {
   }
   const num = (k: string, ok: (v: number) => boolean, what: string): void => {
     const v = o[k];
-    if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionTypeError(`${where}.${k} must be a finite number; got ${String(v)}`);
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new OptionTypeError(`${where}.${k} must be a finite number; got ${shown(v)}`);
     if (!ok(v)) throw new OptionRangeError(`${where}.${k} must be ${what}; got ${v}`);
   };
   num('factor', (v) => v >= 0 && v < 1, '>= 0 and < 1 (torch: Factor should be < 1.0.)');
   num('patience', (v) => Number.isInteger(v) && v >= 0, 'an integer >= 0');
   num('threshold', (v) => v >= 0, '>= 0');
   if (o.thresholdMode !== 'rel' && o.thresholdMode !== 'abs') {
-    throw new OptionRangeError(`${where}.thresholdMode must be 'rel' or 'abs'; got ${String(o.thresholdMode)}`);
+    throw new OptionRangeError(`${where}.thresholdMode must be 'rel' or 'abs'; got ${shown(o.thresholdMode)}`);
   }
   num('cooldown', (v) => Number.isInteger(v) && v >= 0, 'an integer >= 0');
   num('minLr', (v) => v >= 0, '>= 0');
