@@ -9,7 +9,7 @@ import { stateLayout, stateViews } from '../src/shared/contract.js';
 import { Rng } from '../src/shared/rng.js';
 import { wasmStepKernels } from '../src/shared/step.js';
 import { createSharedMemory, instantiateStep } from '../src/shared/wasm.js';
-import { resolveOptions, type TrainerOptions } from '../src/main/options.js';
+import { resolveOptions, type TrainerOptions } from '../src/main/options/options.js';
 import { sameBits } from './helpers.js';
 
 const f32 = Math.fround;

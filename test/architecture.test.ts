@@ -1,7 +1,9 @@
 // The layout the README describes, checked on the import graph (madge, type-only imports included):
 // no import cycle anywhere in src/; the library (src/main) and the worker (src/worker) meet only in the
-// shared core (src/shared); the CLI (src/cli) uses the library through its public API alone.
+// shared core (src/shared); the CLI (src/cli) uses the library through its public API alone; the
+// library's top level holds only its API files, the rest in one folder per concept (docs/design.md).
 
+import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import madge from 'madge';
 import { describe, expect, it } from 'vitest';
@@ -36,6 +38,13 @@ describe('the source layout', () => {
 
   it('has the CLI use the library only through its public API', async () => {
     expect(await edges('cli/', (to) => to.startsWith('cli/') || to === 'main/index.ts')).toEqual([]);
+  });
+
+  it('keeps only the API at the library\'s top level, every other module in a concept\'s folder', () => {
+    const top = readdirSync(`${src}main`, { withFileTypes: true });
+    expect(top.filter((e) => !e.isDirectory()).map((e) => e.name).sort()).toEqual(['errors.ts', 'index.ts', 'trainer.ts']);
+    expect(top.filter((e) => e.isDirectory()).map((e) => e.name).sort()).toEqual(
+      ['checkpoint', 'core', 'data', 'export', 'loaders', 'options', 'reporting', 'system', 'tensorboard', 'tune']);
   });
 
   it('has no module in the library import its public barrel', async () => {

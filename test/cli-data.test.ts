@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from './helpers.js';
-import { balancedClassWeights } from '../src/main/report.js';
+import { balancedClassWeights } from '../src/main/reporting/report.js';
 import { loadCheckpoint, loadMnist, saveCheckpoint } from '../src/main/index.js';
 import { Rng } from '../src/shared/rng.js';
 

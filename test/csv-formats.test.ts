@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { loadCsv } from '../src/main/loaders/csv.js';
-import { setMemoryLimit } from '../src/main/memory.js';
+import { setMemoryLimit } from '../src/main/data/memory.js';
 
 let dir: string;
 beforeEach(async () => {

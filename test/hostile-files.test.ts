@@ -14,13 +14,13 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { loadCheckpoint } from '../src/main/checkpoint/file.js';
 import { decodeCheckpoint, encodeCheckpoint } from '../src/main/checkpoint/safetensors.js';
-import { shareDataset, shareFeatures } from '../src/main/data.js';
+import { shareDataset, shareFeatures } from '../src/main/data/data.js';
 import { CheckpointError, DataError } from '../src/main/errors.js';
 import { assemble as assembleFile, idx } from './files.js';
 import { loadCsv } from '../src/main/loaders/csv.js';
 import { loadIdx } from '../src/main/loaders/idx.js';
 import type { LoadedData } from '../src/main/loaders/loaded.js';
-import { MAX_BUFFER_LENGTH, memoryLimit, setMemoryLimit, typedArrayLimit } from '../src/main/memory.js';
+import { MAX_BUFFER_LENGTH, memoryLimit, setMemoryLimit, typedArrayLimit } from '../src/main/data/memory.js';
 import { defaultLossSpec } from '../src/shared/losses.js';
 import type { ModelConfig } from '../src/shared/model.js';
 
@@ -977,7 +977,7 @@ describe('up-front size refusal', () => {
   }
 
   it('uses the limits V8 has: one element past each is refused by V8 itself, the limit itself is not', () => {
-    // Node 20 (V8 11.3): 2^32 elements of any type; Node 22+ (V8 11.4+): 2^53 - 1 bytes. See src/main/memory.ts.
+    // Node 20 (V8 11.3): 2^32 elements of any type; Node 22+ (V8 11.4+): 2^53 - 1 bytes. See src/main/data/memory.ts.
     const types = [[1, Uint8Array], [2, Uint16Array], [4, Float32Array], [8, Float64Array]] as const;
     for (const [size, T] of types) {
       const limit = typedArrayLimit(size);

@@ -103,7 +103,7 @@ describe('flags named in messages', () => {
     const missing = new Set<string>();
     // `options.x` and `options.x.y` in any string; `${where}.y` for the schedule's fields and
     // `${name}.y` for early stopping's, named by their callers as options.schedule and fit options.earlyStopping.
-    const parents: Record<string, string> = { 'shared/schedule.ts': 'schedule', 'main/early-stopping.ts': 'earlyStopping' };
+    const parents: Record<string, string> = { 'shared/schedule.ts': 'schedule', 'main/reporting/early-stopping.ts': 'earlyStopping' };
     for (const [file, texts] of files) {
       for (const text of texts) {
         for (const m of text.matchAll(/\boptions\.([A-Za-z]+)(?:\.([A-Za-z]+))?/g)) {

@@ -1,10 +1,10 @@
-// The order an epoch visits the training rows in (src/main/order.ts): a permutation of the rows, a new one
+// The order an epoch visits the training rows in (src/main/core/order.ts): a permutation of the rows, a new one
 // every epoch, made again from (seed, epoch) alone, and the identity without shuffling. References: the
 // rows 0..N-1 sorted back, orders compared pairwise, and counts over many epochs against the uniform
 // distribution.
 
 import { describe, expect, it } from 'vitest';
-import { epochOrder } from '../src/main/order.js';
+import { epochOrder } from '../src/main/core/order.js';
 
 const N = 50;
 

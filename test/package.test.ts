@@ -76,6 +76,6 @@ describe('package', () => {
   it('ships type declarations for the Trainer', () => {
     const dts = readFileSync(join(root, 'dist/src/main/index.d.ts'), 'utf8');
     expect(dts).toMatch(/export \{ Trainer, type FitOptions/);
-    expect(readFileSync(join(root, 'dist/src/main/options.d.ts'), 'utf8')).toMatch(/layers: number\[\];/);
+    expect(readFileSync(join(root, 'dist/src/main/options/options.d.ts'), 'utf8')).toMatch(/layers: number\[\];/);
   });
 });

@@ -16,7 +16,7 @@ import {
 } from '../src/main/index.js';
 import { saveCheckpoint } from '../src/main/checkpoint/file.js';
 import { RESERVED_KEYS } from '../src/main/checkpoint/metadata.js';
-import { epochOrder } from '../src/main/order.js';
+import { epochOrder } from '../src/main/core/order.js';
 import { idx } from './files.js';
 import { needsTorch, PYTHON, requireTorch, skipWithoutTorch, torchrunLocal } from './torch.js';
 import { maxAbsDiff, runCli, runCommand, sameBits, trainers } from './helpers.js';

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, type StepInfo, type TrainerOptions } from '../src/main/index.js';
 import { maxAbsDiff, mnistSubset, oneShard as shardSums, sameBits, trainers } from './helpers.js';
-import { balancedClassWeights, classReport } from '../src/main/report.js';
-import { lossSpec } from '../src/main/loss-options.js';
-import { resolveOptions } from '../src/main/options.js';
+import { balancedClassWeights, classReport } from '../src/main/reporting/report.js';
+import { lossSpec } from '../src/main/options/loss-options.js';
+import { resolveOptions } from '../src/main/options/options.js';
 import type { ModelConfig } from '../src/shared/model.js';
 import { scheduleAt, type ScheduleSpec } from '../src/shared/schedule.js';
 

@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cpuLimit } from '../src/main/cpus.js';
+import { cpuLimit } from '../src/main/system/cpus.js';
 import { measure } from '../src/main/tune/measure.js';
 import { cpuTicks, stealPercent, type CpuTicks } from '../src/main/tune/steal.js';
 import { recommend, TUNE_FILE, type TuneEntry } from '../src/main/tune/choose.js';

@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Trainer, DataError, type TrainerOptions } from '../src/main/index.js';
-import { setMemoryLimit, typedArrayLimit } from '../src/main/memory.js';
+import { setMemoryLimit, typedArrayLimit } from '../src/main/data/memory.js';
 import { expectedAutoKernels } from './fma.js';
 
 // One row more per shard than the running V8's longest Float32Array holds at 784 inputs (2^32 elements on

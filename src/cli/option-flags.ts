@@ -9,7 +9,7 @@
 type Flag = `--${string}` | { words: string };
 
 export const OPTION_FLAGS: Readonly<Record<string, Flag>> = {
-  // The Trainer's options (src/main/options.ts).
+  // The Trainer's options (src/main/options/options.ts).
   layers: '--layers', activation: '--activation', loss: '--loss', reduction: '--reduction',
   optimizer: '--optimizer', betas: '--betas', eps: '--eps', amsgrad: '--amsgrad',
   lr: '--lr', momentum: '--momentum', dampening: '--dampening', weightDecay: '--weight-decay', nesterov: '--nesterov',
@@ -38,7 +38,7 @@ export const OPTION_FLAGS: Readonly<Record<string, Flag>> = {
   'schedule.patience': '--plateau-patience', 'schedule.threshold': '--plateau-threshold',
   'schedule.thresholdMode': '--plateau-threshold-mode', 'schedule.cooldown': '--plateau-cooldown', 'schedule.minLr': '--min-lr',
   'schedule.eps': '--plateau-eps',
-  // fit()'s options and early stopping's (src/main/types.ts).
+  // fit()'s options and early stopping's (src/main/options/types.ts).
   epochs: '--epochs', validation: '--validation-split', allowDataChange: '--allow-data-change',
   earlyStopping: '--early-stopping-patience', 'earlyStopping.monitor': '--monitor', 'earlyStopping.patience': '--early-stopping-patience',
   'earlyStopping.minDelta': '--min-delta', 'earlyStopping.restoreBestWeights': '--restore-best-weights',

@@ -7,12 +7,12 @@ export {
   Trainer, type FitOptions, type StepInfo, type StepTiming, type EpochRecord, type Evaluation, type EarlyStoppingOptions, type Monitor,
 } from './trainer.js';
 export { predictedClass } from './trainer.js';
-export { OPTIMIZERS, TRAINER_DEFAULTS, type OptimizerName, type AdamOnlyOptions, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options.js';
-export type { LossOptions } from './loss-options.js';
-export { BestMetric, EARLY_STOPPING_DEFAULTS } from './early-stopping.js';
-export { duration, epochText, MIN_RATE_SECONDS, RunClock, type EpochTextOptions } from './epoch-text.js';
-export { curvesSvg, epochsFromMetrics } from './curves.js';
-export type { Dataset, Features } from './data.js';
+export { OPTIMIZERS, TRAINER_DEFAULTS, type OptimizerName, type AdamOnlyOptions, type TrainerOptions, type ScheduleOptions, type Reduction, type ResolvedOptions } from './options/options.js';
+export type { LossOptions } from './options/loss-options.js';
+export { BestMetric, EARLY_STOPPING_DEFAULTS } from './reporting/early-stopping.js';
+export { duration, epochText, MIN_RATE_SECONDS, RunClock, type EpochTextOptions } from './reporting/epoch-text.js';
+export { curvesSvg, epochsFromMetrics } from './reporting/curves.js';
+export type { Dataset, Features } from './data/data.js';
 export {
   CheckpointError, DataError, FileError, GradpoolError, isOptionError, NonfiniteError, OptionRangeError, OptionTypeError, ShardFailure,
   WorkerTimeout,
@@ -28,11 +28,11 @@ export { loadCsv, type CsvOptions } from './loaders/csv.js';
 export {
   applyNormalization, fitNormalization, splitValidation, type Normalization, type NormalizeMode,
 } from './loaders/prepare.js';
-export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preprocessing, type ResolvedPreprocessing } from './preprocessing.js';
-export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './report.js';
+export { fitPreprocessing, loadPreprocessing, parsePreprocessing, type Preprocessing, type ResolvedPreprocessing } from './data/preprocessing.js';
+export { balancedClassWeights, classReport, reportText, type ClassMetrics, type ClassReport } from './reporting/report.js';
 export { loadCheckpoint, saveCheckpoint } from './checkpoint/file.js';
-export { openAtomicFile, writeFileAtomic, type AtomicFile } from './atomic-file.js';
-export { fileKind } from './regular-file.js';
+export { openAtomicFile, writeFileAtomic, type AtomicFile } from './system/atomic-file.js';
+export { fileKind } from './system/regular-file.js';
 export { pytorchScript, savePytorchScript, type PytorchExport, type TrainingFiles } from './export/pytorch.js';
 export {
   encodeOnnx, ONNX_DEFAULT_OPSET, ONNX_INPUT, ONNX_IR_VERSIONS, ONNX_LOGITS, ONNX_MAX_OPSET, ONNX_MIN_OPSET, ONNX_PROBABILITIES, resolveOpsetVersion, saveOnnx,
@@ -41,7 +41,7 @@ export {
 export type { Checkpoint } from './checkpoint/safetensors.js';
 export type { ImportedWeights, WeightsMatch } from './checkpoint/weights.js';
 export { metadataJson, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, RUN_KEY } from './checkpoint/metadata.js';
-export { cpuLimit, type CpuLimit } from './cpus.js';
+export { cpuLimit, type CpuLimit } from './system/cpus.js';
 export { measure, type Measurement, type MeasureOptions, type MakeTrainer } from './tune/measure.js';
 export {
   chooseWorkers, readTuneFile, recommend, saveTuneEntry, syntheticData, TUNE_FILE, type TuneEntry, type WorkersChoice,

@@ -4,8 +4,8 @@
 // file is the API: it validates and shares what it is given; the epoch loop is fit.ts's, the per-step
 // work the Coordinator's. Its types are in types.ts.
 
-import { Coordinator } from './coordinator.js';
-import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset, type ShareOutputs } from './data.js';
+import { Coordinator } from './core/coordinator.js';
+import { shareDataset, shareFeatures, type Dataset, type Features, type SharedDataset, type ShareOutputs } from './data/data.js';
 import { loadSafetensors, saveCheckpoint } from './checkpoint/file.js';
 import {
   ADAM_TENSORS, CONFIG_KEY, metadataJson, MOMENTUM_TENSOR, OPTIONS_KEY, parseMetadataJson, PREPROCESSING_KEY, STATE_KEY,
@@ -13,28 +13,28 @@ import {
 import { checkpointOf, type Checkpoint, type SafetensorsFile } from './checkpoint/safetensors.js';
 import { holdings, weightsFor, type ImportedWeights } from './checkpoint/weights.js';
 import { CheckpointError, DataError, GradpoolError, OptionRangeError, OptionTypeError } from './errors.js';
-import { evaluationCounts } from './evaluation.js';
-import { initParameters } from './init.js';
-import { lossSpec } from './loss-options.js';
-import { adamOptions, appliedOptions, modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options.js';
-import { EarlyStopping } from './early-stopping.js';
-import { RunClock, writeStdout } from './epoch-text.js';
+import { evaluationCounts } from './reporting/evaluation.js';
+import { initParameters } from './core/init.js';
+import { lossSpec } from './options/loss-options.js';
+import { adamOptions, appliedOptions, modelConfig, resolveOptions, type ResolvedOptions, type TrainerOptions } from './options/options.js';
+import { EarlyStopping } from './reporting/early-stopping.js';
+import { RunClock, writeStdout } from './reporting/epoch-text.js';
 import { saveOnnx, type OnnxExportOptions } from './export/onnx.js';
-import { Training } from './fit.js';
+import { Training } from './core/fit.js';
 import { EventFile } from './tensorboard/writer.js';
-import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './preprocessing.js';
-import { reportOfCounts } from './report.js';
-import { dataChange, fingerprintMetadata, fingerprintOf, parseFingerprint, type DataFingerprint } from './fingerprint.js';
-import { parseState, stateJson } from './state.js';
+import { parsePreprocessing, preprocessingJson, resolvePreprocessing, type ResolvedPreprocessing } from './data/preprocessing.js';
+import { reportOfCounts } from './reporting/report.js';
+import { dataChange, fingerprintMetadata, fingerprintOf, parseFingerprint, type DataFingerprint } from './data/fingerprint.js';
+import { parseState, stateJson } from './core/state.js';
 import { chooseWorkers, type WorkersChoice } from './tune/choose.js';
-import type { EpochRecord, Evaluation, FitOptions } from './types.js';
-import { boolean, integerIn, positiveInteger, shown } from './validate.js';
+import type { EpochRecord, Evaluation, FitOptions } from './options/types.js';
+import { boolean, integerIn, positiveInteger, shown } from './options/validate.js';
 import type { LossSpec } from '../shared/losses.js';
 import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
 import { RING_STEPS } from '../shared/contract.js';
 
 // The API types travel with the Trainer (the package's index exports them from here).
-export type { EarlyStoppingOptions, EpochRecord, Evaluation, FitOptions, Monitor, StepInfo, StepTiming } from './types.js';
+export type { EarlyStoppingOptions, EpochRecord, Evaluation, FitOptions, Monitor, StepInfo, StepTiming } from './options/types.js';
 
 export class Trainer {
   readonly options: Readonly<ResolvedOptions>;

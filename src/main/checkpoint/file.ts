@@ -1,9 +1,9 @@
 // Checkpoint files: written atomically (a checkpoint is either the old file or the new one, never a
 // torn one), read with every failure named by the path.
 
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '../system/atomic-file.js';
 import { CheckpointError } from '../errors.js';
-import { NotRegularFileError, readRegularFile } from '../regular-file.js';
+import { NotRegularFileError, readRegularFile } from '../system/regular-file.js';
 import { decodeCheckpoint, encodeCheckpoint, readSafetensors, type Checkpoint, type SafetensorsFile } from './safetensors.js';
 import type { ModelConfig } from '../../shared/model.js';
 

@@ -18,11 +18,11 @@ export const HEADER_CHECKSUM_KEY = 'gradpool.header-sha256';
 export const RESERVED_KEYS: readonly string[] = [FORMAT_KEY, VERSION_KEY, CONFIG_KEY, CHECKSUM_KEY, HEADER_CHECKSUM_KEY];
 /** The Trainer's resolved options (metadataJson). */
 export const OPTIONS_KEY = 'gradpool.options';
-/** The training state for resuming (src/main/state.ts). */
+/** The training state for resuming (src/main/core/state.ts). */
 export const STATE_KEY = 'gradpool.state';
-/** The model's input pipeline (src/main/preprocessing.ts): normalisation, column and class names. */
+/** The model's input pipeline (src/main/data/preprocessing.ts): normalisation, column and class names. */
 export const PREPROCESSING_KEY = 'gradpool.preprocessing';
-/** The training data's fingerprint (src/main/fingerprint.ts), so that a resume on other data is caught. */
+/** The training data's fingerprint (src/main/data/fingerprint.ts), so that a resume on other data is caught. */
 export const DATA_KEY = 'gradpool.data';
 /** The training script's flags, for --resume. */
 export const RUN_KEY = 'gradpool.run';

@@ -4,10 +4,10 @@
 // by protobufjs) rather than by hand: the schema's field numbers then come from ONNX itself.
 
 import onnxProto from 'onnx-proto';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '../system/atomic-file.js';
 import { GradpoolError, OptionRangeError, OptionTypeError } from '../errors.js';
-import type { ResolvedPreprocessing } from '../preprocessing.js';
-import { knownKeys } from '../validate.js';
+import type { ResolvedPreprocessing } from '../data/preprocessing.js';
+import { knownKeys } from '../options/validate.js';
 import { isSoftmaxLoss, linearViews, paramLayout, type Activation, type ModelConfig } from '../../shared/model.js';
 
 const { onnx } = onnxProto;

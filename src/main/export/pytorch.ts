@@ -5,10 +5,10 @@
 // to the saved step, the same data files read with the recorded preprocessing, in gradpool's epoch order.
 // PyTorch's DDP is the distributed engine for runs that outgrow one machine; gradpool does not grow one.
 
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '../system/atomic-file.js';
 import { GradpoolError } from '../errors.js';
-import type { ResolvedOptions } from '../options.js';
-import type { ResolvedPreprocessing } from '../preprocessing.js';
+import type { ResolvedOptions } from '../options/options.js';
+import type { ResolvedPreprocessing } from '../data/preprocessing.js';
 import { SCRIPT_BODY } from './pytorch-template.js';
 import { isSoftmaxLoss, paramLayout, type Activation, type ModelConfig } from '../../shared/model.js';
 import type { ScheduleSpec } from '../../shared/schedule.js';

@@ -5,7 +5,7 @@
 // what was expected.
 
 import { DataError } from '../errors.js';
-import { currentMemoryLimit, formatBytes, typedArrayLimit } from '../memory.js';
+import { currentMemoryLimit, formatBytes, typedArrayLimit } from '../data/memory.js';
 import { ClassNames } from './class-names.js';
 import { columnName, delimiterText, IGNORED, labelOf, looksNumeric, otherSeparator, type ColumnPlan, type Delimiter } from './csv-columns.js';
 import { parseDecimal, scanned } from './decimal.js';

@@ -12,7 +12,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { CsvError, type InfoRecord } from 'csv-parse';
 import { parse as parseSync } from 'csv-parse/sync';
 import { DataError, OptionRangeError, OptionTypeError } from '../errors.js';
-import { oneOf, positiveInteger, shown } from '../validate.js';
+import { oneOf, positiveInteger, shown } from '../options/validate.js';
 import { detectDelimiter, planColumns, type ColumnSpec, type Delimiter } from './csv-columns.js';
 import { csvBytes, type CsvBytes } from './csv-bytes.js';
 import { CsvTable } from './csv-table.js';

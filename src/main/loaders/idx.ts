@@ -6,8 +6,8 @@
 
 import { constants as zlibConstants, gunzipSync } from 'node:zlib';
 import { DataError, shapeText } from '../errors.js';
-import { checkArray, checkMemory, formatBytes, MAX_BUFFER_LENGTH } from '../memory.js';
-import { NotRegularFileError, readRegularFile } from '../regular-file.js';
+import { checkArray, checkMemory, formatBytes, MAX_BUFFER_LENGTH } from '../data/memory.js';
+import { NotRegularFileError, readRegularFile } from '../system/regular-file.js';
 import type { LoadedData } from './loaded.js';
 
 export type IdxArray = Float64Array | Float32Array | Uint8Array | Int8Array | Int16Array | Int32Array;

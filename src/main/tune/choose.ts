@@ -2,11 +2,11 @@
 // workers: 'auto' reads, and the quick probe it runs when there is none.
 
 import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../atomic-file.js';
-import { cpuLimit } from '../cpus.js';
+import { writeFileAtomic } from '../system/atomic-file.js';
+import { cpuLimit } from '../system/cpus.js';
 import { GradpoolError } from '../errors.js';
 import { measure, type MakeTrainer } from './measure.js';
-import { TRAINER_DEFAULTS, type TrainerOptions } from '../options.js';
+import { TRAINER_DEFAULTS, type TrainerOptions } from '../options/options.js';
 import { defaultLoss, isSoftmaxLoss, type LossName } from '../../shared/model.js';
 import { Rng } from '../../shared/rng.js';
 

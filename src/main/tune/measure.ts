@@ -3,9 +3,9 @@
 // measured epochs over the same shared data, and each window reports samples/s (rows over the summed
 // wall time of its steps) and where the mean step's time went.
 
-import type { Dataset } from '../data.js';
-import { TRAINER_DEFAULTS, type ResolvedOptions, type TrainerOptions } from '../options.js';
-import type { FitOptions, StepTiming } from '../types.js';
+import type { Dataset } from '../data/data.js';
+import { TRAINER_DEFAULTS, type ResolvedOptions, type TrainerOptions } from '../options/options.js';
+import type { FitOptions, StepTiming } from '../options/types.js';
 import { flopsPerSample } from '../../shared/model.js';
 import type { WasmKernels } from '../../shared/wasm.js';
 import { cpuTicks, stealPercent, type CpuTicks } from './steal.js';

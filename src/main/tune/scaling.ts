@@ -3,7 +3,7 @@
 
 import type { Measurement } from './measure.js';
 import type { TuneEntry } from './choose.js';
-import { escapeXml as escape, niceCeil } from '../svg.js';
+import { escapeXml as escape, niceCeil } from '../reporting/svg.js';
 
 /** Per worker count: median samples/s, spread, speed-up over one worker and parallel efficiency. */
 export function scaling(ms: Measurement[]): TuneEntry['measured'] {

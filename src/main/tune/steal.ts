@@ -2,7 +2,7 @@
 // read around each timed window so that a figure says whether the machine was really the program's.
 // Null where /proc/stat is missing or has no steal field (not Linux, or a kernel before 2.6.11).
 
-import { readText, type ReadText } from '../cpus.js';
+import { readText, type ReadText } from '../system/cpus.js';
 
 /** The machine's CPU time counters since boot, in clock ticks: all fields together, and steal. */
 export interface CpuTicks {

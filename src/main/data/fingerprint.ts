@@ -4,9 +4,9 @@
 // written before this was recorded has none, and resumes as before.
 
 import { createHash } from 'node:crypto';
-import { CheckpointError } from './errors.js';
-import { DATA_KEY, metadataJson, parseMetadataJson } from './checkpoint/metadata.js';
-import type { DatasetBuffers } from '../shared/contract.js';
+import { CheckpointError } from '../errors.js';
+import { DATA_KEY, metadataJson, parseMetadataJson } from '../checkpoint/metadata.js';
+import type { DatasetBuffers } from '../../shared/contract.js';
 
 export interface DataFingerprint {
   rows: number;

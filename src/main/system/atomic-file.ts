@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { open, readdir, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { FileError } from './errors.js';
+import { FileError } from '../errors.js';
 
 /** The temporary file of a write to `path` by process `pid`: `<path>.tmp-<pid>-<12 hex digits>`. */
 function tempName(path: string, pid: number): string {

@@ -16,7 +16,7 @@ let bundled: string | undefined;
 /** The worker's file: dist/'s JavaScript, or (from source) the bundle of the TypeScript worker. */
 export function workerFile(): string {
   const fromSource = import.meta.url.endsWith('.ts');
-  const worker = fileURLToPath(new URL(`../worker/worker.${fromSource ? 'ts' : 'js'}`, import.meta.url));
+  const worker = fileURLToPath(new URL(`../../worker/worker.${fromSource ? 'ts' : 'js'}`, import.meta.url));
   return fromSource ? (bundled ??= bundle(worker)) : worker;
 }
 
@@ -25,7 +25,7 @@ export function workerFile(): string {
 function bundle(worker: string): string {
   const require = createRequire(createRequire(import.meta.url).resolve('tsx'));
   const esbuild = require('esbuild') as typeof import('esbuild');
-  const wasm = new URL('../shared/wasm.ts', import.meta.url).href;
+  const wasm = new URL('../../shared/wasm.ts', import.meta.url).href;
   const result = esbuild.buildSync({
     entryPoints: [worker], bundle: true, format: 'esm', platform: 'node', target: 'node20', write: false,
     sourcemap: 'inline', logLevel: 'silent',

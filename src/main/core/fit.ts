@@ -4,21 +4,21 @@
 // (trainer.ts) validates fit()'s options and data, and hands them here as a FitPlan.
 
 import type { Coordinator } from './coordinator.js';
-import type { SharedDataset } from './data.js';
-import type { EarlyStopping } from './early-stopping.js';
-import { epochText, type RunClock } from './epoch-text.js';
-import { DataError, GradpoolError, ShardFailure } from './errors.js';
-import type { ResolvedOptions } from './options.js';
+import type { SharedDataset } from '../data/data.js';
+import type { EarlyStopping } from '../reporting/early-stopping.js';
+import { epochText, type RunClock } from '../reporting/epoch-text.js';
+import { DataError, GradpoolError, ShardFailure } from '../errors.js';
+import type { ResolvedOptions } from '../options/options.js';
 import { epochOrder } from './order.js';
 import { freshState, type TrainingState } from './state.js';
 import { nonfiniteError, shardFailure, type RowName, type StepPlace } from './step-failures.js';
-import { TENSORBOARD_TAGS as TAGS, type EventFile } from './tensorboard/writer.js';
-import type { EpochRecord, FitOptions, Monitor } from './types.js';
-import { checkNormFinite } from '../shared/clip.js';
-import { filledPlateau, plateauStart, plateauStep } from '../shared/plateau.js';
-import type { StepRecord } from '../shared/ring.js';
-import { scheduleAt } from '../shared/schedule.js';
-import { addSums, emptySums } from '../shared/step.js';
+import { TENSORBOARD_TAGS as TAGS, type EventFile } from '../tensorboard/writer.js';
+import type { EpochRecord, FitOptions, Monitor } from '../options/types.js';
+import { checkNormFinite } from '../../shared/clip.js';
+import { filledPlateau, plateauStart, plateauStep } from '../../shared/plateau.js';
+import type { StepRecord } from '../../shared/ring.js';
+import { scheduleAt } from '../../shared/schedule.js';
+import { addSums, emptySums } from '../../shared/step.js';
 
 /** How long the epoch loop may run steps without giving the event loop a turn. */
 const EVENT_LOOP_TURN_MS = 10;

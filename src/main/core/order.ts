@@ -1,7 +1,7 @@
 // The order an epoch visits the training rows in: identity without shuffling, else a permutation
 // seeded by (seed, epoch) alone, so that any epoch's order can be made again (a resumed run redoes it).
 
-import { Rng } from '../shared/rng.js';
+import { Rng } from '../../shared/rng.js';
 
 /** Fills `order` (N) with the epoch's visiting order: 0..N-1, shuffled from (seed, epoch) unless seed
  *  is null. */

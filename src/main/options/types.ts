@@ -2,10 +2,10 @@
 // Trainer reports back per step, per epoch and per evaluation. Types only, so that any module (the
 // Trainer, the tuner's measurements) can import them without importing the Trainer.
 
-import type { Dataset } from './data.js';
-import type { ClassReport } from './report.js';
-import type { Monitor } from '../shared/monitor.js';
-import type { StepTiming } from '../shared/ring.js';
+import type { Dataset } from '../data/data.js';
+import type { ClassReport } from '../reporting/report.js';
+import type { Monitor } from '../../shared/monitor.js';
+import type { StepTiming } from '../../shared/ring.js';
 
 export interface FitOptions {
   /** Passes over the training data. Default 1. Continues from the Trainer's epoch count. */
@@ -52,7 +52,7 @@ export interface FitOptions {
   allowDataChange?: boolean;
 }
 
-export type { Monitor } from '../shared/monitor.js';
+export type { Monitor } from '../../shared/monitor.js';
 
 export interface EarlyStoppingOptions {
   /** The metric watched: 'valLoss' (default; needs fit's validation), 'valAccuracy', 'trainLoss' or
@@ -91,7 +91,7 @@ export interface StepInfo {
 }
 
 // Defined beside the ring that records it (src/shared/ring.ts), as the coordinator reads it.
-export type { StepTiming } from '../shared/ring.js';
+export type { StepTiming } from '../../shared/ring.js';
 
 export interface EpochRecord {
   epoch: number;

@@ -1,9 +1,9 @@
 // The errors a failed step ends fit() with, worded for the user: which step, which shard, which samples
 // (by the loader's row names: 'train.csv line 12'), and what to change.
 
-import { NonfiniteError, ShardFailure, WorkerTimeout } from './errors.js';
-import type { SharedDataset } from './data.js';
-import type { BatchSums } from '../shared/step.js';
+import { NonfiniteError, ShardFailure, WorkerTimeout } from '../errors.js';
+import type { SharedDataset } from '../data/data.js';
+import type { BatchSums } from '../../shared/step.js';
 
 export type RowName = (row: number) => string;
 

@@ -2,11 +2,11 @@
 // bit-identically: epochs and steps done, the schedule's position, where an interrupted epoch stopped and
 // its sums so far, and ReduceLROnPlateau's state. Written as JSON under STATE_KEY; read back with every field checked.
 
-import { CheckpointError } from './errors.js';
-import { STATE_KEY } from './checkpoint/metadata.js';
-import { parsePlateauState, type PlateauState } from '../shared/plateau.js';
-import { emptySums, type BatchSums } from '../shared/step.js';
-import type { OptimizerProgress } from '../shared/ring.js';
+import { CheckpointError } from '../errors.js';
+import { STATE_KEY } from '../checkpoint/metadata.js';
+import { parsePlateauState, type PlateauState } from '../../shared/plateau.js';
+import { emptySums, type BatchSums } from '../../shared/step.js';
+import type { OptimizerProgress } from '../../shared/ring.js';
 
 export interface TrainingState {
   /** Epochs completed. */
@@ -31,7 +31,7 @@ export function freshState(): TrainingState {
 
 // What the optimizer's state is, beside its tensors: the coordinator's (ring.ts), recorded with the
 // training state.
-export type { OptimizerProgress } from '../shared/ring.js';
+export type { OptimizerProgress } from '../../shared/ring.js';
 
 /** The state as the checkpoint stores it, with the optimizer's progress. */
 export function stateJson(state: TrainingState, optimizer: OptimizerProgress): string {

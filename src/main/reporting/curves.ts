@@ -4,9 +4,9 @@
 // Each curve is a <polyline> with a class naming it (train-loss, val-loss, train-accuracy,
 // val-accuracy, lr), so that a program can find it.
 
-import { DataError } from './errors.js';
+import { DataError } from '../errors.js';
 import { escapeXml, niceCeil, tickText } from './svg.js';
-import type { EpochRecord } from './types.js';
+import type { EpochRecord } from '../options/types.js';
 
 interface Curve {
   name: string;

@@ -1,7 +1,7 @@
 // A model's initial parameters: nn.Linear's default initialisation, seeded.
 
-import { linearViews } from '../shared/model.js';
-import { Rng } from '../shared/rng.js';
+import { linearViews } from '../../shared/model.js';
+import { Rng } from '../../shared/rng.js';
 
 /** Weight and bias uniform in +-1/sqrt(fan_in), drawn in layout order from Rng(seed). */
 export function initParameters(params: Float32Array, layers: readonly number[], seed: number): void {

@@ -3,21 +3,21 @@
 // (the checks in validate.ts). SGD's options, names and defaults are torch.optim.SGD's (camelCased; see
 // src/shared/sgd.ts); the loss's are in loss-options.ts.
 
-import { cpuLimit } from './cpus.js';
-import type { Preprocessing } from './preprocessing.js';
+import { cpuLimit } from '../system/cpus.js';
+import type { Preprocessing } from '../data/preprocessing.js';
 import { APPLIES_TO, validateLossOptions, type LossOptions } from './loss-options.js';
 import {
   boolean, definedEntries, integerIn, knownKeys, nonNegativeInteger, numberWhere, oneOf, positiveInteger, shown,
 } from './validate.js';
-import { validateClip } from '../shared/clip.js';
+import { validateClip } from '../../shared/clip.js';
 import {
   ACTIVATIONS, defaultLoss, LOSSES, isSoftmaxLoss, type Activation, type LossName, type ModelConfig,
-} from '../shared/model.js';
-import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
-import { validateSchedule, type ScheduleSpec } from '../shared/schedule.js';
-import { wasmRelaxedSimdSupported, wasmSimdSupported, type WasmKernels } from '../shared/wasm.js';
-import { SGD_DEFAULTS, validateSGD, type SGDOptions } from '../shared/sgd.js';
-import { ADAM_DEFAULTS, defaultWeightDecay, validateAdam, type AdamOptions } from '../shared/adam.js';
+} from '../../shared/model.js';
+import { OptionRangeError, OptionTypeError } from '../../shared/option-errors.js';
+import { validateSchedule, type ScheduleSpec } from '../../shared/schedule.js';
+import { wasmRelaxedSimdSupported, wasmSimdSupported, type WasmKernels } from '../../shared/wasm.js';
+import { SGD_DEFAULTS, validateSGD, type SGDOptions } from '../../shared/sgd.js';
+import { ADAM_DEFAULTS, defaultWeightDecay, validateAdam, type AdamOptions } from '../../shared/adam.js';
 
 export type { LossOptions } from './loss-options.js';
 

@@ -1,9 +1,9 @@
 // The loss's options as the Trainer takes them, named and defaulted as PyTorch's (camelCased): which loss
 // each applies to, their validation, and their resolution into the LossSpec the workers receive.
 
-import { defaultLossSpec, type LossSpec } from '../shared/losses.js';
-import { isSoftmaxLoss, type LossName } from '../shared/model.js';
-import { OptionTypeError } from '../shared/option-errors.js';
+import { defaultLossSpec, type LossSpec } from '../../shared/losses.js';
+import { isSoftmaxLoss, type LossName } from '../../shared/model.js';
+import { OptionTypeError } from '../../shared/option-errors.js';
 import { integer, numberArray, numberWhere } from './validate.js';
 
 /** The loss's options, named and defaulted as PyTorch's (camelCased). Each applies to some losses only. */

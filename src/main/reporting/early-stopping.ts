@@ -4,10 +4,10 @@
 // history, the last record saying why. restoreBestWeights (Keras' restore_best_weights) puts back the
 // parameters of the best epoch when it stops.
 
-import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
-import type { EpochRecord } from './types.js';
-import { MONITORS, monitorMode, type Monitor } from '../shared/monitor.js';
-import { boolean, knownKeys, nonNegativeInteger, numberWhere, oneOf, shown } from './validate.js';
+import { OptionRangeError, OptionTypeError } from '../../shared/option-errors.js';
+import type { EpochRecord } from '../options/types.js';
+import { MONITORS, monitorMode, type Monitor } from '../../shared/monitor.js';
+import { boolean, knownKeys, nonNegativeInteger, numberWhere, oneOf, shown } from '../options/validate.js';
 
 export const EARLY_STOPPING_DEFAULTS = { monitor: 'valLoss', patience: 3, minDelta: 0, restoreBestWeights: false } as const;
 

@@ -11,24 +11,24 @@ import {
   kHypLr, kHypMomentum, kNoFailure, kPhaseReduced, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
   kWorkGen, kWorkStamp, reportFailure, RING_STEPS, STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField,
   type WorkerInit,
-} from '../shared/contract.js';
+} from '../../shared/contract.js';
 import {
   commitStep, mapRing, postProgress, readStepRow, ringBytes, startRun, type OptimizerProgress, type Ring, type StepProgress,
   type StepRecord,
-} from '../shared/ring.js';
-import { createSharedMemory, wasmRegionBytes, type WasmKernels } from '../shared/wasm.js';
-import { NORM_FIELDS, normChunks } from '../shared/clip.js';
-import { heapScratchBytes, kernelArrays, paramLayout, type ModelConfig } from '../shared/model.js';
-import type { LossSpec } from '../shared/losses.js';
-import type { SGDOptions } from '../shared/sgd.js';
-import type { AdamOptions } from '../shared/adam.js';
-import { addSums, emptySums, readBatchSums, type BatchSums } from '../shared/step.js';
-import type { SharedDataset } from './data.js';
-import { GradpoolError, OptionRangeError, ShardFailure, WorkerTimeout } from './errors.js';
-import { cpuLimit } from './cpus.js';
+} from '../../shared/ring.js';
+import { createSharedMemory, wasmRegionBytes, type WasmKernels } from '../../shared/wasm.js';
+import { NORM_FIELDS, normChunks } from '../../shared/clip.js';
+import { heapScratchBytes, kernelArrays, paramLayout, type ModelConfig } from '../../shared/model.js';
+import type { LossSpec } from '../../shared/losses.js';
+import type { SGDOptions } from '../../shared/sgd.js';
+import type { AdamOptions } from '../../shared/adam.js';
+import { addSums, emptySums, readBatchSums, type BatchSums } from '../../shared/step.js';
+import type { SharedDataset } from '../data/data.js';
+import { GradpoolError, OptionRangeError, ShardFailure, WorkerTimeout } from '../errors.js';
+import { cpuLimit } from '../system/cpus.js';
 import { WorkerLoops } from './worker-loops.js';
-import { checkLength, checkMemory, formatBytes } from './memory.js';
-import type { Reduction } from './options.js';
+import { checkLength, checkMemory, formatBytes } from '../data/memory.js';
+import type { Reduction } from '../options/options.js';
 
 /** What the pool is built with (a subset of the Trainer's resolved options). */
 export interface PoolOptions {

@@ -7,14 +7,14 @@
 //
 // In a checkpoint it is one JSON metadata entry (PREPROCESSING_KEY); read back with every field checked.
 
-import { CheckpointError } from './errors.js';
-import type { LoadedData } from './loaders/loaded.js';
-import { fitNormalization, type Normalization, type NormalizeMode } from './loaders/prepare.js';
-import { knownKeys, oneOf, shown } from './validate.js';
-import { loadSafetensors } from './checkpoint/file.js';
-import { PREPROCESSING_KEY } from './checkpoint/metadata.js';
-import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
-import { OptionRangeError, OptionTypeError } from '../shared/option-errors.js';
+import { CheckpointError } from '../errors.js';
+import type { LoadedData } from '../loaders/loaded.js';
+import { fitNormalization, type Normalization, type NormalizeMode } from '../loaders/prepare.js';
+import { knownKeys, oneOf, shown } from '../options/validate.js';
+import { loadSafetensors } from '../checkpoint/file.js';
+import { PREPROCESSING_KEY } from '../checkpoint/metadata.js';
+import { isSoftmaxLoss, type ModelConfig } from '../../shared/model.js';
+import { OptionRangeError, OptionTypeError } from '../../shared/option-errors.js';
 
 /** What a Trainer applies to raw inputs, and the names it reports results in. Every field is optional. */
 export interface Preprocessing {

@@ -3,7 +3,7 @@
 // allowed an OptionRangeError, and the message names the option as the caller wrote it
 // (`options.batchSize`, `fit options.epochs`) and shows the value received the one way `shown` does.
 
-import { OptionRangeError, OptionTypeError, shown } from '../shared/option-errors.js';
+import { OptionRangeError, OptionTypeError, shown } from '../../shared/option-errors.js';
 
 export { shown };
 

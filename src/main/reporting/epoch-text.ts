@@ -3,7 +3,7 @@
 // ETA. fit({ verbose: true }) hands it to fit options.log, by default writeStdout: the library's one
 // console writer. The training script gives its own log.
 
-import type { EpochRecord } from './types.js';
+import type { EpochRecord } from '../options/types.js';
 
 /** Where fit({ verbose: true })'s lines go when fit options.log is not given: standard output. */
 export function writeStdout(text: string): void {

@@ -2,11 +2,11 @@
 // targets, per class (for report.ts's precision, recall and F1), and the confusion matrix where it is
 // small enough to be worth returning. Memory grows with rows and classes, never with classes squared.
 
-import type { SharedDataset } from './data.js';
+import type { SharedDataset } from '../data/data.js';
 import { classCounts, type ClassCounts } from './report.js';
-import { argmaxRow } from '../shared/kernels.js';
-import type { LossSpec } from '../shared/losses.js';
-import { isSoftmaxLoss, type ModelConfig } from '../shared/model.js';
+import { argmaxRow } from '../../shared/kernels.js';
+import type { LossSpec } from '../../shared/losses.js';
+import { isSoftmaxLoss, type ModelConfig } from '../../shared/model.js';
 
 /** The most classes for which evaluate() returns the K x K confusion matrix (1,048,576 cells at 1,024
  *  classes, about 8 MB as JavaScript numbers); with more, `confusion` is null and the report comes from

@@ -6,9 +6,9 @@
 import { once } from 'node:events';
 import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
 import { Piscina } from 'piscina';
-import { GradpoolError } from './errors.js';
+import { GradpoolError } from '../errors.js';
 import { workerFile } from './worker-entry.js';
-import { kCtlGeneration, kWorkShard, kWorkThread, workField, type DatasetBuffers, type LoopTask, type WorkerInit } from '../shared/contract.js';
+import { kCtlGeneration, kWorkShard, kWorkThread, workField, type DatasetBuffers, type LoopTask, type WorkerInit } from '../../shared/contract.js';
 
 /** A worker whose loop task ended with an error, what it was computing (-1: no shard) and why. */
 export interface Death {

@@ -4,11 +4,11 @@
 // Targets follow the loss: class indices (N,) or probabilities (N, K) for the softmax losses, values in
 // [0, 1] of shape (N, K) for the sigmoid ones.
 
-import type { DatasetBuffers } from '../shared/contract.js';
-import type { LossSpec } from '../shared/losses.js';
-import { isSoftmaxLoss, type LossName, type ModelConfig } from '../shared/model.js';
-import { DataError, shapeText } from './errors.js';
-import { normalizeInPlace, type Normalization } from './loaders/prepare.js';
+import type { DatasetBuffers } from '../../shared/contract.js';
+import type { LossSpec } from '../../shared/losses.js';
+import { isSoftmaxLoss, type LossName, type ModelConfig } from '../../shared/model.js';
+import { DataError, shapeText } from '../errors.js';
+import { normalizeInPlace, type Normalization } from '../loaders/prepare.js';
 import { checkLength, checkMemory } from './memory.js';
 
 type Numbers = ArrayLike<number>;

@@ -18,8 +18,8 @@
 
 import { constants as bufferConstants } from 'node:buffer';
 import { totalmem } from 'node:os';
-import { readText, type ReadText } from './cpus.js';
-import { DataError } from './errors.js';
+import { readText, type ReadText } from '../system/cpus.js';
+import { DataError } from '../errors.js';
 
 /** The most bytes of a Buffer (and elements of a Uint8Array): 2^32 on Node 20, 2^53 - 1 on Node 22+. */
 export const MAX_BUFFER_LENGTH: number = bufferConstants.MAX_LENGTH;
