@@ -135,7 +135,7 @@ describe('signals', () => {
   it('a SIGTERM to `npm run train` stops the trainer too: saved mid-epoch, not orphaned', async () => {
     const out = join(dir, 'npm.safetensors');
     // npm passes the signal to its shell, which dies without passing it on.
-    const npm = spawn('npm', ['run', 'train', '--', '--layers', '784,32,10', '--epochs', '200', '--batch-size', '2', '--validation-split', '0', '--no-progress', '--out', out],
+    const npm = spawn('npm', ['run', 'train', '--', '--layers', '784,64,10', '--epochs', '200', '--batch-size', '1', '--validation-split', '0', '--no-progress', '--out', out],
       { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -146,7 +146,9 @@ describe('signals', () => {
       stdout += b.toString();
       if (/^epoch 1\/200/m.test(stdout)) resolve();
     }));
-    // Into epoch 2 (about 4,000 steps, over a second here), not at its start, so the stop is mid-epoch.
+    // Into epoch 2 (8,004 steps of one row: over a second even with Node 26's FMA kernels, where 4,002
+    // steps of two rows of a 784-32-10 model ended before the stop arrived), not at its start, so the
+    // stop is mid-epoch.
     await new Promise((resolve) => setTimeout(resolve, 200));
     npm.kill('SIGTERM');
     const settled = await Promise.race([closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 15_000))]);
