@@ -176,4 +176,16 @@ describe('the other commands', () => {
     expect(script.err).toMatch(new RegExp(`^gradpool export: --pytorch and --train \\(recorded in ${run.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\) name the same file`));
     expect(readFileSync(data.path).equals(data.bytes)).toBe(true);
   });
+
+  it('refuses export --pytorch whose digits IDX files, written beside the script, would replace the checkpoint', async () => {
+    // A run on the bundled digits: the script's data are written as <script>-mnist-train-{images,labels}.idx.
+    const run = join(dir, 'digits-mnist-train-images.idx');
+    expect((await runCli(['--layers', '784,4,10', '--epochs', '1', '--no-progress', '--out', run])).code).toBe(0);
+    const bytes = readFileSync(run);
+    const r = await runCommand(exportMain, [run, '--pytorch', join(dir, 'digits.py')]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/^gradpool export: --pytorch's digits images and <checkpoint> name the same file/);
+    expect(readFileSync(run).equals(bytes)).toBe(true);
+    expect(existsSync(join(dir, 'digits.py'))).toBe(false);
+  });
 });

@@ -45,9 +45,10 @@ export async function exportMain(argv: string[], out: NodeJS.WriteStream = proce
     if (f.onnx === undefined && f.pytorch === undefined) throw new UsageError('nothing to export: give --onnx <file.onnx> or --pytorch <file.py>');
     const ckpt = await loadCheckpoint(path);
     // What is written replaces neither the checkpoint nor the run's data files (the script reads them).
+    const run = recordedRun(ckpt);
     checkDistinctFiles(
-      [fileFlag('--onnx', f.onnx), fileFlag('--pytorch', f.pytorch), ...digitsFiles(ckpt, f.pytorch)],
-      [fileFlag('<checkpoint>', path), ...recordedDataFiles(ckpt, path)],
+      [fileFlag('--onnx', f.onnx), fileFlag('--pytorch', f.pytorch), ...digitsFiles(run, f.pytorch)],
+      [fileFlag('<checkpoint>', path), ...recordedDataFiles(run, path)],
     );
     const preprocessing = parsePreprocessing(ckpt.metadata, ckpt.config, path);
     if (f.onnx !== undefined) {
@@ -67,11 +68,15 @@ export async function exportMain(argv: string[], out: NodeJS.WriteStream = proce
   }
 }
 
-/** The data files the run that wrote `ckpt` read, by the flags it recorded. */
-function recordedDataFiles(ckpt: Checkpoint, path: string): (FileFlag | null)[] {
+/** The training script's flags that `ckpt` records, or null for a checkpoint save() wrote. */
+function recordedRun(ckpt: Checkpoint): Partial<Flags> | null {
   const text = ckpt.metadata[RUN_KEY];
-  if (text === undefined) return [];
-  const run = parseMetadataJson(text) as Partial<Flags>;
+  return text === undefined ? null : (parseMetadataJson(text) as Partial<Flags>);
+}
+
+/** The data files the run that wrote `ckpt` read, by the flags it recorded. */
+function recordedDataFiles(run: Partial<Flags> | null, path: string): (FileFlag | null)[] {
+  if (run === null) return [];
   const recorded = (flag: string, p: string | undefined): FileFlag | null => fileFlag(`${flag} (recorded in ${path})`, p);
   return [
     recorded('--train', run.train), recorded('--test', run.test), recorded('--train-images', run.trainImages),
@@ -80,9 +85,8 @@ function recordedDataFiles(ckpt: Checkpoint, path: string): (FileFlag | null)[] 
 }
 
 /** The IDX files --pytorch writes beside the script for a run on the bundled digits. */
-function digitsFiles(ckpt: Checkpoint, script: string | undefined): (FileFlag | null)[] {
-  const text = ckpt.metadata[RUN_KEY];
-  if (script === undefined || text === undefined || (parseMetadataJson(text) as Partial<Flags>).data !== 'mnist') return [];
+function digitsFiles(run: Partial<Flags> | null, script: string | undefined): (FileFlag | null)[] {
+  if (script === undefined || run?.data !== 'mnist') return [];
   const { images, labels } = mnistIdxPaths(script);
   return [fileFlag("--pytorch's digits images", images), fileFlag("--pytorch's digits labels", labels)];
 }
