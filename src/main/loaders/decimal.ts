@@ -70,92 +70,129 @@ export function parseDecimal(buf: Uint8Array, p: number, end: number, delimiter:
   return negative ? -v : v;
 }
 
+/** What parseCareful has read of the cell so far: module state, so that no object is made per cell. The
+ *  cell is (m + a fraction dropped) * 10^exponent. */
+const cell = {
+  /** The first KEPT_DIGITS significant digits, as an integer. */
+  m: 0,
+  /** Significant digits in m. */
+  digits: 0,
+  exponent: 0,
+  /** A nonzero digit past the kept ones. */
+  dropped: false,
+};
+
 /** parseDecimal for any cell: leading spaces, more than 15 digits, an exponent. */
 function parseCareful(buf: Uint8Array, p: number, end: number, delimiter: number, tabIsDelimiter: boolean): number {
+  p = skipSpaces(buf, p, end, tabIsDelimiter);
+  if (p === end) return NaN;
+  const negative = buf[p] === 45;
+  if (negative || buf[p] === 43) p++;
+  p = readMantissa(buf, p, end);
+  if (p < 0) return NaN;
+  if (p < end && (buf[p] | 32) === 101) {
+    p = readExponent(buf, p + 1, end);
+    if (p < 0) return NaN;
+  }
+  p = skipSpaces(buf, p, end, tabIsDelimiter);
+  if (p < end && buf[p] !== delimiter) return NaN;
+  const v = cellValue();
+  if (Number.isNaN(v)) return NaN;
+  scanned.end = p;
+  return negative ? -v : v;
+}
+
+/** The index of the first byte from p on that is not a space (nor a tab, unless tabIsDelimiter). */
+function skipSpaces(buf: Uint8Array, p: number, end: number, tabIsDelimiter: boolean): number {
   let b = 0;
   while (p < end && ((b = buf[p]) === 32 || (b === 9 && !tabIsDelimiter))) p++;
-  if (p === end) return NaN;
-  let negative = false;
-  if (b === 45) {
-    negative = true;
-    p++;
-  } else if (b === 43) {
-    p++;
+  return p;
+}
+
+/** Reads `digits [. digits]` from p into `cell`: the index after them, or -1 when there is no digit. */
+function readMantissa(buf: Uint8Array, p: number, end: number): number {
+  cell.m = 0;
+  cell.digits = 0;
+  cell.exponent = 0;
+  cell.dropped = false;
+  const first = p;
+  p = readDigits(buf, p, end, false);
+  let any = p > first;
+  if (p < end && buf[p] === 46) {
+    const fraction = p + 1;
+    p = readDigits(buf, fraction, end, true);
+    any ||= p > fraction;
   }
-  let m = 0; // the first KEPT_DIGITS significant digits, as an integer
-  let digits = 0; // significant digits in m
-  let exponent = 0; // the cell is (m + a fraction dropped) * 10^exponent
-  let dropped = false; // a nonzero digit past the kept ones
-  let any = false;
+  return any ? p : -1;
+}
+
+/** Adds the digits from p on to `cell`, those of the integer part or (`fractional`) of the fraction: the
+ *  index after the last. */
+function readDigits(buf: Uint8Array, p: number, end: number, fractional: boolean): number {
+  let { m, digits, exponent, dropped } = cell;
   for (; p < end; p++) {
     const d = buf[p] - 48;
     if (d < 0 || d > 9) break;
-    any = true;
     if (digits < KEPT_DIGITS) {
       if (m !== 0 || d !== 0) {
         m = m * 10 + d;
         digits++;
       }
+      if (fractional) exponent--;
     } else {
-      exponent++;
+      if (!fractional) exponent++;
       if (d !== 0) dropped = true;
     }
   }
-  if (p < end && buf[p] === 46) {
-    for (p++; p < end; p++) {
-      const d = buf[p] - 48;
-      if (d < 0 || d > 9) break;
-      any = true;
-      if (digits < KEPT_DIGITS) {
-        if (m !== 0 || d !== 0) {
-          m = m * 10 + d;
-          digits++;
-        }
-        exponent--;
-      } else if (d !== 0) {
-        dropped = true;
-      }
-    }
-  }
-  if (!any) return NaN;
-  if (p < end && (buf[p] | 32) === 101) {
+  cell.m = m;
+  cell.digits = digits;
+  cell.exponent = exponent;
+  cell.dropped = dropped;
+  return p;
+}
+
+/** Reads the exponent's `[+-] digits` from p (after the 'e') into cell.exponent: the index after it, or -1
+ *  when it has no digit. */
+function readExponent(buf: Uint8Array, p: number, end: number): number {
+  let negative = false;
+  if (p < end && buf[p] === 45) {
+    negative = true;
     p++;
-    let negativeExponent = false;
-    if (p < end && buf[p] === 45) {
-      negativeExponent = true;
-      p++;
-    } else if (p < end && buf[p] === 43) {
-      p++;
-    }
-    let e = 0;
-    let eDigits = false;
-    for (; p < end; p++) {
-      const d = buf[p] - 48;
-      if (d < 0 || d > 9) break;
-      eDigits = true;
-      if (e < 1e6) e = e * 10 + d; // past that, any mantissa under- or overflows anyway
-    }
-    if (!eDigits) return NaN;
-    exponent += negativeExponent ? -e : e;
+  } else if (p < end && buf[p] === 43) {
+    p++;
   }
-  while (p < end && ((b = buf[p]) === 32 || (b === 9 && !tabIsDelimiter))) p++;
-  if (p < end && buf[p] !== delimiter) return NaN;
-  let v: number;
+  const first = p;
+  let e = 0;
+  for (; p < end; p++) {
+    const d = buf[p] - 48;
+    if (d < 0 || d > 9) break;
+    if (e < 1e6) e = e * 10 + d; // past that, any mantissa under- or overflows anyway
+  }
+  if (p === first) return -1;
+  cell.exponent += negative ? -e : e;
+  return p;
+}
+
+/** The value of `cell` (positive) as a float64 whose float32 rounding is the cell's, and scanned.exact; NaN,
+ *  scanned untouched, when that cannot be known here (parseDecimal's comment says why). */
+function cellValue(): number {
+  const { m, exponent } = cell;
   if (m === 0) {
-    v = 0; // every digit zero: 0 whatever the exponent, and nothing was dropped
     scanned.exact = true;
-  } else if (exponent >= -22 && exponent <= 22) {
-    v = exponent < 0 ? m / POW10[-exponent] : m * POW10[exponent];
-    if (dropped) {
-      const hi = exponent < 0 ? (m + 1) / POW10[-exponent] : (m + 1) * POW10[exponent];
-      if (Math.fround(v) !== Math.fround(hi)) return NaN;
-      scanned.exact = false;
-    } else {
-      scanned.exact = true;
-    }
-  } else {
-    return NaN;
+    return 0; // every digit zero: 0 whatever the exponent, and nothing was dropped
   }
-  scanned.end = p;
-  return negative ? -v : v;
+  if (exponent < -22 || exponent > 22) return NaN;
+  const v = times10(m, exponent);
+  if (cell.dropped) {
+    if (Math.fround(v) !== Math.fround(times10(m + 1, exponent))) return NaN;
+    scanned.exact = false;
+  } else {
+    scanned.exact = true;
+  }
+  return v;
+}
+
+/** m * 10^e for |e| <= 22, with one correctly rounded operation. */
+function times10(m: number, e: number): number {
+  return e < 0 ? m / POW10[-e] : m * POW10[e];
 }
