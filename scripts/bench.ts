@@ -19,7 +19,7 @@ import { cpuLimit, loadMnist, measure, Trainer, type TrainerOptions } from '../s
 import { median } from '../src/main/tune/measure.js';
 import { withSteal } from '../src/main/tune/steal.js';
 import { simdCeiling, wasmKernelsSupported, type WasmKernels } from '../src/shared/wasm.js';
-import { benchLoading, loadingTable } from './bench-loading.js';
+import { benchLoading, loadingTable, type LoadingResult } from './bench-loading.js';
 import { writeDocs } from './bench-docs.js';
 import { PRODUCTS, stealText, wasmProducts } from './kernel-timing.js';
 
@@ -118,13 +118,15 @@ async function child(name: string, workers: number, windows: number, seconds: nu
   process.stdout.write(JSON.stringify(r) + '\n');
 }
 
-/** PyTorch's step on a workload, run by scripts/reference/torch_bench.py; null when torch is missing. */
-function torchRunner(): {
+interface TorchRunner {
   describe: string;
   run: (o: TrainerOptions, windows: string, seconds: string) => number;
   /** The BLAS kernels of the faster setting, by workload shape, from the last run. */
   chosen: Map<string, string>;
-} | null {
+}
+
+/** PyTorch's step on a workload, run by scripts/reference/torch_bench.py; null when torch is missing. */
+function torchRunner(): TorchRunner | null {
   const script = fileURLToPath(new URL('./reference/torch_bench.py', import.meta.url));
   const python = '/usr/bin/python3';
   const probe = spawnSync(python, [script, '784,10', '64', '1', '0.05'], { encoding: 'utf8' });
@@ -212,12 +214,16 @@ function kernelTable(rs: Result[], ceilings: Ceilings): string {
   return lines.join('\n') + '\n';
 }
 
-async function parent(argv: string[]): Promise<number> {
-  const cpus = cpuLimit();
+interface BenchFlags {
+  only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string; kernels: 'auto' | WasmKernels | 'js';
+  vsPytorch?: boolean; revectorize?: boolean; writeDocs?: string;
+}
+
+function parseFlags(argv: string[], cpus: number): BenchFlags {
   const program = new Command('bench')
     .description('Benchmark gradpool on a fixed set of workloads at 1 worker and at every CPU.')
     .addOption(new Option('--only <names>', `comma-separated workloads (${Object.keys(WORKLOADS).join(', ')}, ${LOADING})`))
-    .addOption(new Option('--workers <n,...>', 'worker counts to run').default(`1,${cpus.cpus}`))
+    .addOption(new Option('--workers <n,...>', 'worker counts to run').default(`1,${cpus}`))
     .addOption(new Option('--windows <n>', 'measured windows per run, after a warm-up').default('5'))
     .addOption(new Option('--window-seconds <s>', 'length of each window').default('0.5'))
     .addOption(new Option('--kernels <which>', 'linear-layer kernels: WebAssembly SIMD (multiply and add, or fused), or the TS loops').choices(['auto', 'wasm', 'wasm-fma', 'js']).default('auto'))
@@ -227,10 +233,12 @@ async function parent(argv: string[]): Promise<number> {
     .addOption(new Option('--vs-pytorch', "also run PyTorch's training step on each workload (one thread, /usr/bin/python3), alternating with gradpool's runs"))
     .addOption(new Option('--child <spec>').hideHelp());
   program.parse(argv, { from: 'user' });
-  const o = program.opts<{
-    only?: string; workers: string; windows: string; windowSeconds: string; jsonl: string; child?: string; kernels: 'auto' | WasmKernels | 'js';
-    vsPytorch?: boolean; revectorize?: boolean; writeDocs?: string;
-  }>();
+  return program.opts<BenchFlags>();
+}
+
+async function parent(argv: string[]): Promise<number> {
+  const cpus = cpuLimit();
+  const o = parseFlags(argv, cpus.cpus);
   if (o.child !== undefined) {
     const [name, workers] = o.child.split(':');
     await child(name, Number(workers), Number(o.windows), Number(o.windowSeconds), o.kernels);
@@ -258,6 +266,17 @@ async function parent(argv: string[]): Promise<number> {
     process.stderr.write(`bench: --revectorize: node ${process.version} has no ${REVECTORIZE} (Node 22 and later have it)\n`);
     return 2;
   }
+  const ceilings = measureCeilings();
+  const torch = o.vsPytorch === true ? torchRunner() : null;
+  if (torch !== null) process.stdout.write(`PyTorch: ${torch.describe}\n`);
+  const run: Run = { o, names, ceilings, torch, results: [], torchRates: new Map() };
+  if (!runWorkloads(run, counts)) return 1;
+  report(run, loaded);
+  return 0;
+}
+
+/** Each WebAssembly build's SIMD ceiling on this machine, printed as it is measured. */
+function measureCeilings(): Ceilings {
   const ceilings: Ceilings = {};
   for (const k of ['wasm', 'wasm-fma'] as const) {
     if (!wasmKernelsSupported(k)) continue;
@@ -267,33 +286,54 @@ async function parent(argv: string[]): Promise<number> {
       `(12 independent f32x4 ${k === 'wasm' ? 'mul + add' : 'relaxed_madd'} chains, src/shared/wasm.ts simdCeiling), steal ${stealText(c.stealPct)}\n`);
   }
   if (ceilings.wasm === undefined) process.stdout.write('WebAssembly SIMD: none in this runtime\n');
-  const torch = o.vsPytorch === true ? torchRunner() : null;
-  if (torch !== null) process.stdout.write(`PyTorch: ${torch.describe}\n`);
-  const results: Result[] = [];
-  const torchRates: TorchRates = new Map();
-  const runTorch = (name: string): void => {
-    if (torch === null) return;
-    const r = withSteal(() => torch.run(WORKLOADS[name].options, o.windows, o.windowSeconds));
-    torchRates.set(name, [...(torchRates.get(name) ?? []), { rate: r.value, stealPct: r.stealPct }]);
-  };
+  return ceilings;
+}
+
+/** A benchmark run of training workloads: what was asked, and the figures as they come in. */
+interface Run {
+  o: BenchFlags;
+  names: string[];
+  ceilings: Ceilings;
+  torch: TorchRunner | null;
+  results: Result[];
+  torchRates: TorchRates;
+}
+
+function runTorch(run: Run, name: string): void {
+  const { torch, o } = run;
+  if (torch === null) return;
+  const r = withSteal(() => torch.run(WORKLOADS[name].options, o.windows, o.windowSeconds));
+  run.torchRates.set(name, [...(run.torchRates.get(name) ?? []), { rate: r.value, stealPct: r.stealPct }]);
+}
+
+/** Each workload at each worker count (and V8 flag set) in its own process, into run.results; false, having
+ *  said why, when one fails. */
+function runWorkloads(run: Run, counts: number[]): boolean {
+  const { o, names } = run;
   const flagSets = o.revectorize === true ? [[], [REVECTORIZE]] : [[]];
   const self = fileURLToPath(import.meta.url);
   for (const name of names) {
     for (const workers of counts) {
       // PyTorch and gradpool alternate, so that both see the same state of the machine.
-      runTorch(name);
+      runTorch(run, name);
       for (const flags of flagSets) {
         const args = [...process.execArgv, ...flags, self, '--child', `${name}:${workers}`, '--windows', o.windows, '--window-seconds', o.windowSeconds, '--kernels', o.kernels];
         const r = spawnSync(process.execPath, args, { encoding: 'utf8' });
         if (r.status !== 0) {
           process.stderr.write(`bench: ${name} at ${workers} workers${flags.length > 0 ? ` with ${flags.join(' ')}` : ''} failed:\n${r.stderr}`);
-          return 1;
+          return false;
         }
-        results.push(JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Result);
+        run.results.push(JSON.parse(r.stdout.trim().split('\n').at(-1) as string) as Result);
       }
     }
   }
-  if (torch !== null) for (const name of names) runTorch(name);
+  if (run.torch !== null) for (const name of names) runTorch(run, name);
+  return true;
+}
+
+/** Prints the tables, writes the JSON Lines and, with --write-docs, the documentation's table. */
+function report(run: Run, loaded: LoadingResult[]): void {
+  const { o, names, ceilings, torch, results, torchRates } = run;
   process.stdout.write('\n' + table(results, ceilings, torchRates) + '\n' + kernelTable(results, ceilings));
   const torchSteal = [...torchRates.entries()].map(([name, runs]) => `${name} ${runs.map((r) => stealText(r.stealPct)).join(', ')}`);
   if (torchSteal.length > 0) process.stdout.write(`PyTorch's runs, steal: ${torchSteal.join('; ')}\n`);
@@ -309,7 +349,6 @@ async function parent(argv: string[]): Promise<number> {
     writeDocs(o.writeDocs, results, torchMedians, Object.fromEntries(Object.entries(ceilings).map(([k, c]) => [k, c.gflops])));
     process.stdout.write(`wrote the table into ${o.writeDocs}\n`);
   }
-  return 0;
 }
 
 process.exitCode = await parent(process.argv.slice(2));

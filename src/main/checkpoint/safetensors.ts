@@ -154,15 +154,39 @@ export interface SafetensorsFile {
   tensors: TensorInfo[];
 }
 
+/** Throws a CheckpointError naming the file. */
+type Fail = (message: string, hint?: string) => never;
+
+function failIn(path: string): Fail {
+  return (message, hint) => {
+    throw new CheckpointError(path, message, hint);
+  };
+}
+
 /**
  * The header of safetensors bytes, checked against the file: every length, offset, dtype and shape, no
  * overlapping tensors, the checksum (when the file has one) against the data, the gradpool version. Reads
  * no tensor data; any gradpool metadata may be missing (a file written by PyTorch's tools).
  */
 export function readSafetensors(bytes: Uint8Array, path: string): SafetensorsFile {
-  const fail = (message: string, hint?: string): never => {
-    throw new CheckpointError(path, message, hint);
-  };
+  const fail = failIn(path);
+  const { header, dataStart } = readHeader(bytes, fail);
+  const metadata = readMetadata(header.__metadata__, fail);
+  const tensors = readTensorIndex(header, metadata, bytes.length - dataStart, fail);
+  checkHeaderChecksum(header, metadata, fail);
+  checkDataChecksum(bytes.subarray(dataStart), metadata, fail);
+  const version = metadata[VERSION_KEY];
+  if (version !== undefined && version !== VERSION) {
+    fail(
+      `metadata "gradpool.version" is ${quote(version, '"')}; this gradpool reads version ${VERSION}`,
+      'upgrade gradpool to read it',
+    );
+  }
+  return { bytes, dataStart, metadata, tensors };
+}
+
+/** The JSON header after the 8-byte length prefix, checked to be an object, and where the data starts. */
+function readHeader(bytes: Uint8Array, fail: Fail): { header: Record<string, unknown>; dataStart: number } {
   const truncated = 'the file is truncated or is not a safetensors checkpoint';
   if (bytes.length < 8) {
     fail(`file is ${bytes.length} bytes; a safetensors file starts with an 8-byte header length`, truncated);
@@ -197,9 +221,11 @@ export function readSafetensors(bytes: Uint8Array, path: string): SafetensorsFil
       `header is ${describe(header)}; expected a JSON object mapping tensor names to {dtype, shape, data_offsets}`,
     );
   }
+  return { header, dataStart: 8 + N };
+}
 
-  const dataLength = bytes.length - 8 - N;
-  const metadata = readMetadata(header.__metadata__, fail);
+/** Every tensor entry of the header, checked against the data section, in the order of their data. */
+function readTensorIndex(header: Record<string, unknown>, metadata: Record<string, string>, dataLength: number, fail: Fail): TensorInfo[] {
   // A gradpool checkpoint (one with a config) holds its model's tensors as float32; other files are
   // converted when read (tensorFloats).
   const checkpoint = Object.hasOwn(metadata, CONFIG_KEY);
@@ -218,49 +244,45 @@ export function readSafetensors(bytes: Uint8Array, path: string): SafetensorsFil
       );
     }
   }
-  const headerChecksum = metadata[HEADER_CHECKSUM_KEY];
-  if (headerChecksum !== undefined) {
-    const tensorEntries = Object.fromEntries(Object.entries(header).filter(([name]) => name !== '__metadata__'));
-    const actual = headerDigest(metadata, tensorEntries);
-    if (actual !== headerChecksum) {
-      fail(
-        `the header does not match its checksum (metadata "${HEADER_CHECKSUM_KEY}" ${clip(headerChecksum, 64)}, but the ` +
-          `metadata and tensor entries hash to ${actual}): its options, state or tensor index were edited or damaged`,
-        'load the previous checkpoint instead; this one cannot be trusted',
-      );
-    }
-  }
-  const checksum = metadata[CHECKSUM_KEY];
-  if (checksum !== undefined) {
-    const edited = 'the file was damaged or edited after it was written; load the previous checkpoint instead';
-    if (!/^[0-9a-f]{64}$/.test(checksum)) {
-      fail(`metadata "${CHECKSUM_KEY}" is ${quote(checksum)}; expected the SHA-256 of the tensor data as 64 lowercase hex digits`, edited);
-    }
-    const actual = createHash('sha256').update(bytes.subarray(8 + N)).digest('hex');
-    if (actual !== checksum) {
-      fail(
-        `the tensor data does not match its checksum (metadata "${CHECKSUM_KEY}" ${checksum}, ` +
-          `but the ${dataLength} data bytes hash to ${actual}): the file is torn or was edited`,
-        'load the previous checkpoint instead; this one cannot be trusted',
-      );
-    }
-  }
+  return sorted;
+}
 
-  const version = metadata[VERSION_KEY];
-  if (version !== undefined && version !== VERSION) {
+/** Refuses a header whose metadata and tensor entries do not hash to its HEADER_CHECKSUM_KEY, if it has one. */
+function checkHeaderChecksum(header: Record<string, unknown>, metadata: Record<string, string>, fail: Fail): void {
+  const headerChecksum = metadata[HEADER_CHECKSUM_KEY];
+  if (headerChecksum === undefined) return;
+  const tensorEntries = Object.fromEntries(Object.entries(header).filter(([name]) => name !== '__metadata__'));
+  const actual = headerDigest(metadata, tensorEntries);
+  if (actual !== headerChecksum) {
     fail(
-      `metadata "gradpool.version" is ${quote(version, '"')}; this gradpool reads version ${VERSION}`,
-      'upgrade gradpool to read it',
+      `the header does not match its checksum (metadata "${HEADER_CHECKSUM_KEY}" ${clip(headerChecksum, 64)}, but the ` +
+        `metadata and tensor entries hash to ${actual}): its options, state or tensor index were edited or damaged`,
+      'load the previous checkpoint instead; this one cannot be trusted',
     );
   }
-  return { bytes, dataStart: 8 + N, metadata, tensors: sorted };
+}
+
+/** Refuses a data section that does not hash to the metadata's CHECKSUM_KEY, if it has one. */
+function checkDataChecksum(data: Uint8Array, metadata: Record<string, string>, fail: Fail): void {
+  const checksum = metadata[CHECKSUM_KEY];
+  if (checksum === undefined) return;
+  const edited = 'the file was damaged or edited after it was written; load the previous checkpoint instead';
+  if (!/^[0-9a-f]{64}$/.test(checksum)) {
+    fail(`metadata "${CHECKSUM_KEY}" is ${quote(checksum)}; expected the SHA-256 of the tensor data as 64 lowercase hex digits`, edited);
+  }
+  const actual = createHash('sha256').update(data).digest('hex');
+  if (actual !== checksum) {
+    fail(
+      `the tensor data does not match its checksum (metadata "${CHECKSUM_KEY}" ${checksum}, ` +
+        `but the ${data.length} data bytes hash to ${actual}): the file is torn or was edited`,
+      'load the previous checkpoint instead; this one cannot be trusted',
+    );
+  }
 }
 
 /** The gradpool checkpoint a checked file holds: its config, its model's float32 tensors, the rest. */
 export function checkpointOf(file: SafetensorsFile, path: string): Checkpoint {
-  const fail = (message: string, hint?: string): never => {
-    throw new CheckpointError(path, message, hint);
-  };
+  const fail = failIn(path);
   const { metadata, tensors: sorted } = file;
   const tensors = new Map<string, TensorInfo>(sorted.map((t) => [t.name, t]));
   if (!Object.hasOwn(metadata, CONFIG_KEY)) {
@@ -421,7 +443,7 @@ function readTensor(
   entry: unknown,
   dataLength: number,
   float32Only: boolean,
-  fail: (message: string, hint?: string) => never,
+  fail: Fail,
 ): TensorInfo {
   const q = quote(name);
   if (!isObject(entry)) {
