@@ -13,6 +13,7 @@ import { Command } from 'commander';
 import { linearBackward, linearForward } from '../src/shared/kernels.js';
 import { simdCeiling, wasmKernelsSupported, type WasmKernels } from '../src/shared/wasm.js';
 import { fill, PRODUCTS, secondsPerCall, stealText, wasmProducts, type Product } from './kernel-timing.js';
+import { ignoreClosedOutput } from '../src/cli/closed-output.js';
 
 const BATCHES = [16, 64, 256];
 /** (C, OC) of the layers of 784-128-10 and 784-1024-1024-10. */
@@ -137,4 +138,5 @@ function main(): void {
   }
 }
 
+ignoreClosedOutput(); // `npm run ... | head`: a closed stdout ends nothing
 main();

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { predictMain } from '../src/cli/predict.js';
 import { Trainer } from '../src/main/index.js';
 import { Rng } from '../src/shared/rng.js';
+import { ignoreClosedOutput } from '../src/cli/closed-output.js';
 
 const FEATURES = 20;
 const HIDDEN = 64;
@@ -75,5 +76,6 @@ async function bench(): Promise<void> {
   }
 }
 
+ignoreClosedOutput(); // `npm run ... | head`: a closed stdout ends nothing
 if (process.argv[2] === '--child') await child(process.argv.slice(3));
 else await bench();

@@ -15,6 +15,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
+import { positiveInt, positiveNumber } from '../src/cli/parse.js';
 import { cpuLimit, loadMnist, measure, Trainer, type TrainerOptions } from '../src/main/index.js';
 import { median } from '../src/main/tune/measure.js';
 import { withSteal } from '../src/main/tune/steal.js';
@@ -22,6 +23,7 @@ import { simdCeiling, wasmKernelsSupported, type WasmKernels } from '../src/shar
 import { benchLoading, loadingTable, type LoadingResult } from './bench-loading.js';
 import { writeDocs } from './bench-docs.js';
 import { PRODUCTS, stealText, wasmProducts } from './kernel-timing.js';
+import { ignoreClosedOutput } from '../src/cli/closed-output.js';
 
 /** A window with more steal than this is measured again (up to as many times as there are windows). */
 const MAX_STEAL_PCT = 5;
@@ -77,15 +79,16 @@ interface Result {
 
 export type BenchResult = Result;
 
-/** The WebAssembly kernels of one build alone at a workload's shard shapes: what training can reach. */
-function kernelsAlone(kernels: WasmKernels, layers: number[], rows: number): Pick<Result, 'alone' | 'aloneGflops' | 'aloneStealPct'> {
+/** The WebAssembly kernels of one build alone at a workload's shard shapes, over windows a fifth as long as
+ *  training's (100 ms by default): what training can reach. */
+function kernelsAlone(kernels: WasmKernels, layers: number[], rows: number, windowSeconds: number): Pick<Result, 'alone' | 'aloneGflops' | 'aloneStealPct'> {
   const alone: Result['alone'] = [];
   let flops = 0;
   let seconds = 0;
   let steal: number | null = 0;
   for (let l = 0; l + 1 < layers.length; l++) {
     const [C, OC] = [layers[l], layers[l + 1]];
-    const m = wasmProducts(kernels, rows, C, OC, 3);
+    const m = wasmProducts(kernels, rows, C, OC, 3, (1000 * windowSeconds) / 5);
     steal = m.stealPct === null || steal === null ? null : Math.max(steal, m.stealPct);
     for (const product of PRODUCTS) {
       alone.push({ shape: [rows, C, OC], product, gflops: m.gflops[product] });
@@ -113,7 +116,7 @@ async function child(name: string, workers: number, windows: number, seconds: nu
     peakRssMB: process.resourceUsage().maxRSS / 1024, windows, kernels: m.kernels, node: process.version,
     v8Flags: process.execArgv.filter((a) => a.startsWith('--experimental-wasm')),
     stealPct: m.stealPct, repeated: m.repeated, stolen: m.stolen,
-    ...(m.kernels === 'js' ? { alone: [], aloneGflops: NaN, aloneStealPct: null } : kernelsAlone(m.kernels, m.layers, Math.ceil(m.batchSize / m.shards))),
+    ...(m.kernels === 'js' ? { alone: [], aloneGflops: NaN, aloneStealPct: null } : kernelsAlone(m.kernels, m.layers, Math.ceil(m.batchSize / m.shards), seconds)),
   };
   process.stdout.write(JSON.stringify(r) + '\n');
 }
@@ -219,19 +222,23 @@ interface BenchFlags {
   vsPytorch?: boolean; revectorize?: boolean; writeDocs?: string;
 }
 
+/** A flag's text, passed on to the child processes as it is, once `parse` accepts it. */
+const checked = (parse: (text: string) => number) => (text: string): string => (parse(text), text);
+
 function parseFlags(argv: string[], cpus: number): BenchFlags {
   const program = new Command('bench')
     .description('Benchmark gradpool on a fixed set of workloads at 1 worker and at every CPU.')
     .addOption(new Option('--only <names>', `comma-separated workloads (${Object.keys(WORKLOADS).join(', ')}, ${LOADING})`))
     .addOption(new Option('--workers <n,...>', 'worker counts to run').default(`1,${cpus}`))
-    .addOption(new Option('--windows <n>', 'measured windows per run, after a warm-up').default('5'))
-    .addOption(new Option('--window-seconds <s>', 'length of each window').default('0.5'))
+    .addOption(new Option('--windows <n>', 'measured windows per run, after a warm-up').default('5').argParser(checked(positiveInt())))
+    .addOption(new Option('--window-seconds <s>', 'length of each window (the kernels alone: a fifth of it; the SIMD ceiling: one)').default('0.5').argParser(checked(positiveNumber())))
     .addOption(new Option('--kernels <which>', 'linear-layer kernels: WebAssembly SIMD (multiply and add, or fused), or the TS loops').choices(['auto', 'wasm', 'wasm-fma', 'js']).default('auto'))
     .addOption(new Option('--revectorize', `run each workload alternately without and with node ${REVECTORIZE} (Node 22+)`))
     .addOption(new Option('--write-docs [file]', 'write the table into the documentation, a dated block per machine and Node version').preset('docs/performance.md'))
     .addOption(new Option('--jsonl <file>', 'JSON Lines output, one record per run').default('bench.jsonl'))
     .addOption(new Option('--vs-pytorch', "also run PyTorch's training step on each workload (one thread, /usr/bin/python3), alternating with gradpool's runs"))
     .addOption(new Option('--child <spec>').hideHelp());
+  program.exitOverride((e) => process.exit(e.exitCode === 0 ? 0 : 2)); // a usage error: 2, as the CLI's
   program.parse(argv, { from: 'user' });
   return program.opts<BenchFlags>();
 }
@@ -266,7 +273,7 @@ async function parent(argv: string[]): Promise<number> {
     process.stderr.write(`bench: --revectorize: node ${process.version} has no ${REVECTORIZE} (Node 22 and later have it)\n`);
     return 2;
   }
-  const ceilings = measureCeilings();
+  const ceilings = measureCeilings(Number(o.windowSeconds));
   const torch = o.vsPytorch === true ? torchRunner() : null;
   if (torch !== null) process.stdout.write(`PyTorch: ${torch.describe}\n`);
   const run: Run = { o, names, ceilings, torch, results: [], torchRates: new Map() };
@@ -275,12 +282,12 @@ async function parent(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** Each WebAssembly build's SIMD ceiling on this machine, printed as it is measured. */
-function measureCeilings(): Ceilings {
+/** Each WebAssembly build's SIMD ceiling on this machine, over one training window, printed as it is measured. */
+function measureCeilings(windowSeconds: number): Ceilings {
   const ceilings: Ceilings = {};
   for (const k of ['wasm', 'wasm-fma'] as const) {
     if (!wasmKernelsSupported(k)) continue;
-    const c = withSteal(() => simdCeiling(500, k) as number);
+    const c = withSteal(() => simdCeiling(1000 * windowSeconds, k) as number);
     ceilings[k] = { gflops: c.value, stealPct: c.stealPct };
     process.stdout.write(`WebAssembly SIMD ceiling of the ${k} kernels: ${c.value.toFixed(1)} GFLOP/s per thread ` +
       `(12 independent f32x4 ${k === 'wasm' ? 'mul + add' : 'relaxed_madd'} chains, src/shared/wasm.ts simdCeiling), steal ${stealText(c.stealPct)}\n`);
@@ -351,4 +358,5 @@ function report(run: Run, loaded: LoadingResult[]): void {
   }
 }
 
+ignoreClosedOutput(); // `npm run ... | head`: a closed stdout ends nothing
 process.exitCode = await parent(process.argv.slice(2));

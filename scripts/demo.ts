@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEMO_MODEL, startDemoServer } from './demo-server.js';
+import { ignoreClosedOutput } from '../src/cli/closed-output.js';
 
 /** Small and quick: about 93% on the test digits after three epochs, trained in seconds. */
 const DEMO_RECIPE = { layers: [784, 64, 10], lr: 0.05, momentum: 0.9, batchSize: 64 };
@@ -75,4 +76,5 @@ function usage(message: string, code = 2): number {
   return code;
 }
 
+ignoreClosedOutput(); // `npm run ... | head`: a closed stdout ends nothing
 process.exitCode = await main().catch((err: unknown) => usage(err instanceof Error ? err.message : String(err), 1));

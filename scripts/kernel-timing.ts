@@ -1,7 +1,7 @@
 // Timing the linear-layer kernels on their own, one thread, for both benchmarks: bench-kernels.ts prints
 // them at the MLPs' shapes, bench.ts beside the same kernels' speed inside training at the shard's shape.
-// Each figure is the median over windows, after a warm-up, of enough calls to last ~100 ms; GFLOP/s at
-// 2*B*C*OC flops per product, and the steal of /proc/stat over the timed windows.
+// Each figure is the median over windows, after a warm-up, of enough calls to last a window (100 ms unless
+// the caller says); GFLOP/s at 2*B*C*OC flops per product, and the steal of /proc/stat over the timed windows.
 
 import { cpuTicks, stealPercent } from '../src/main/tune/steal.js';
 import { createWasmLinear, type WasmKernels } from '../src/shared/wasm.js';
@@ -9,17 +9,15 @@ import { createWasmLinear, type WasmKernels } from '../src/shared/wasm.js';
 export const PRODUCTS = ['forward', 'backward weight', 'backward input'] as const;
 export type Product = (typeof PRODUCTS)[number];
 
-const WINDOW_MS = 100;
-
-/** Median seconds per call of f over `reps` windows of ~WINDOW_MS each, after one warm-up window. */
-export function secondsPerCall(f: () => void, reps: number): number {
+/** Median seconds per call of f over `reps` windows of ~windowMs each, after one warm-up window. */
+export function secondsPerCall(f: () => void, reps: number, windowMs = 100): number {
   let calls = 1;
   let t0 = performance.now();
   f();
   let elapsed = performance.now() - t0;
-  // Warm-up doubles as calibration: grow the call count until a window lasts WINDOW_MS.
-  while (elapsed < WINDOW_MS) {
-    calls = Math.max(calls * 2, Math.ceil((calls * WINDOW_MS) / Math.max(elapsed, 1e-3)));
+  // Warm-up doubles as calibration: grow the call count until a window lasts windowMs.
+  while (elapsed < windowMs) {
+    calls = Math.max(calls * 2, Math.ceil((calls * windowMs) / Math.max(elapsed, 1e-3)));
     t0 = performance.now();
     for (let i = 0; i < calls; i++) f();
     elapsed = performance.now() - t0;
@@ -44,8 +42,9 @@ export function fill(a: Float32Array, seed: number): Float32Array {
   return a;
 }
 
-/** GFLOP/s of each product of one build of the WebAssembly kernels at (B, C, OC), and the steal meanwhile. */
-export function wasmProducts(kernels: WasmKernels, B: number, C: number, OC: number, reps: number): { gflops: Record<Product, number>; stealPct: number | null } {
+/** GFLOP/s of each product of one build of the WebAssembly kernels at (B, C, OC), timed over `reps` windows of
+ *  ~windowMs, and the steal meanwhile. */
+export function wasmProducts(kernels: WasmKernels, B: number, C: number, OC: number, reps: number, windowMs = 100): { gflops: Record<Product, number>; stealPct: number | null } {
   const wasm = createWasmLinear(2 * (B * C + OC * C + B * OC + OC) + 64, kernels);
   if (wasm === null) throw new Error(`the ${kernels} kernels cannot run in Node ${process.version}`);
   const w = {
@@ -56,9 +55,9 @@ export function wasmProducts(kernels: WasmKernels, B: number, C: number, OC: num
   const gflops = (seconds: number): number => (2 * B * C * OC) / seconds / 1e9;
   const from = cpuTicks();
   const result = {
-    forward: gflops(secondsPerCall(() => wasm.forward(w.out, w.inp, w.weight, w.bias, B, C, OC), reps)),
-    'backward weight': gflops(secondsPerCall(() => wasm.backwardWeight(w.dweight, w.dbias, w.dout, w.inp, B, C, OC), reps)),
-    'backward input': gflops(secondsPerCall(() => wasm.backwardInput(w.dinp, w.dout, w.weight, B, C, OC), reps)),
+    forward: gflops(secondsPerCall(() => wasm.forward(w.out, w.inp, w.weight, w.bias, B, C, OC), reps, windowMs)),
+    'backward weight': gflops(secondsPerCall(() => wasm.backwardWeight(w.dweight, w.dbias, w.dout, w.inp, B, C, OC), reps, windowMs)),
+    'backward input': gflops(secondsPerCall(() => wasm.backwardInput(w.dinp, w.dout, w.weight, B, C, OC), reps, windowMs)),
   };
   return { gflops: result, stealPct: stealPercent(from, cpuTicks()) };
 }

@@ -265,8 +265,9 @@ describe('resume', () => {
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     it(`on ${signal} mid-epoch saves, says how to resume, exits ${signal === 'SIGINT' ? 130 : 143}, and resumes bit-identically`, async () => {
-      // Small batches, so that the first epoch is long enough to be interrupted in.
-      const slow = [...flags, '--batch-size', '8'];
+      // Small batches, so that the first epoch is long enough to be interrupted in; two epochs, so that the
+      // resumed run crosses an epoch boundary.
+      const slow = [...flags, '--batch-size', '8', '--epochs', '2'];
       const whole = join(dir, 'whole-b8.safetensors');
       if (!existsSync(whole)) expect((await runCli([...slow, '--out', whole])).code).toBe(0);
       const out = join(dir, `${signal}.safetensors`);

@@ -35,6 +35,11 @@ const long = dataset(16384, 12);
 const base: TrainerOptions = { layers: [12, 16, 3], batchSize: 32, shards: 4, lr: 0.1, momentum: 0.9, seed: 3, workers: 2 };
 const longBase: TrainerOptions = { ...base, batchSize: 4, lr: 0.02 };
 
+/** The long epoch one step per run, trained once for the tests that stop it (4,096 round trips to the
+ *  workers: seconds on a busy machine). */
+let longReference: Promise<{ params: Float32Array; steps: StepInfo[] }> | undefined;
+const referenceOfLong = () => (longReference ??= reference(longBase, long, 1));
+
 /** What onStep reported, without the timings (which differ run to run). */
 function reported(steps: StepInfo[]): unknown[] {
   return steps.map(({ timing: _, ...s }) => s);
@@ -87,7 +92,7 @@ describe('runs of steps', () => {
   });
 
   it('stops a run after the step the workers are on when the signal aborts, recording every step taken; a resume gives the same bits', async () => {
-    const want = await reference(longBase, long, 1);
+    const want = await referenceOfLong();
     const t = make(longBase);
     const stop = new AbortController();
     const reason = new Error('stop here');
@@ -117,7 +122,7 @@ describe('runs of steps', () => {
   });
 
   it('ends fit() with what onStep threw, after the step the workers are on, every step taken recorded', async () => {
-    const want = await reference(longBase, long, 1);
+    const want = await referenceOfLong();
     const t = make(longBase);
     const thrown = new Error('from onStep');
     let calls = 0;

@@ -32,5 +32,5 @@ export async function torchrunLocal(): Promise<string[]> {
       server.close(() => resolve(port));
     });
   });
-  return ['--nnodes', '1', '--master_addr', '127.0.0.1', '--master_port', String(port)];
+  return ['--nnodes', '1', '--master_addr', '127.0.0.1', '--master_port', String(port), '--monitor_interval', '0.1'];
 }
