@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, it, expect } from 'vitest';
 import { clipGradNorm, validateClip } from '../src/shared/clip.js';
-import type { Trainer, TrainerOptions } from '../src/main/index.js';
+import type { EpochRecord, Trainer, TrainerOptions } from '../src/main/index.js';
 import { sameBits, trainers } from './helpers.js';
 import type { ClipOptions } from '../src/shared/clip.js';
 
@@ -224,4 +224,36 @@ describe('a gradient holding NaN in fit(), under clipping of order 1 and Infinit
       expect(sameBits(skipped.t.parameters, skipped.before)).toBe(true);
     });
   }
+});
+
+describe('an infinite loss with a finite gradient norm in fit(), errorIfNonfinite under clipping', () => {
+  const { make } = trainers();
+  // W = [[0, 0], [-1, -1]], b = 0. Row 5 (x = (3e38, 3e38), class 1) has logits (0, -Infinity): its loss
+  // log(1 + e^0) - (-Infinity) is Infinity, while its logit gradient softmax - onehot = (1, -1) is finite,
+  // so the weight gradient (about +-3e38 / 4) and its norm are finite. torch's clip_grad_norm_ raises only
+  // for a non-finite norm: the step is non-finite by its loss, and onNonfinite 'skip' skips it.
+  const x = new Float32Array(16 * 2);
+  const y = new Int32Array(16);
+  for (let i = 0; i < 16; i++) [x[2 * i], x[2 * i + 1], y[i]] = [(i % 5) / 5, (i % 3) / 3, i % 2];
+  [x[10], x[11], y[5]] = [3e38, 3e38, 1];
+  const base: TrainerOptions = { layers: [2, 2], batchSize: 4, workers: 2, shuffle: false, lr: 0.1, clipGradNorm: 1, onNonfinite: 'skip' };
+
+  async function run(o: Partial<TrainerOptions>, stepsPerExecution?: number): Promise<{ params: Float32Array; losses: number[]; records: EpochRecord[] }> {
+    const t = make({ ...base, ...o });
+    t.parameters.set([0, 0, -1, -1, 0, 0]);
+    const losses: number[] = [];
+    const records = await t.fit({ x, y }, { epochs: 2, stepsPerExecution, onStep: (s) => losses.push(s.loss) });
+    return { params: t.parameters.slice(), losses, records };
+  }
+
+  it('skips that step and trains on, as without errorIfNonfinite, in runs of many steps or of one', async () => {
+    const without = await run({ errorIfNonfinite: false });
+    // the second step of each epoch (rows 4-7) is the infinite one, and the only one skipped
+    expect(without.losses.map(Number.isFinite)).toEqual([true, false, true, true, true, false, true, true]);
+    for (const stepsPerExecution of [undefined, 1]) {
+      const got = await run({ errorIfNonfinite: true }, stepsPerExecution);
+      expect(got.records.map((r) => [r.steps, r.nonfiniteSteps])).toEqual([[4, 1], [4, 1]]);
+      expect(sameBits(got.params, without.params)).toBe(true);
+    }
+  });
 });

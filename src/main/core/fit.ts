@@ -52,10 +52,12 @@ interface EpochSpan {
 }
 
 /** What one run of steps ended with: the last step's lr, the error that ends fit() (a non-finite step,
- *  a throw in onStep), and whether the run stopped before its end without one. */
+ *  a throw in onStep), whether its last step was a non-finite one the policy skipped, and whether the run
+ *  stopped before its end for none of these. */
 interface RunEnd {
   lr: number;
   error: unknown;
+  skippedNonfinite: boolean;
   stopped: boolean;
 }
 
@@ -237,12 +239,15 @@ export class Training {
     const scheduler0 = st.schedulerSteps;
     const perStep = o.schedule !== null && o.scheduleInterval === 'step';
     const hyper = (j: number): { lr: number; momentum: number } => this.hyper(perStep ? scheduler0 + j : scheduler0);
-    const end: RunEnd = { lr: o.lr, error: null, stopped: false };
+    const end: RunEnd = { lr: o.lr, error: null, skippedNonfinite: false, stopped: false };
     this.inRun = steps > 1;
     let executed: number;
     try {
       executed = await this.core.run({
         data, batch0, steps, batchSize: o.batchSize, hyper, maxNorm: o.clipGradNorm, normType: o.clipNormType,
+        // Wherever the policy may end fit() at a non-finite step (onNonfinite 'stop'; errorIfNonfinite
+        // under clipping, which ends it when the norm itself is non-finite), the workers end the run
+        // there; a step it skips after all leaves the rest of the epoch to the next run.
         stopOnNonfinite: o.onNonfinite === 'stop' || (o.clipGradNorm !== null && o.errorIfNonfinite),
       }, (j, record) => {
         end.lr = hyper(j).lr;
@@ -254,7 +259,7 @@ export class Training {
     } finally {
       this.inRun = false;
     }
-    end.stopped = end.error === null && executed < steps;
+    end.stopped = end.error === null && executed < steps && !end.skippedNonfinite;
     return end;
   }
 
@@ -264,14 +269,14 @@ export class Training {
    * counted in the state, written to TensorBoard and told to onStep. A throw in onStep ends the run.
    */
   private recordStep(plan: FitPlan, at: EpochSpan & { batch: number; perStep: boolean }, record: StepRecord, end: RunEnd): void {
-    const o = this.options;
     const st = this.state;
     const { sums, decision, timing } = record;
     const b = at.batch;
     if (decision.outcome === 'nonfinite') {
       end.error ??= this.nonfinitePolicy(plan, at, record);
-      // The run ends on this step: it is neither applied nor counted.
-      if (o.onNonfinite === 'stop' || end.error !== null) return;
+      // fit() ends on this step: it is neither applied nor counted.
+      if (end.error !== null) return;
+      end.skippedNonfinite = true;
       st.epochNonfinite++;
     }
     if (decision.outcome !== 'update') st.epochSkipped++;
