@@ -190,6 +190,10 @@ describe('validateSchedule', () => {
     expect(bad({ name: 'warmup' })).toThrow(
       "options.schedule.name must be one of 'step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'sequential', 'plateau'; got 'warmup'");
     expect(bad(null)).toThrow('options.schedule must be an object with a name; got null');
+    // objects as JSON, strings (inside arrays too) in PyTorch's single quotes
+    expect(bad({ name: 'sequential', schedulers: { name: 'step' }, milestones: [2] })).toThrow(
+      'options.schedule.schedulers must be an array of schedules; got {"name":"step"}');
+    expect(bad({ name: 'multistep', milestones: ['2'] })).toThrow("options.schedule.milestones must be an array of integers; got ['2']");
   });
   it('names the field under the where it is given', () => {
     expect(bad({ name: 'step', stepSize: 0 }, 'opts.lrSchedule')).toThrow('opts.lrSchedule.stepSize must be a positive integer; got 0');

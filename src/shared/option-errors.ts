@@ -17,6 +17,15 @@ export function shown(v: unknown): string {
   }
 }
 
+/** shown, but a string in single quotes, as PyTorch's own messages print names ('cosine', 'rel'), and an
+ *  array's strings too (there the quotes alone say it is a string). */
+export function shownQuoted(v: unknown): string {
+  const quoted = (s: string): string => `'${s.length > 120 ? `${s.slice(0, 117)}...` : s}'`;
+  if (typeof v === 'string') return quoted(v) + stringNote(v);
+  if (Array.isArray(v)) return `[${v.map((e) => (typeof e === 'string' ? quoted(e) : shownQuoted(e))).join(', ')}]`;
+  return shown(v);
+}
+
 /** ' (a string)' for a string that, quoted, could still be taken for a number or a boolean; else ''. */
 export function stringNote(v: string): string {
   const t = v.trim();

@@ -6,7 +6,7 @@
 import { validatePlateau, type PlateauSchedule } from './plateau.js';
 
 export type { PlateauSchedule } from './plateau.js';
-import { hinted, OptionRangeError, OptionTypeError, stringNote } from './option-errors.js';
+import { hinted, OptionRangeError, OptionTypeError, shownQuoted } from './option-errors.js';
 
 /** StepLR: lr = baseLr * gamma^floor(t / stepSize). */
 export interface StepSchedule {
@@ -122,15 +122,9 @@ function filled<T extends object>(defaults: object, spec: T): Filled<T> {
 
 const NAMES = ['step', 'multistep', 'exponential', 'cosine', 'linear', 'onecycle', 'sequential', 'plateau'] as const;
 
-function show(v: unknown): string {
-  if (typeof v === 'string') return `'${v}'${stringNote(v)}`;
-  if (Array.isArray(v)) return `[${v.map(show).join(', ')}]`;
-  return String(v);
-}
-
 function finite(where: string, field: string, v: unknown): asserts v is number {
   if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new OptionTypeError(`${where}.${field} must be a finite number; got ${show(v)}`);
+    throw new OptionTypeError(`${where}.${field} must be a finite number; got ${shownQuoted(v)}`);
   }
 }
 
@@ -146,12 +140,12 @@ function positiveInteger(where: string, field: string, v: unknown): void {
 }
 
 function boolean(where: string, field: string, v: unknown): void {
-  if (typeof v !== 'boolean') throw new OptionTypeError(`${where}.${field} must be a boolean; got ${show(v)}`);
+  if (typeof v !== 'boolean') throw new OptionTypeError(`${where}.${field} must be a boolean; got ${shownQuoted(v)}`);
 }
 
 function integerList(where: string, field: string, v: unknown): asserts v is number[] {
   if (!Array.isArray(v) || !v.every((m) => typeof m === 'number' && Number.isInteger(m))) {
-    throw new OptionTypeError(`${where}.${field} must be an array of integers; got ${show(v)}`);
+    throw new OptionTypeError(`${where}.${field} must be an array of integers; got ${shownQuoted(v)}`);
   }
 }
 
@@ -171,11 +165,11 @@ function oneCyclePhaseEnds(T: number, pct: number, threePhase: boolean): number[
  */
 export function validateSchedule(spec: ScheduleSpec, where = 'options.schedule'): void {
   if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
-    throw new OptionTypeError(`${where} must be an object with a name; got ${show(spec)}`);
+    throw new OptionTypeError(`${where} must be an object with a name; got ${shownQuoted(spec)}`);
   }
   const name: unknown = spec.name;
   if (typeof name !== 'string' || !Object.hasOwn(VALIDATORS, name)) {
-    throw new OptionTypeError(`${where}.name must be one of ${NAMES.map(show).join(', ')}; got ${show(name)}`);
+    throw new OptionTypeError(`${where}.name must be one of ${NAMES.map(shownQuoted).join(', ')}; got ${shownQuoted(name)}`);
   }
   (VALIDATORS[name as ScheduleSpec['name']] as (spec: ScheduleSpec, where: string) => void)(spec, where);
 }
@@ -190,7 +184,7 @@ const VALIDATORS: { readonly [N in ScheduleSpec['name']]: (spec: Extract<Schedul
     integerList(where, 'milestones', spec.milestones);
     // Order does not matter to torch (it counts them); a negative one is never reached.
     for (const m of spec.milestones) {
-      if (m < 0) throw new OptionRangeError(`${where}.milestones must be integers >= 0; got ${show(spec.milestones)}`);
+      if (m < 0) throw new OptionRangeError(`${where}.milestones must be integers >= 0; got ${shownQuoted(spec.milestones)}`);
     }
     if (spec.gamma !== undefined) nonNegative(where, 'gamma', spec.gamma);
   },
@@ -232,7 +226,7 @@ function validateOneCycle(spec: OneCycleSchedule, where: string): void {
     throw new OptionRangeError(`${where}.pctStart must be between 0 and 1; got ${o.pctStart}`);
   }
   if (o.annealStrategy !== 'cos' && o.annealStrategy !== 'linear') {
-    throw new OptionRangeError(`${where}.annealStrategy must be 'cos' or 'linear'; got ${show(o.annealStrategy)}`);
+    throw new OptionRangeError(`${where}.annealStrategy must be 'cos' or 'linear'; got ${shownQuoted(o.annealStrategy)}`);
   }
   finite(where, 'divFactor', o.divFactor);
   if (o.divFactor <= 0) throw new OptionRangeError(`${where}.divFactor must be > 0; got ${o.divFactor}`);
@@ -276,7 +270,7 @@ const NOT_CHAINABLE: Readonly<Record<string, { why: string; hint: string }>> = {
 
 function validateSequential(spec: SequentialSchedule, where: string): void {
   if (!Array.isArray(spec.schedulers)) {
-    throw new OptionTypeError(`${where}.schedulers must be an array of schedules; got ${show(spec.schedulers)}`);
+    throw new OptionTypeError(`${where}.schedulers must be an array of schedules; got ${shownQuoted(spec.schedulers)}`);
   }
   integerList(where, 'milestones', spec.milestones);
   const S = spec.schedulers.length;
@@ -289,7 +283,7 @@ function validateSequential(spec: SequentialSchedule, where: string): void {
   }
   spec.milestones.forEach((m, i) => {
     if (m < 1 || (i > 0 && m <= spec.milestones[i - 1])) {
-      throw new OptionRangeError(`${where}.milestones must be strictly increasing integers >= 1; got ${show(spec.milestones)}`);
+      throw new OptionRangeError(`${where}.milestones must be strictly increasing integers >= 1; got ${shownQuoted(spec.milestones)}`);
     }
   });
   spec.schedulers.forEach((child, i) => {
