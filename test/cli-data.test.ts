@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, it } from 'vitest';
-import { runCli } from './helpers.js';
+import { runCli, signalAfterSteps } from './helpers.js';
 import { balancedClassWeights } from '../src/main/reporting/report.js';
 import { loadCheckpoint, loadMnist, saveCheckpoint } from '../src/main/index.js';
 import { Rng } from '../src/shared/rng.js';
@@ -276,19 +276,7 @@ describe('resume', () => {
       let err = '';
       child.stderr.on('data', (b: Buffer) => (err += b.toString()));
       // Signalled once it has taken some steps of its first epoch.
-      const code = await new Promise<number | null>((resolve, reject) => {
-        const poll = setInterval(() => {
-          if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 20) {
-            clearInterval(poll);
-            child.kill(signal);
-          }
-        }, 5);
-        child.on('exit', (c) => {
-          clearInterval(poll);
-          resolve(c);
-        });
-        child.on('error', reject);
-      });
+      const code = await signalAfterSteps(child, metrics, signal);
       expect(code).toBe(signal === 'SIGINT' ? 130 : 143);
       expect(err).toMatch(new RegExp(`^gradpool: interrupted by ${signal} after step (\\d+) \\(epoch 1, batch \\1\\); saved .*${signal}\\.safetensors\\n`));
       expect(err).toContain(`to go on from there: npm run train -- --resume ${out}`);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { tuneMain } from '../src/cli/tune.js';
 import { loadCheckpoint } from '../src/main/index.js';
-import { runCli } from './helpers.js';
+import { runCli, signalAfterSteps } from './helpers.js';
 
 // Tests run as root, for whom permissions do not stop a write: a folder named 'read-only' here stands
 // for one on a read-only file system, its file creations failing as the kernel fails them (EROFS).
@@ -114,20 +114,8 @@ describe('signals', () => {
       '--no-progress', '--out', out, '--metrics', metrics], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const poll = setInterval(() => {
-        if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 20) {
-          clearInterval(poll);
-          rmSync(folder, { recursive: true }); // the save will find no folder (ENOENT), as a full disk fails it
-          child.kill('SIGINT');
-        }
-      }, 5);
-      child.on('exit', (c) => {
-        clearInterval(poll);
-        resolve(c);
-      });
-      child.on('error', reject);
-    });
+    // the save will find no folder (ENOENT), as a full disk fails it
+    const code = await signalAfterSteps(child, metrics, 'SIGINT', () => rmSync(folder, { recursive: true }));
     expect(err).toMatch(/^gradpool: interrupted by SIGINT after step \d+ \(epoch 1, batch \d+\); the save failed: .*vanishing\/model\.safetensors: cannot write the file \(ENOENT: no such file or directory, open .*\)\nhint: the folder does not exist.*\nwhatever was at .*model\.safetensors is as the last save left it\n$/);
     expect(code).toBe(130);
   }, 30_000);
@@ -143,15 +131,7 @@ describe('signals', () => {
     npm.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
     // The pipes close once every process holding them has exited: npm and the trainer.
     const closed = new Promise<void>((resolve) => npm.on('close', () => resolve()));
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > 20) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 5);
-    });
-    npm.kill('SIGTERM');
+    await signalAfterSteps(npm, metrics, 'SIGTERM');
     const settled = await Promise.race([closed.then(() => true), new Promise((resolve) => setTimeout(() => resolve(false), 15_000))]);
     expect(settled, 'the trainer exited after npm was sent SIGTERM').toBe(true);
     expect(stderr).toMatch(/gradpool: interrupted by SIGTERM after step (\d+) \(epoch 1, batch \1\); saved .*npm\.safetensors\n/);

@@ -1,6 +1,8 @@
 // Helpers the test files share: a slice of the bundled digits, Trainers closed after a file's tests,
 // the training script run in-process with its output captured, array comparisons, and two noisy classes.
 
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterAll } from 'vitest';
 import { main } from '../src/cli/train.js';
 import { Trainer, loadMnist, type TrainerOptions } from '../src/main/index.js';
@@ -53,6 +55,28 @@ export async function runCommand(
   } finally {
     process.stderr.write = write;
   }
+}
+
+/**
+ * Sends `signal` to a training process once its --metrics file holds more than `steps` lines (steps of its
+ * first epoch, where the runs that use this have thousands), calling `before` first; resolves with the
+ * process's exit code (also when it exits before that).
+ */
+export function signalAfterSteps(child: ChildProcess, metrics: string, signal: NodeJS.Signals, before = (): void => {}, steps = 20): Promise<number | null> {
+  return new Promise((resolve, reject) => {
+    const poll = setInterval(() => {
+      if (existsSync(metrics) && readFileSync(metrics, 'utf8').split('\n').length > steps) {
+        clearInterval(poll);
+        before();
+        child.kill(signal);
+      }
+    }, 5);
+    child.on('exit', (code) => {
+      clearInterval(poll);
+      resolve(code);
+    });
+    child.on('error', reject);
+  });
 }
 
 export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
