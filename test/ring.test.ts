@@ -66,11 +66,24 @@ describe('a ring row', () => {
     const got = readStepRow(r, 1);
     expect(got.sums).toEqual({ lossSum: 1, weightSum: 2, correct: 3, counted: 4, rows: 5 });
     expect(got.decision).toEqual({ outcome: 'nonfinite', gradNorm: 0.5, coef: 0.75 });
-    // stepMs 112 - 100; reduce and update the slowest worker's; wait their mean; barrier 5 - 8 / 2;
-    // dispatch 12 - 5 - 2 - 3.
+    // stepMs 112 - 100; reduce and update worker 0's (1 + 3 against 2 + 0.5); wait their mean; barrier
+    // 5 - 8 / 2; dispatch 12 - 5 - 1 - 3.
     expect(got.timing).toEqual({
-      stepMs: 12, computeMs: 5, computeTotalMs: 8, barrierMs: 1, waitMs: 5, dispatchMs: 2, reduceMs: 2, updateMs: 3, tasks: 2,
+      stepMs: 12, computeMs: 5, computeTotalMs: 8, barrierMs: 1, waitMs: 5, dispatchMs: 3, reduceMs: 1, updateMs: 3, tasks: 2,
     });
+  });
+
+  it("takes the reduction and the update from one worker, so that no part of the step is negative", () => {
+    // Without clipping, reduce and update are one phase: worker 0 reduces 4 and updates 1, worker 1
+    // reduces 1 and updates 4; the phase lasts 5, and the step 5 + 5 (compute and the phase, nothing
+    // else). The slowest reduce and the slowest update together (8) would leave dispatch at -3.
+    const r = ring2();
+    r.f64.set([1, 2, 3, 4, 5, 0.5, 0, 5, 10, 2, 0, 1], 20);
+    r.f64.set([4, 1, 100, 0, 1, 4, 100, 0], 32);
+    r.f64[54] = 110; // step 2's starts
+    r.f64[58] = 110;
+    const t = readStepRow(r, 1).timing;
+    expect([t.stepMs, t.computeMs, t.reduceMs, t.updateMs, t.dispatchMs]).toEqual([10, 5, 4, 1, 0]);
   });
 
   it("times a run's first step from the post, not from the workers' row-0 starts", () => {

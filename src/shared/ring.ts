@@ -144,9 +144,10 @@ export interface StepTiming {
   /** Posting the command, waking the workers, their barriers and the coordinator's bookkeeping: the
    *  step beyond the compute, the reduction and the update. */
   dispatchMs: number;
-  /** Summing the gradient slots: the slowest worker's share. */
+  /** Summing the gradient slots: the share of the worker whose reduction and update took longest. */
   reduceMs: number;
-  /** Clipping and the SGD update: the slowest worker's share. */
+  /** Clipping and the optimizer's update: that worker's share. (With clipping the two are phases of
+   *  their own, whose slowest may be other workers': the difference is in dispatchMs.) */
   updateMs: number;
   /** Tasks the step was spread over (min(workers, shards)). */
   tasks: number;
@@ -170,14 +171,18 @@ export function readStepRow(r: Ring, j: number): StepRecord {
   const decision: StepDecision = {
     outcome: outcomeOfCode(f[at + kRingOutcome]), gradNorm: f[at + kRingGradNorm], coef: f[at + kRingCoef],
   };
+  // The reduction and the update of the worker whose share of them took longest: without clipping they
+  // are one phase (contract.ts), where the slowest reduce and the slowest update may be two workers'
+  // and their sum longer than the phase.
   let reduceMs = 0;
   let updateMs = 0;
   let waitMs = 0;
   let next = Infinity;
   let start = j === 0 ? f[kRingStartMs] : Infinity;
   for (let w = 0; w < r.workers; w++) {
-    reduceMs = Math.max(reduceMs, f[shareField(r, j, w, kRingReduceMs)]);
-    updateMs = Math.max(updateMs, f[shareField(r, j, w, kRingUpdateMs)]);
+    const reduce = f[shareField(r, j, w, kRingReduceMs)];
+    const update = f[shareField(r, j, w, kRingUpdateMs)];
+    if (reduce + update > reduceMs + updateMs) [reduceMs, updateMs] = [reduce, update];
     waitMs += f[shareField(r, j, w, kRingWaitMs)] / r.workers;
     // A worker stood in for left NaN: the others' times serve.
     const began = f[shareField(r, j, w, kRingWorkerStartMs)];
