@@ -287,6 +287,17 @@ describe('benchmark', () => {
     expect(text).toContain('| mlp-b64 | 2 | wasm kernels | 1,800 | 1.50x | 2,400 | 0.75x | 1.3%! | wasm kernels | 1,800 | 1.80x | 2,000 | 0.90x | 1.3%! |');
   });
 
+  it('refuses windows that are not positive, with exit code 2, before measuring anything', () => {
+    const jsonl = join(dir, 'refused.jsonl');
+    for (const [flag, value, expected] of [['--windows', '0', 'a positive integer'], ['--window-seconds', '-1', 'a positive number']]) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/bench.ts', '--only', 'logreg-b256', flag, value, '--jsonl', jsonl], { encoding: 'utf8', timeout: 60_000 });
+      expect(r.status).toBe(2);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toMatch(new RegExp(`^error: option '${flag} <[a-z]+>' argument '${value}' is invalid\\. expected ${expected}\\n$`));
+    }
+    expect(existsSync(jsonl)).toBe(false);
+  });
+
   it('runs a workload in its own process and writes a JSON Lines record with every figure', () => {
     const jsonl = join(dir, 'bench.jsonl');
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/bench.ts', '--only', 'logreg-b256', '--workers', '1,2', '--windows', '1', '--window-seconds', '0.05', '--jsonl', jsonl],

@@ -182,7 +182,10 @@ export function readStepRow(r: Ring, j: number): StepRecord {
   for (let w = 0; w < r.workers; w++) {
     const reduce = f[shareField(r, j, w, kRingReduceMs)];
     const update = f[shareField(r, j, w, kRingUpdateMs)];
-    if (reduce + update > reduceMs + updateMs) [reduceMs, updateMs] = [reduce, update];
+    if (reduce + update > reduceMs + updateMs) {
+      reduceMs = reduce;
+      updateMs = update;
+    }
     waitMs += f[shareField(r, j, w, kRingWaitMs)] / r.workers;
     // A worker stood in for left NaN: the others' times serve.
     const began = f[shareField(r, j, w, kRingWorkerStartMs)];
