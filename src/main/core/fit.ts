@@ -272,6 +272,7 @@ export class Training {
     const st = this.state;
     const { sums, decision, timing } = record;
     const b = at.batch;
+    end.skippedNonfinite = false;
     if (decision.outcome === 'nonfinite') {
       end.error ??= this.nonfinitePolicy(plan, at, record);
       // fit() ends on this step: it is neither applied nor counted.
