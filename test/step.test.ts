@@ -7,7 +7,7 @@ import { NORM_FIELDS, normPartials, scaleRange } from '../src/shared/clip.js';
 import { stateLayout, stateViews } from '../src/shared/contract.js';
 import { Rng } from '../src/shared/rng.js';
 import { SGD_DEFAULTS, sgdStep, type SGDOptions } from '../src/shared/sgd.js';
-import { sumSlots, wasmStepKernels } from '../src/shared/step.js';
+import { nonfiniteEnds, nonfiniteRule, sumSlots, wasmStepKernels } from '../src/shared/step.js';
 import { createSharedMemory, instantiateStep } from '../src/shared/wasm.js';
 import { SGD_SETTINGS, sameBits } from './helpers.js';
 
@@ -194,6 +194,27 @@ describe('step.wasm slot sums where the order of addition shows', () => {
       want.fill(-1, P - 1);
       k.sumSlots(v.grad, v.slots, n, 3, new Float64Array(0), 1, P - 1);
       expect(sameBits(v.grad, want)).toBe(true);
+    });
+  }
+});
+
+describe('which non-finite steps end fit(), the rule the workers and the coordinator both follow', () => {
+  // By the options' documentation: onNonfinite 'stop' ends it at any non-finite step; errorIfNonfinite
+  // raises as torch's clip_grad_norm_ does, only under clipping and only for a non-finite norm; else skip.
+  const cases: [string, { onNonfinite: 'stop' | 'skip'; clipGradNorm: number | null; errorIfNonfinite: boolean }, [boolean, boolean]][] = [
+    ["onNonfinite 'stop'", { onNonfinite: 'stop', clipGradNorm: null, errorIfNonfinite: false }, [true, true]],
+    ["onNonfinite 'stop' with errorIfNonfinite under clipping", { onNonfinite: 'stop', clipGradNorm: 1, errorIfNonfinite: true }, [true, true]],
+    ["onNonfinite 'skip'", { onNonfinite: 'skip', clipGradNorm: null, errorIfNonfinite: false }, [false, false]],
+    ["'skip' with errorIfNonfinite but no clipping", { onNonfinite: 'skip', clipGradNorm: null, errorIfNonfinite: true }, [false, false]],
+    ["'skip' under clipping without errorIfNonfinite", { onNonfinite: 'skip', clipGradNorm: 1, errorIfNonfinite: false }, [false, false]],
+    ["'skip' with errorIfNonfinite under clipping", { onNonfinite: 'skip', clipGradNorm: 1, errorIfNonfinite: true }, [false, true]],
+  ];
+  for (const [name, o, [finiteNorm, nonfiniteNorm]] of cases) {
+    it(`${name}: a finite norm ${finiteNorm ? 'ends' : 'skips'}, NaN and Infinity ${nonfiniteNorm ? 'end' : 'skip'}`, () => {
+      const rule = nonfiniteRule(o);
+      expect(nonfiniteEnds(rule, 1.5e38)).toBe(finiteNorm);
+      expect(nonfiniteEnds(rule, NaN)).toBe(nonfiniteNorm);
+      expect(nonfiniteEnds(rule, Infinity)).toBe(nonfiniteNorm);
     });
   }
 });

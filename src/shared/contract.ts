@@ -193,8 +193,8 @@ export interface DatasetBuffers {
 //
 // Stopping inside a run is decided where every worker agrees: before stamping kPhaseDecided of step j
 // a worker that sees kCtlStop set writes j to kCtlLastStep; after the barrier every worker reads it, so
-// all end the run after the same step. A non-finite step with kCtlStopNonfinite set ends it too, with
-// nothing applied. The run's workers write how many steps they carried out to kCtlExecuted.
+// all end the run after the same step. A non-finite step that ends fit() by kCtlNonfiniteRule (step.ts
+// nonfiniteEnds) ends it too, with nothing applied. The run's workers write how many steps they carried out to kCtlExecuted.
 //
 // Barriers are per-worker stamps within a command: kWorkGen is the command (generation) a worker's
 // stamp belongs to and kWorkStamp is stampOf(j, phase) within it, or kStampDone once the worker has
@@ -217,7 +217,7 @@ export const kCtlSteps = 7; // kCmdRun: steps in the run (at most RING_STEPS)
 export const kCtlBatchSize = 8; // kCmdRun: rows per batch (the epoch's last batch may be shorter)
 export const kCtlParity = 9; // which half of the parameter and momentum buffers is current at the command's start
 export const kCtlHasMomentum = 10; // 1 once SGD's momentum buffer has started (torch's first step is done)
-export const kCtlStopNonfinite = 11; // 1: a non-finite step ends the run (onNonfinite 'stop', errorIfNonfinite)
+export const kCtlNonfiniteRule = 11; // which non-finite steps end the run: step.ts NonfiniteRule
 export const kCtlStop = 12; // set by the coordinator at any time: end the run after the current step
 export const kCtlLastStep = 13; // the step after which the run ends, as the workers agreed (see above)
 export const kCtlFailedStep = 14; // the first step a worker failed in (kNoFailure: none); nothing from it on counts

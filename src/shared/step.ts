@@ -119,6 +119,28 @@ export function decideStep(sums: BatchSums, partials: Float64Array, chunks: numb
   return { outcome: 'update', gradNorm, coef: maxNorm > 0 ? clipCoefficient(gradNorm, maxNorm) : 1 };
 }
 
+/**
+ * When a non-finite step ends fit() instead of being skipped, as the code the control block carries
+ * (kCtlNonfiniteRule): never (onNonfinite 'skip'), always (onNonfinite 'stop'), or when the gradient norm
+ * itself is non-finite (errorIfNonfinite under clipping: torch's clip_grad_norm_ raises only then, so a
+ * step non-finite by its loss alone is skipped). The workers end a run by it, the coordinator turns the
+ * same steps into fit()'s error.
+ */
+export const NONFINITE_SKIPS = 0;
+export const NONFINITE_ENDS = 1;
+export const NONFINITE_NORM_ENDS = 2;
+export type NonfiniteRule = typeof NONFINITE_SKIPS | typeof NONFINITE_ENDS | typeof NONFINITE_NORM_ENDS;
+
+export function nonfiniteRule(o: { onNonfinite: 'stop' | 'skip'; clipGradNorm: number | null; errorIfNonfinite: boolean }): NonfiniteRule {
+  if (o.onNonfinite === 'stop') return NONFINITE_ENDS;
+  return o.clipGradNorm !== null && o.errorIfNonfinite ? NONFINITE_NORM_ENDS : NONFINITE_SKIPS;
+}
+
+/** Whether a non-finite step with this gradient norm ends the run and fit(), by the rule. */
+export function nonfiniteEnds(rule: NonfiniteRule, gradNorm: number): boolean {
+  return rule === NONFINITE_ENDS || (rule === NONFINITE_NORM_ENDS && !Number.isFinite(gradNorm));
+}
+
 /** The loops of a share of the step: the TypeScript references, or wasm/step.ts's SIMD versions. */
 export interface StepKernels {
   sumSlots(out: Float32Array, g: Float32Array[], n: number, divisor: number, acc: Float64Array, from: number, to: number): void;

@@ -9,7 +9,7 @@ import { parseFaults } from '../shared/faults.js';
 import {
   allStamped, cutBatch, enterCommand, hyperField, kCmdForward, kCmdRun, kCmdStop, kCtlArrivals, kCtlBatch0, kCtlBatchSize,
   kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration, kCtlLastStep, kCtlSequence, kCtlStart,
-  kCtlSteps, kCtlStop, kCtlStopNonfinite, kHypLr, kHypMomentum, kPhaseDecided, kPhaseReduced, kPhaseUpdated, kRunMaxNorm,
+  kCtlSteps, kCtlStop, kCtlNonfiniteRule, kHypLr, kHypMomentum, kPhaseDecided, kPhaseReduced, kPhaseUpdated, kRunMaxNorm,
   kRunNormType, kStatComputeMs, kStatCorrect, kStatCounted, kStatLossSum, kStatRows, kStatWeightSum, kWorkShard, kWorkThread,
   reportFailure, STAT_FIELDS, stamp, stampDone, stampOf, stateViews, taskShards, workField,
   type DatasetBuffers, type LoopTask, type WorkerInit,
@@ -22,8 +22,8 @@ import { adamScalars } from '../shared/adam.js';
 import { NORM_CHUNK, normChunks } from '../shared/clip.js';
 import { isSoftmaxLoss, linearViews, paramLayout } from '../shared/model.js';
 import {
-  decideStep, jsStepKernels, readBatchSums, reduceShare, updateShare, wasmStepKernels, type BatchSums, type StepBuffers,
-  type StepDecision,
+  decideStep, jsStepKernels, nonfiniteEnds, readBatchSums, reduceShare, updateShare, wasmStepKernels, type BatchSums,
+  type NonfiniteRule, type StepBuffers, type StepDecision,
 } from '../shared/step.js';
 import { createWasmLinearIn, instantiateStep } from '../shared/wasm.js';
 import { createScratch, forward, jsKernels, lossAndBackward, probabilities, type LinearKernels, type Scratch } from './shard.js';
@@ -211,8 +211,8 @@ interface Run {
   batchSize: number;
   /** The sequence number of the run's first step. */
   sequence: number;
-  /** A non-finite step ends the run. */
-  stopNonfinite: boolean;
+  /** Which non-finite steps end the run (and fit()). */
+  nonfiniteRule: NonfiniteRule;
   /** Without clipping the update needs no global norm: it is fused into the reduction (contract.ts). */
   fused: boolean;
   /** This worker's chunks [c0, c1) of the reduction and of the update. */
@@ -230,7 +230,7 @@ function openRun(w: number, g: number, data: MappedDataset): Run {
   const [c0, c1] = taskShards(w, init.workers, chunks);
   return {
     w, g, data, steps: control[kCtlSteps], batch0: control[kCtlBatch0], batchSize: control[kCtlBatchSize],
-    sequence: control[kCtlSequence], stopNonfinite: control[kCtlStopNonfinite] !== 0, fused: h.maxNorm === 0, c0, c1,
+    sequence: control[kCtlSequence], nonfiniteRule: control[kCtlNonfiniteRule] as NonfiniteRule, fused: h.maxNorm === 0, c0, c1,
     progress: postedProgress(control),
   };
 }
@@ -289,7 +289,7 @@ function takeStep(run: Run, j: number): 'next' | 'last' | 'left' {
   writeShare(ring, j, w, kRingReduceMs, reduceMs);
   writeShare(ring, j, w, kRingUpdateMs, updateMs);
   // Carried out, nothing applied: the run ends on it.
-  if (decision.outcome === 'nonfinite' && run.stopNonfinite) return 'last';
+  if (decision.outcome === 'nonfinite' && nonfiniteEnds(run.nonfiniteRule, decision.gradNorm)) return 'last';
   if (!fused) {
     const t3 = performance.now();
     if (decision.outcome === 'update') update(w, seq, decision, progress.parity, run);

@@ -7,7 +7,7 @@
 import {
   allStamped, controlFields, cutBatch, HYPER_FLOATS, hyperField, kCmdForward, kCmdRun, kCmdStop, kCtlArrivals, kCtlBatch0,
   kCtlBatchSize, kCtlBell, kCtlCommand, kCtlDataset, kCtlEnd, kCtlExecuted, kCtlFailedStep, kCtlGeneration,
-  kCtlLastStep, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlStopNonfinite,
+  kCtlLastStep, kCtlSequence, kCtlStart, kCtlSteps, kCtlStop, kCtlNonfiniteRule,
   kHypLr, kHypMomentum, kNoFailure, kPhaseReduced, kRunMaxNorm, kRunNormType, kStampDone, kStatLossSum,
   kWorkGen, kWorkStamp, reportFailure, RING_STEPS, STAT_FIELDS, stampOf, stateLayout, stateViews, stepOfStamp, workField,
   type WorkerInit,
@@ -22,7 +22,7 @@ import { heapScratchBytes, kernelArrays, paramLayout, type ModelConfig } from '.
 import type { LossSpec } from '../../shared/losses.js';
 import type { SGDOptions } from '../../shared/sgd.js';
 import type { AdamOptions } from '../../shared/adam.js';
-import { addSums, emptySums, readBatchSums, type BatchSums } from '../../shared/step.js';
+import { addSums, emptySums, readBatchSums, type BatchSums, type NonfiniteRule } from '../../shared/step.js';
 import type { SharedDataset } from '../data/data.js';
 import { GradpoolError, OptionRangeError, ShardFailure, WorkerTimeout } from '../errors.js';
 import { cpuLimit } from '../system/cpus.js';
@@ -68,8 +68,8 @@ export interface RunSpec {
   /** clip_grad_norm_'s max_norm, or null for no clipping, and the norm's order. */
   maxNorm: number | null;
   normType: number;
-  /** End the run at a step whose loss or gradient is not finite (nothing of it applied). */
-  stopOnNonfinite: boolean;
+  /** Which steps whose loss or gradient is not finite end the run (nothing of them applied). */
+  nonfiniteRule: NonfiniteRule;
 }
 
 /** How long a worker's barrier spins before it sleeps, when each worker can have a CPU of its own. */
@@ -249,7 +249,7 @@ export class Coordinator {
    * Runs spec.steps optimizer steps on the workers, calling `report` for each committed step in order,
    * while the run goes on (from the waiting loop; the parameters are then in motion: read them after
    * run() returns). Returns how many steps were carried out: all of them, or fewer when a stop was
-   * requested, or when a non-finite step ended the run (with spec.stopOnNonfinite; it is the last one
+   * requested, or when a non-finite step ended the run (by spec.nonfiniteRule; it is the last one
    * reported, and nothing of it was applied). A worker that fails is stood in for, and the steps from
    * the one it failed in are run again on a fresh command: the same bits as without the failure.
    */
@@ -272,7 +272,7 @@ export class Coordinator {
         c[kCtlBatch0] = spec.batch0 + done;
         c[kCtlSteps] = steps;
         c[kCtlBatchSize] = spec.batchSize;
-        c[kCtlStopNonfinite] = spec.stopOnNonfinite ? 1 : 0;
+        c[kCtlNonfiniteRule] = spec.nonfiniteRule;
         c[kCtlLastStep] = kNoFailure;
         c[kCtlExecuted] = 0;
         Atomics.store(c, kCtlStop, this.stopAt !== null ? 1 : 0);
@@ -303,7 +303,7 @@ export class Coordinator {
         done += executed;
         this.sequence += executed + (failedAt === kNoFailure ? 0 : 1);
         if (failedAt === kNoFailure) {
-          if (executed < steps) break; // a stop, or a non-finite step with stopOnNonfinite
+          if (executed < steps) break; // a stop, or a non-finite step that ends fit()
           continue;
         }
         // A worker failed: the steps before the one it failed in are committed; run the rest again on

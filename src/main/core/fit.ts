@@ -18,7 +18,7 @@ import { checkNormFinite } from '../../shared/clip.js';
 import { filledPlateau, plateauStart, plateauStep } from '../../shared/plateau.js';
 import type { StepRecord } from '../../shared/ring.js';
 import { scheduleAt } from '../../shared/schedule.js';
-import { addSums, emptySums } from '../../shared/step.js';
+import { addSums, emptySums, nonfiniteEnds, nonfiniteRule } from '../../shared/step.js';
 
 /** How long the epoch loop may run steps without giving the event loop a turn. */
 const EVENT_LOOP_TURN_MS = 10;
@@ -52,12 +52,10 @@ interface EpochSpan {
 }
 
 /** What one run of steps ended with: the last step's lr, the error that ends fit() (a non-finite step,
- *  a throw in onStep), whether its last step was a non-finite one the policy skipped, and whether the run
- *  stopped before its end for none of these. */
+ *  a throw in onStep), and whether the run stopped before its end without one. */
 interface RunEnd {
   lr: number;
   error: unknown;
-  skippedNonfinite: boolean;
   stopped: boolean;
 }
 
@@ -239,16 +237,13 @@ export class Training {
     const scheduler0 = st.schedulerSteps;
     const perStep = o.schedule !== null && o.scheduleInterval === 'step';
     const hyper = (j: number): { lr: number; momentum: number } => this.hyper(perStep ? scheduler0 + j : scheduler0);
-    const end: RunEnd = { lr: o.lr, error: null, skippedNonfinite: false, stopped: false };
+    const end: RunEnd = { lr: o.lr, error: null, stopped: false };
     this.inRun = steps > 1;
     let executed: number;
     try {
       executed = await this.core.run({
         data, batch0, steps, batchSize: o.batchSize, hyper, maxNorm: o.clipGradNorm, normType: o.clipNormType,
-        // Wherever the policy may end fit() at a non-finite step (onNonfinite 'stop'; errorIfNonfinite
-        // under clipping, which ends it when the norm itself is non-finite), the workers end the run
-        // there; a step it skips after all leaves the rest of the epoch to the next run.
-        stopOnNonfinite: o.onNonfinite === 'stop' || (o.clipGradNorm !== null && o.errorIfNonfinite),
+        nonfiniteRule: nonfiniteRule(o),
       }, (j, record) => {
         end.lr = hyper(j).lr;
         this.recordStep(plan, { ...span, batch: batch0 + j, perStep }, record, end);
@@ -259,25 +254,24 @@ export class Training {
     } finally {
       this.inRun = false;
     }
-    end.stopped = end.error === null && executed < steps && !end.skippedNonfinite;
+    end.stopped = end.error === null && executed < steps;
     return end;
   }
 
   /**
-   * A committed step of the epoch (batch b, 0-based): a non-finite one is handled by the policy (it ends
-   * fit() with onNonfinite 'stop' or errorIfNonfinite, else it is counted and skipped); the step is
+   * A committed step of the epoch (batch b, 0-based): a non-finite one ends fit() where nonfiniteRule says
+   * (onNonfinite 'stop'; errorIfNonfinite under clipping, for a non-finite norm), else it is counted and
+   * skipped; the step is
    * counted in the state, written to TensorBoard and told to onStep. A throw in onStep ends the run.
    */
   private recordStep(plan: FitPlan, at: EpochSpan & { batch: number; perStep: boolean }, record: StepRecord, end: RunEnd): void {
     const st = this.state;
     const { sums, decision, timing } = record;
     const b = at.batch;
-    end.skippedNonfinite = false;
     if (decision.outcome === 'nonfinite') {
-      end.error ??= this.nonfinitePolicy(plan, at, record);
-      // fit() ends on this step: it is neither applied nor counted.
+      // The rule the workers ended the run by: fit() ends on this step, neither applied nor counted.
+      if (nonfiniteEnds(nonfiniteRule(this.options), decision.gradNorm)) end.error ??= this.endingError(plan, at, record);
       if (end.error !== null) return;
-      end.skippedNonfinite = true;
       st.epochNonfinite++;
     }
     if (decision.outcome !== 'update') st.epochSkipped++;
@@ -302,9 +296,9 @@ export class Training {
     }
   }
 
-  /** The error a non-finite step ends fit() with (errorIfNonfinite's, or onNonfinite 'stop''s naming its
-   *  shards and samples), or null when the policy is to skip it. */
-  private nonfinitePolicy(plan: FitPlan, at: EpochSpan & { batch: number }, { sums, decision }: StepRecord): unknown {
+  /** The error a non-finite step that ends fit() (by nonfiniteRule) ends it with: clip_grad_norm_'s for a
+   *  non-finite norm under errorIfNonfinite, else onNonfinite 'stop''s naming its shards and samples. */
+  private endingError(plan: FitPlan, at: EpochSpan & { batch: number }, { sums, decision }: StepRecord): unknown {
     const o = this.options;
     const { data } = plan;
     const start = at.batch * o.batchSize;
@@ -312,13 +306,10 @@ export class Training {
     const place: StepPlace = { step: this.state.step + 1, epoch: at.epoch, batch: at.batch + 1, batches: at.batches };
     try {
       if (o.clipGradNorm !== null && o.errorIfNonfinite) checkNormFinite(decision.gradNorm, o.clipNormType);
-      if (o.onNonfinite === 'stop') {
-        const badShards = this.core.nonfiniteShards(start, end);
-        return nonfiniteError({ data, rowName: plan.rowName, place }, { sums, gradNorm: decision.gradNorm, lr: o.lr, badShards });
-      }
+      const badShards = this.core.nonfiniteShards(start, end);
+      return nonfiniteError({ data, rowName: plan.rowName, place }, { sums, gradNorm: decision.gradNorm, lr: o.lr, badShards });
     } catch (err) {
       return err;
     }
-    return null;
   }
 }
